@@ -1,0 +1,1 @@
+"""Accounts app: the tenant (Account), its users, API tokens, the secret vault and authentication."""

@@ -1,0 +1,1 @@
+"""Executions app: Execution, NodeRun, ExecutionEvent; status transitions, events, REST and WebSocket."""

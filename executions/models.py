@@ -1,0 +1,123 @@
+"""Execution, NodeRun and ExecutionEvent: the durable record of a run (PostgreSQL is the truth)."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from accounts.models import Account
+from flows.models import Flow, FlowVersion
+
+
+class ExecutionStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "canceled"})
+
+
+class NodeRunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    TIMED_OUT = "timed_out"
+    CANCELED = "canceled"
+
+
+TERMINAL_NODE_STATUSES = frozenset({"succeeded", "failed", "timed_out", "canceled"})
+
+
+class Execution(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="executions")
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="executions")
+    flow_version = models.ForeignKey(FlowVersion, on_delete=models.PROTECT, related_name="executions")
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices, default=ExecutionStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    current_node = models.CharField(max_length=200, blank=True, default="")
+    input = models.JSONField(default=dict, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    node_outputs = models.JSONField(default=dict, blank=True)
+    results = models.JSONField(null=True, blank=True)
+    error = models.TextField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries")
+    steps = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_event_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["account", "flow"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="unique_execution_idempotency_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.flow_id} {self.id} ({self.status})"
+
+
+class NodeRun(models.Model):
+    """One attempt of one node (or of one batch of a batch node)."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="node_runs")
+    node_id = models.CharField(max_length=200)
+    batch_index = models.PositiveIntegerField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=1)
+    step = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=NodeRunStatus.choices, default=NodeRunStatus.QUEUED)
+    action = models.CharField(max_length=200, blank=True, default="")
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    task_id = models.CharField(max_length=255, blank=True, default="")
+    worker = models.CharField(max_length=255, blank=True, default="")
+    queued_at = models.DateTimeField(auto_now_add=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["status", "queued_at"]),
+            models.Index(fields=["execution", "node_id", "batch_index"]),
+        ]
+
+    def __str__(self) -> str:
+        part = "" if self.batch_index is None else f"[{self.batch_index}]"
+        return f"{self.node_id}{part} #{self.attempt} ({self.status})"
+
+
+class ExecutionEvent(models.Model):
+    """Gapless per-execution sequence of status/node/log events: the logs endpoint and WebSocket replay."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=16)
+    node_id = models.CharField(max_length=200, blank=True, default="")
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["execution", "seq"]
+        constraints = [models.UniqueConstraint(fields=["execution", "seq"], name="unique_event_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.execution_id}#{self.seq} {self.type}"

@@ -1,0 +1,37 @@
+"""The Celery app: JSON only, late acks, one task at a time per process; tasks are found in `workers.tasks`."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowrunner.settings")
+
+app = Celery("flowrunner")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue="celery",
+    task_track_started=False,
+    result_expires=3600,
+    result_chord_retry_interval=0.05,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    # The reaper, not the broker, recovers lost work (PostgreSQL is the truth): a long visibility timeout
+    # keeps countdown tasks from being redelivered over and over while they wait.
+    broker_transport_options={"visibility_timeout": 3600, "polling_interval": 0.01},
+    result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+    imports=("workers.tasks",),
+)
+
+
+@app.on_after_finalize.connect
+def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
+    from django.conf import settings
+
+    sender.add_periodic_task(settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature("flowrunner.reap"), name="reaper")

@@ -1,0 +1,5 @@
+"""The `flowrunner` console script (placeholder)."""
+
+
+def main() -> None:
+    raise SystemExit("flowrunner: not implemented yet")

@@ -1,0 +1,34 @@
+"""Django-level error handlers: API paths get the JSON envelope, never an HTML page or a stack trace."""
+
+from django.http import HttpRequest, HttpResponse
+from django.views import defaults
+
+from flowrunner.exceptions import json_error
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return json_error(400, "bad_request", "Bad request.")
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return json_error(403, "permission_denied", "You do not have permission to perform this action.")
+    return defaults.permission_denied(request, exception)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return json_error(404, "not_found", "Not found.")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return json_error(500, "server_error", "Internal server error.")
+    return defaults.server_error(request)

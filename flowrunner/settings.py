@@ -1,0 +1,262 @@
+"""Django settings: the one place that reads the environment (and `.env`), failing loudly on bad values."""
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
+
+from flows.dsl.durations import DurationError, parse_duration
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+load_dotenv(os.environ.get("FLOWRUNNER_ENV_FILE", BASE_DIR / ".env"), override=False)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false/1/0/yes/no)")
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _seconds(name: str, default: str) -> float:
+    raw = _env(name, default)
+    try:
+        return parse_duration(raw)
+    except DurationError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+def _list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in (_env(name, default) or "").split(",") if item.strip()]
+
+
+def _dev_keys() -> dict[str, str]:
+    """Development keys, generated once into a git-ignored file so every process and restart agrees."""
+    path = Path(_env("FLOWRUNNER_DEV_KEYS_FILE", str(BASE_DIR / ".flowrunner-dev-keys.json")))
+    if not path.exists():
+        keys = {"secret_key": secrets.token_urlsafe(50), "encryption_key": secrets.token_hex(32)}
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(keys, handle)
+        except FileExistsError:
+            pass  # another process created it first: read theirs
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ImproperlyConfigured(f"cannot read development keys from {path}: {exc}") from None
+
+
+DEBUG = _bool("FLOWRUNNER_DEBUG", False)
+_secret_key = _env("FLOWRUNNER_SECRET_KEY")
+_encryption_key = _env("FLOWRUNNER_ENCRYPTION_KEY")
+if not _secret_key or not _encryption_key:
+    _keys = _dev_keys()
+    _secret_key = _secret_key or _keys["secret_key"]
+    _encryption_key = _encryption_key or _keys["encryption_key"]
+SECRET_KEY = _secret_key
+try:
+    FLOWRUNNER_ENCRYPTION_KEY = bytes.fromhex(_encryption_key)
+except ValueError:
+    FLOWRUNNER_ENCRYPTION_KEY = b""
+if len(FLOWRUNNER_ENCRYPTION_KEY) != 32:
+    raise ImproperlyConfigured("FLOWRUNNER_ENCRYPTION_KEY must be 64 hex characters (a 32-byte AES-256 key)")
+
+ALLOWED_HOSTS = _list("FLOWRUNNER_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = _list("FLOWRUNNER_CSRF_TRUSTED_ORIGINS", "")
+SECURE_SSL_REDIRECT = _bool("FLOWRUNNER_SECURE_SSL_REDIRECT", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "accounts",
+    "flows",
+    "executions",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "flowrunner.urls"
+APPEND_SLASH = False
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "flowrunner.asgi.application"
+
+# --- database: PostgreSQL when a host is given, else the embedded SQLite file -------------------------------
+POSTGRES_HOST = _env("FLOWRUNNER_POSTGRES_HOST")
+if POSTGRES_HOST:
+    _ssl_mode = _env("FLOWRUNNER_POSTGRES_SSL_MODE", "prefer")
+    if _ssl_mode not in {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}:
+        raise ImproperlyConfigured(f"FLOWRUNNER_POSTGRES_SSL_MODE={_ssl_mode!r} is not a libpq sslmode")
+    from psycopg_pool import ConnectionPool
+
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": POSTGRES_HOST,
+            "PORT": _int("FLOWRUNNER_POSTGRES_PORT", 5432, minimum=1),
+            "USER": _env("FLOWRUNNER_POSTGRES_USER", "postgres"),
+            "PASSWORD": _env("FLOWRUNNER_POSTGRES_PASSWORD", ""),
+            "NAME": _env("FLOWRUNNER_POSTGRES_DATABASE", "flowrunner"),
+            "OPTIONS": {
+                "sslmode": _ssl_mode,
+                # psycopg's pool: ASGI (daphne) must not keep per-thread persistent connections, and the
+                # check makes a connection killed under us (restart, pg_terminate_backend) get replaced.
+                "pool": {
+                    "min_size": 1,
+                    "max_size": _int("FLOWRUNNER_POSTGRES_POOL_SIZE", 10, minimum=1),
+                    "timeout": 10,
+                    "check": ConnectionPool.check_connection,
+                },
+            },
+            "TEST": {"NAME": _env("FLOWRUNNER_POSTGRES_TEST_DATABASE")},
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _env("FLOWRUNNER_SQLITE_PATH", str(BASE_DIR / "flowrunner.sqlite3")),
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+LOGIN_URL = "/login"
+LOGIN_REDIRECT_URL = "/"
+
+# --- Redis: broker, result backend, channel layer, cache; absent → the embedded in-process defaults ----------
+REDIS_URL = _env("FLOWRUNNER_REDIS_URL")
+EMBEDDED = REDIS_URL is None
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
+
+# --- FlowRunner behaviour -----------------------------------------------------------------------------------
+FLOWRUNNER_ALLOW_SIGNUP = _bool("FLOWRUNNER_ALLOW_SIGNUP", True)
+FLOWRUNNER_SCRIPT_TIMEOUT = _seconds("FLOWRUNNER_SCRIPT_TIMEOUT", "5s")
+FLOWRUNNER_SCRIPT_MEMORY_MB = _int("FLOWRUNNER_SCRIPT_MEMORY_MB", 128, minimum=16)
+FLOWRUNNER_MAX_STEPS = _int("FLOWRUNNER_MAX_STEPS", 1000, minimum=1)
+FLOWRUNNER_REAPER_INTERVAL = _seconds("FLOWRUNNER_REAPER_INTERVAL", "10s")
+FLOWRUNNER_STALE_AFTER = _seconds("FLOWRUNNER_STALE_AFTER", "30s")
+FLOWRUNNER_MAX_BODY_BYTES = _int("FLOWRUNNER_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+FLOWRUNNER_MAX_DOCUMENT_BYTES = _int("FLOWRUNNER_MAX_DOCUMENT_BYTES", 1_048_576, minimum=1024)
+FLOWRUNNER_TOKEN_TTL = _seconds("FLOWRUNNER_TOKEN_TTL", "720h")
+FLOWRUNNER_WS_MAX_FRAME_BYTES = _int("FLOWRUNNER_WS_MAX_FRAME_BYTES", 65_536, minimum=1024)
+FLOWRUNNER_WS_MAX_SUBSCRIPTIONS = _int("FLOWRUNNER_WS_MAX_SUBSCRIPTIONS", 1000, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = FLOWRUNNER_MAX_BODY_BYTES
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
+        "accounts.authentication.CachedBasicAuthentication",
+        "accounts.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "flowrunner.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "flowrunner.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "FlowRunner API",
+    "DESCRIPTION": "Run YAML workflows on Celery workers; watch them live over WebSocket at /api/v1/ws.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _env("FLOWRUNNER_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,26 @@
+"""URL routes: `/api/v1/...` (REST), `/api/v1/schema` + `/api/docs` (OpenAPI), `/admin/`, the dashboard at `/`."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from flowrunner import health
+
+api_v1 = [
+    path("health", health.HealthView.as_view(), name="health"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("", include("accounts.urls")),
+    path("", include("flows.urls")),
+    path("", include("executions.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "flowrunner.errors.bad_request"
+handler403 = "flowrunner.errors.permission_denied"
+handler404 = "flowrunner.errors.not_found"
+handler500 = "flowrunner.errors.server_error"

@@ -1,0 +1,1 @@
+"""Flows app: stored flows, their versions, the flow language (dsl/) and node kinds (nodes/)."""

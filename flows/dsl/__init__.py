@@ -1,0 +1,1 @@
+"""The flow language: YAML parsing, validation and typed spec objects."""

@@ -1,0 +1,3 @@
+"""REST routes of the flows app (under /api/v1)."""
+
+urlpatterns: list = []
