@@ -1,0 +1,1 @@
+"""Node kinds: one module per kind, each registering itself in `registry`."""
