@@ -1,16 +1,63 @@
-"""DRF authentication (placeholder until the accounts work lands)."""
+"""DRF authentication classes: Bearer API token, cached HTTP Basic, session (CSRF enforced)."""
+
+# This module is imported while rest_framework.views itself is loading (DRF reads
+# DEFAULT_AUTHENTICATION_CLASSES at import time), so it must not import flowrunner.exceptions or anything
+# that does; the credential logic lives in accounts.credentials and is imported on first use.
+
+from __future__ import annotations
 
 from rest_framework import authentication
 
+# DRF puts the first authentication class's header on every 401; Basic is the scheme the API documents first.
+WWW_AUTHENTICATE = 'Basic realm="api"'
+
+
+def _scheme(header: bytes) -> bytes:
+    parts = header.split(None, 1)
+    return parts[0].lower() if parts else b""
+
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    def authenticate(self, request):  # noqa: ANN001
-        return None
+    """`Authorization: Bearer <token>` with a token from POST /login (or api_token_create)."""
+
+    def authenticate(self, request):  # noqa: ANN001, ANN201
+        header = authentication.get_authorization_header(request)
+        if _scheme(header) != b"bearer":
+            return None
+        from accounts.credentials import user_for_authorization
+        from accounts.throttling import client_ip
+
+        user = user_for_authorization(header, client_ip=client_ip(request), request=request)
+        return (user, None) if user is not None else None
+
+    def authenticate_header(self, request) -> str:  # noqa: ANN001
+        return WWW_AUTHENTICATE
 
 
-class CachedBasicAuthentication(authentication.BasicAuthentication):
-    pass
+class CachedBasicAuthentication(authentication.BaseAuthentication):
+    """HTTP Basic; a verified credential is remembered briefly so per-request Basic stays cheap."""
+
+    def authenticate(self, request):  # noqa: ANN001, ANN201
+        header = authentication.get_authorization_header(request)
+        if _scheme(header) != b"basic":
+            return None
+        from accounts.credentials import user_for_authorization
+        from accounts.throttling import client_ip
+
+        user = user_for_authorization(header, client_ip=client_ip(request), request=request)
+        return (user, None) if user is not None else None
+
+    def authenticate_header(self, request) -> str:  # noqa: ANN001
+        return WWW_AUTHENTICATE
 
 
 class SessionAuthentication(authentication.SessionAuthentication):
-    pass
+    """DRF's session authentication (CSRF enforced), limited to users that belong to an account."""
+
+    def authenticate(self, request):  # noqa: ANN001, ANN201
+        from accounts.credentials import has_account
+
+        result = super().authenticate(request)
+        if result is None or not has_account(result[0]):
+            return None
+        return result

@@ -1,0 +1,33 @@
+# FlowRunner image: one image for every process (web, worker, beat); docker-compose.yml picks the command.
+#
+# Two stages: the build stage turns the source tree into a wheel, so the runtime image holds only the
+# installed packages and manage.py — not the build context's .env, .venv, local SQLite file or dev keys.
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+# Writable state lives in one directory (a volume in docker-compose.yml), shared by every service so web,
+# worker and beat agree on the development keys when FLOWRUNNER_ENCRYPTION_KEY/SECRET_KEY are not set.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DJANGO_SETTINGS_MODULE=flowrunner.settings \
+    FLOWRUNNER_DEV_KEYS_FILE=/var/lib/flowrunner/dev-keys.json \
+    FLOWRUNNER_SQLITE_PATH=/var/lib/flowrunner/flowrunner.sqlite3 \
+    FLOWRUNNER_ENV_FILE=/app/.env
+
+RUN useradd --system --create-home --uid 10001 --user-group flowrunner \
+    && mkdir -p /var/lib/flowrunner \
+    && chown flowrunner:flowrunner /var/lib/flowrunner
+
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+
+WORKDIR /app
+COPY --from=build /src/manage.py /app/manage.py
+
+USER flowrunner
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "flowrunner.asgi:application"]

@@ -1,0 +1,65 @@
+"""Reads of accounts and secrets; every secret read is scoped to one account."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from accounts import vault
+from accounts.models import Account, Membership, Secret
+from flowrunner.exceptions import ApiError, NotFound
+
+
+def account_for_user(user) -> Account:  # noqa: ANN001 - a Django user
+    """The caller's account (the tenant). Users authenticated by our DRF classes always have one; a user
+    without a membership (e.g. a bare superuser) gets 403 no_account."""
+    try:
+        return user.membership.account
+    except (Membership.DoesNotExist, AttributeError):
+        raise ApiError("This user does not belong to an account.", code="no_account", status_code=403)
+
+
+def account_by_ref(*, user, ref: str) -> Account:  # noqa: ANN001 - a Django user
+    """Resolve `{id}` of `/accounts/{id}/...`: `me` or the caller's own account id; anything else → 404,
+    so another tenant's id is indistinguishable from a nonexistent one."""
+    account = account_for_user(user)
+    if ref == "me":
+        return account
+    try:
+        wanted = uuid.UUID(ref)
+    except (ValueError, AttributeError, TypeError):
+        raise NotFound("Account not found.")
+    if wanted != account.id:
+        raise NotFound("Account not found.")
+    return account
+
+
+def _account_id(account: Account | uuid.UUID | str) -> uuid.UUID | str:
+    return account.id if isinstance(account, Account) else account
+
+
+def secret_list(*, account: Account | uuid.UUID | str) -> QuerySet[Secret]:
+    """The account's secrets ordered by key, without loading the ciphertext."""
+    return Secret.objects.filter(account_id=_account_id(account)).defer("ciphertext").order_by("key")
+
+
+def secret_get(*, account: Account | uuid.UUID | str, key: str) -> Secret:
+    try:
+        return Secret.objects.defer("ciphertext").get(account_id=_account_id(account), key=key)
+    except Secret.DoesNotExist:
+        raise NotFound("Secret not found.")
+
+
+def secrets_decrypted(*, account: Account | uuid.UUID | str) -> dict[str, str]:
+    """key → clear value of every secret of the account (an Account or its id). For workers only: the result
+    must live no longer than the node run that needs it and must never be logged or returned."""
+    rows = Secret.objects.filter(account_id=_account_id(account)).values_list("key", "ciphertext")
+    return {key: vault.decrypt(ciphertext) for key, ciphertext in rows}
+
+
+def secret_values(*, account: Account | uuid.UUID | str) -> list[str]:
+    """The account's clear secret values for redaction: non-empty, distinct, longest first, so a value that
+    contains another one is masked whole before the shorter one is."""
+    values = {value for value in secrets_decrypted(account=account).values() if value}
+    return sorted(values, key=lambda value: (-len(value), value))

@@ -1,0 +1,53 @@
+"""Enqueue node tasks by name after commit: the executions app never imports the workers app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import current_app
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+RUN_NODE = "flowrunner.run_node"
+RUN_BATCH = "flowrunner.run_batch"
+RESUME_NODE = "flowrunner.resume_node"
+JOIN_BATCHES = "flowrunner.join_batches"
+
+
+def send_now(task: str, node_run_id: int, *, queue: str | None = None, countdown: float | None = None,
+             soft_time_limit: float | None = None, task_id: str | None = None) -> None:
+    """Publish one task; a broker failure is logged, not raised: the reaper re-drives from PostgreSQL."""
+    options: dict[str, Any] = {}
+    if queue:
+        options["queue"] = queue
+    if countdown:
+        options["countdown"] = countdown
+    if soft_time_limit:
+        options["soft_time_limit"] = soft_time_limit
+        options["time_limit"] = soft_time_limit + 10
+    if task_id:
+        options["task_id"] = task_id
+    try:
+        current_app.send_task(task, args=[node_run_id], **options)
+    except Exception:
+        logger.warning("could not enqueue %s(%s); the reaper will re-drive it", task, node_run_id, exc_info=True)
+
+
+def send_on_commit(task: str, node_run_id: int, **options: Any) -> None:
+    transaction.on_commit(lambda: send_now(task, node_run_id, **options))
+
+
+def revoke_on_commit(task_ids: list[str]) -> None:
+    ids = [task_id for task_id in task_ids if task_id]
+    if not ids:
+        return
+
+    def _revoke() -> None:
+        try:
+            current_app.control.revoke(ids)
+        except Exception:  # revocation is an optimisation: claims already refuse canceled runs
+            logger.warning("could not revoke %d task(s)", len(ids), exc_info=True)
+
+    transaction.on_commit(_revoke)

@@ -1,0 +1,56 @@
+"""Reads of executions, always scoped to an account; another account's execution is simply not found."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import F, QuerySet
+
+from accounts.models import Account
+from accounts.redaction import Redactor
+from accounts.selectors import secret_values
+from executions.models import Execution, ExecutionEvent, NodeRun
+from executions.status import execution_status
+from flowrunner.exceptions import NotFound, ValidationFailed
+
+
+def execution_list(*, account: Account, flow_id: str | None = None, status: str | None = None) -> QuerySet[Execution]:
+    queryset = Execution.objects.filter(account=account).select_related("flow_version").order_by("-created_at")
+    if flow_id:
+        queryset = queryset.filter(flow_id=flow_id)
+    if status:
+        valid = {choice for choice, _ in Execution._meta.get_field("status").choices}
+        if status not in valid:
+            raise ValidationFailed(
+                f"Unknown status {status!r}.", details=[{"path": "status", "message": f"one of {sorted(valid)}"}]
+            )
+        queryset = queryset.filter(status=status)
+    return queryset
+
+
+def execution_get(*, account: Account | uuid.UUID | str, execution_id: Any) -> Execution:
+    """The account's execution; NotFound alike for a malformed id, a missing one or another account's."""
+    try:
+        key = uuid.UUID(str(execution_id))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound("Execution not found.")
+    account_id = account.id if isinstance(account, Account) else account
+    execution = Execution.objects.select_related("flow_version").filter(id=key, account_id=account_id).first()
+    if execution is None:
+        raise NotFound("Execution not found.")
+    return execution
+
+
+def redacted_status(execution: Execution) -> dict[str, Any]:
+    """The ExecutionStatus with the account's secret values masked (a script may have put one in the document)."""
+    return Redactor(secret_values(account=execution.account_id)).data(execution_status(execution))
+
+
+def execution_events(*, execution: Execution, since: int = 0) -> QuerySet[ExecutionEvent]:
+    return ExecutionEvent.objects.filter(execution=execution, seq__gt=since).order_by("seq")
+
+
+def execution_node_runs(*, execution: Execution) -> QuerySet[NodeRun]:
+    """One row per attempt, in start order (runs not started yet last, in creation order)."""
+    return NodeRun.objects.filter(execution=execution).order_by(F("started_at").asc(nulls_last=True), "id")

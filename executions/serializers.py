@@ -1,0 +1,114 @@
+"""Serializers of the executions API: request bodies and the node-run / log rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from executions.models import ExecutionEvent, NodeRun
+
+
+class StrictSerializer(serializers.Serializer):
+    """Unknown fields are an error, not silently ignored."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class RunRequestSerializer(StrictSerializer):
+    input = serializers.JSONField(required=False, default=dict)
+
+    def validate_input(self, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Expected a JSON object.")
+        return value
+
+
+class RetryRequestSerializer(StrictSerializer):
+    version = serializers.ChoiceField(choices=["pinned", "current"], required=False, default="pinned")
+
+
+class RunResponseSerializer(serializers.Serializer):
+    execution_id = serializers.UUIDField()
+    status = serializers.CharField()
+    flow_id = serializers.CharField()
+    flow_version = serializers.CharField(allow_null=True)
+    retry_of = serializers.UUIDField(allow_null=True, required=False)
+
+
+class ExecutionStatusSerializer(serializers.Serializer):
+    """Documentation of the ExecutionStatus shape (built by executions.status)."""
+
+    id = serializers.UUIDField()
+    flow_id = serializers.CharField()
+    flow_version = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["queued", "running", "completed", "failed", "canceled"])
+    progress = serializers.FloatField()
+    current_node = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    input = serializers.JSONField()
+    results = serializers.JSONField(allow_null=True)
+    start_time = serializers.DateTimeField(allow_null=True)
+    end_time = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class NodeRunSerializer(serializers.ModelSerializer):
+    action = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = NodeRun
+        fields = [
+            "node_id", "batch_index", "attempt", "status", "action", "error",
+            "queued_at", "started_at", "finished_at", "worker",
+        ]
+
+    def get_action(self, obj: NodeRun) -> str | None:
+        return obj.action or None
+
+    def get_error(self, obj: NodeRun) -> str | None:
+        return obj.error or None
+
+
+def log_row(event: ExecutionEvent) -> dict[str, Any]:
+    """An event as a log line `{seq, timestamp, node_id, level, message, data}`; status and node events are
+    described in words so the log tells the whole story."""
+    payload = event.payload or {}
+    base = {"seq": event.seq, "timestamp": payload.get("timestamp") or event.created_at.isoformat(),
+            "node_id": event.node_id or None}
+    if event.type == "log":
+        log = payload.get("log") or {}
+        return {**base, "level": log.get("level", "info"), "message": log.get("message", ""),
+                "data": log.get("data")}
+    if event.type == "node":
+        node = payload.get("node") or {}
+        part = "" if node.get("batch_index") is None else f" batch {node['batch_index']}"
+        message = f"node {node.get('node_id')}{part} attempt {node.get('attempt')}: {node.get('status')}"
+        if node.get("error"):
+            message += f" ({node['error']})"
+        level = "error" if node.get("status") in ("failed", "timed_out") else "info"
+        return {**base, "level": level, "message": message, "data": node}
+    status = payload.get("status") or {}
+    message = f"execution {status.get('status')}: progress {status.get('progress')}%"
+    if status.get("current_node"):
+        message += f", node {status['current_node']}"
+    level = "error" if status.get("status") == "failed" else "info"
+    return {**base, "level": level, "message": message, "data": {k: status.get(k) for k in
+                                                                   ("status", "progress", "current_node", "error")}}
+
+
+class LogRowSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    timestamp = serializers.DateTimeField()
+    node_id = serializers.CharField(allow_null=True)
+    level = serializers.CharField()
+    message = serializers.CharField()
+    data = serializers.JSONField(allow_null=True)

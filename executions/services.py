@@ -1,0 +1,148 @@
+"""Execution services: start a run (idempotently), cancel it, retry it from its failure."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Account
+from executions import dispatch, transitions
+from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
+from flowrunner.exceptions import Conflict, NotFound, ValidationFailed
+from flows.dsl.spec import FlowSpec, NodeSpec
+from flows.models import Flow, FlowVersion
+from flows.nodes.registry import get_kind
+from flows.selectors import flow_version_spec
+
+ACTIVE_STATUSES = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
+
+
+def node_task_options(node: NodeSpec) -> dict[str, Any]:
+    """Queue and soft time limit of a node's task (a batch node's timeout is a deadline, not a task limit)."""
+    kind = get_kind(node.type)
+    options: dict[str, Any] = {"queue": node.queue}
+    if node.timeout and kind is not None and not kind.is_batch and node.type not in ("wait", "delay"):
+        options["soft_time_limit"] = node.timeout
+    return options
+
+
+def enqueue_node_run(node_run: NodeRun, node: NodeSpec, *, countdown: float | None = None) -> None:
+    dispatch.send_on_commit(dispatch.RUN_NODE, node_run.id, countdown=countdown, **node_task_options(node))
+
+
+def execution_start(
+    *,
+    account: Account,
+    flow: Flow,
+    user: Any = None,
+    input: Any = None,
+    idempotency_key: str | None = None,
+    version: FlowVersion | None = None,
+    retry_of: Execution | None = None,
+    start_node: str | None = None,
+    data: dict[str, Any] | None = None,
+    node_outputs: dict[str, Any] | None = None,
+) -> tuple[Execution, bool]:
+    """Create an execution and its first node run, enqueued on commit. Returns (execution, created).
+
+    A repeated `idempotency_key` of the same account returns the first execution unchanged.
+    """
+    if input is None:
+        input = {}
+    if not isinstance(input, dict):
+        raise ValidationFailed("`input` must be a JSON object.", details=[{"path": "input", "message": "expected an object"}])
+    if flow.deleted_at is not None:
+        raise NotFound()
+    if idempotency_key:
+        existing = Execution.objects.filter(account=account, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    version = version or flow.current_version
+    if version is None:
+        raise Conflict("The flow has no version to run.")
+    spec: FlowSpec = flow_version_spec(version)
+    first = start_node or spec.start
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(
+                account=account,
+                flow=flow,
+                flow_version=version,
+                input=input,
+                data=copy.deepcopy(data if data is not None else input),
+                node_outputs=node_outputs or {},
+                idempotency_key=idempotency_key or None,
+                retry_of=retry_of,
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+                steps=1,
+            )
+            transitions.record_status(execution)
+            node_run = transitions.node_run_create(execution=execution, node_id=first, step=1)
+            enqueue_node_run(node_run, spec.nodes[first])
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        existing = Execution.objects.filter(account=account, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return existing, False
+    return execution, True
+
+
+@transaction.atomic
+def execution_cancel(*, execution: Execution) -> bool:
+    """Cancel a queued or running execution: open node runs are canceled and their tasks revoked.
+
+    A node already running finishes its work, but its result is discarded (its CAS from running fails).
+    Returns False when the execution had already ended.
+    """
+    execution = Execution.objects.select_for_update().get(id=execution.id)
+    if not transitions.execution_transition(execution, to=ExecutionStatus.CANCELED, expected=ACTIVE_STATUSES,
+                                            error="canceled"):
+        return False
+    open_runs = list(
+        execution.node_runs.filter(status__in=(NodeRunStatus.QUEUED, NodeRunStatus.RUNNING, NodeRunStatus.RETRYING))
+    )
+    moved = transitions.node_runs_cancel(open_runs, account_id=execution.account_id, error="execution canceled")
+    dispatch.revoke_on_commit([run.task_id for run in moved])
+    return True
+
+
+def execution_retry(*, execution: Execution, user: Any = None, use_current_version: bool = False) -> Execution:
+    """Start a new execution linked to this failed one, resuming at the failed node with the outputs kept.
+
+    The document and node outputs are the failed execution's at the time of failure (every succeeded node's
+    output already merged), so succeeded nodes are not run again.
+    """
+    if execution.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELED):
+        raise Conflict("Only a failed or canceled execution can be retried.")
+    failed = (
+        execution.node_runs.filter(batch_index__isnull=True)
+        .exclude(status=NodeRunStatus.SUCCEEDED)
+        .order_by("-id")
+        .first()
+    )
+    version = execution.flow.current_version if use_current_version else execution.flow_version
+    spec = flow_version_spec(version)
+    start_node = failed.node_id if failed is not None and failed.node_id in spec.nodes else spec.start
+    data = copy.deepcopy(execution.data or {})
+    data.pop("error", None)
+    new, _ = execution_start(
+        account=execution.account,
+        flow=execution.flow,
+        user=user,
+        input=execution.input,
+        version=version,
+        retry_of=execution,
+        start_node=start_node,
+        data=data,
+        node_outputs=copy.deepcopy(execution.node_outputs or {}),
+    )
+    return new
+
+
+def now_iso() -> str:
+    return timezone.now().isoformat()

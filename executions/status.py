@@ -1,0 +1,33 @@
+"""ExecutionStatus: the one JSON shape of an execution (REST detail, `status` events, WebSocket snapshots)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from executions.models import Execution
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def execution_status(execution: Execution, *, flow_version_label: str | None = None) -> dict[str, Any]:
+    """The ExecutionStatus of DESIGN §5 as the row is now (the caller redacts when secrets may appear)."""
+    label = flow_version_label
+    if label is None:
+        label = execution.flow_version.version if execution.flow_version_id else None
+    return {
+        "id": str(execution.id),
+        "flow_id": execution.flow_id,
+        "flow_version": label,
+        "status": execution.status,
+        "progress": round(float(execution.progress), 2),
+        "current_node": execution.current_node or None,
+        "error": execution.error,
+        "input": execution.input,
+        "results": execution.results,
+        "start_time": iso(execution.started_at),
+        "end_time": iso(execution.finished_at),
+        "created_at": iso(execution.created_at),
+    }

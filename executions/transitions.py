@@ -1,0 +1,156 @@
+"""The only writer of Execution.status and NodeRun.status: compare-and-swap updates, each recording an event.
+
+Every function here must run inside the caller's transaction; the event's broadcast is registered with
+`on_commit`, so nothing is announced that did not happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from executions.events import record_event
+from executions.models import Execution, NodeRun, NodeRunStatus, TERMINAL_EXECUTION_STATUSES
+from executions.status import execution_status
+
+
+class TransitionError(Exception):
+    """A transition was asked outside a transaction."""
+
+
+def _require_transaction() -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise TransitionError("status transitions must run inside transaction.atomic()")
+
+
+def record_status(execution: Execution, *, redact: Any = None) -> None:
+    """Store a `status` event holding the ExecutionStatus as it is now (a replay shows the history)."""
+    status = execution_status(execution)
+    if redact is not None:
+        status = redact(status)
+    record_event(
+        execution_id=execution.id,
+        account_id=execution.account_id,
+        type="status",
+        node_id=execution.current_node,
+        body={"status": status},
+    )
+
+
+def execution_transition(
+    execution: Execution, *, to: str, expected: Iterable[str], redact: Any = None, **fields: Any
+) -> bool:
+    """CAS the execution's status from one of `expected` to `to`; update `fields`; record a status event."""
+    _require_transaction()
+    if to in TERMINAL_EXECUTION_STATUSES:
+        fields.setdefault("finished_at", timezone.now())
+        fields["progress"] = 100.0
+    updated = Execution.objects.filter(id=execution.id, status__in=list(expected)).update(status=to, **fields)
+    if not updated:
+        return False
+    execution.status = to
+    for name, value in fields.items():
+        setattr(execution, name, value)
+    record_status(execution, redact=redact)
+    return True
+
+
+def execution_progress(execution: Execution, *, redact: Any = None, **fields: Any) -> None:
+    """Update progress/current_node (never the status) of a running execution; record a status event."""
+    _require_transaction()
+    if "progress" in fields:
+        fields["progress"] = max(float(execution.progress), min(float(fields["progress"]), 99.0))
+    changed = {name: value for name, value in fields.items() if getattr(execution, name) != value}
+    if not changed:
+        return
+    Execution.objects.filter(id=execution.id).update(**changed)
+    for name, value in changed.items():
+        setattr(execution, name, value)
+    record_status(execution, redact=redact)
+
+
+def node_run_frame(node_run: NodeRun) -> dict[str, Any]:
+    return {
+        "node_id": node_run.node_id,
+        "batch_index": node_run.batch_index,
+        "attempt": node_run.attempt,
+        "status": node_run.status,
+        "action": node_run.action or None,
+        "error": node_run.error or None,
+    }
+
+
+def record_node(node_run: NodeRun, *, account_id: Any) -> None:
+    record_event(
+        execution_id=node_run.execution_id,
+        account_id=account_id,
+        type="node",
+        node_id=node_run.node_id,
+        body={"node": node_run_frame(node_run)},
+    )
+
+
+def node_run_create(*, execution: Execution, status: str = NodeRunStatus.QUEUED, **fields: Any) -> NodeRun:
+    """Create a node run (queued, or retrying for a scheduled retry) and record its `node` event."""
+    _require_transaction()
+    node_run = NodeRun.objects.create(execution=execution, status=status, **fields)
+    record_node(node_run, account_id=execution.account_id)
+    return node_run
+
+
+def node_run_transition(
+    node_run: NodeRun, *, to: str, expected: Iterable[str], account_id: Any, **fields: Any
+) -> bool:
+    """CAS a node run's status; on success update `fields` on the instance and record a `node` event."""
+    _require_transaction()
+    updated = NodeRun.objects.filter(id=node_run.id, status__in=list(expected)).update(status=to, **fields)
+    if not updated:
+        return False
+    node_run.status = to
+    for name, value in fields.items():
+        setattr(node_run, name, value)
+    record_node(node_run, account_id=account_id)
+    return True
+
+
+def node_runs_cancel(node_runs: Iterable[NodeRun], *, account_id: Any, status: str = NodeRunStatus.CANCELED,
+                     error: str = "") -> list[NodeRun]:
+    """Move every non-terminal run given to `status` (canceled or timed_out); returns the ones moved."""
+    moved = []
+    now = timezone.now()
+    for node_run in node_runs:
+        if node_run_transition(
+            node_run,
+            to=status,
+            expected=(NodeRunStatus.QUEUED, NodeRunStatus.RUNNING, NodeRunStatus.RETRYING),
+            account_id=account_id,
+            finished_at=now,
+            error=error or node_run.error,
+        ):
+            moved.append(node_run)
+    return moved
+
+
+def record_log(
+    *, execution_id: Any, account_id: Any, node_id: str, level: str, message: str, data: Any = None
+) -> None:
+    """A `log` event (console.log, the log node, engine notices); the caller has redacted secrets."""
+    _require_transaction()
+    record_event(
+        execution_id=execution_id,
+        account_id=account_id,
+        type="log",
+        node_id=node_id,
+        body={
+            "log": {
+                "timestamp": timezone.now().isoformat(),
+                "node_id": node_id or None,
+                "level": level,
+                "message": message,
+                "data": data,
+            }
+        },
+    )

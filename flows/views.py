@@ -1,0 +1,140 @@
+"""REST views of flows: thin adapters over flows.services and flows.selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, parsers, renderers, status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import Account
+from flowrunner.exceptions import ValidationFailed
+from flows import selectors, services
+from flows.dsl.spec import FlowValidationError
+from flows.http import YAML_MEDIA_TYPE, YAML_PARSERS, BodyLimitMixin, JsonErrorsMixin, YamlTextRenderer
+from flows.models import Flow
+from flows.serializers import FlowSerializer, FlowVersionSerializer, FlowWriteSerializer
+
+_WRITE_BODY = {"application/json": FlowWriteSerializer, YAML_MEDIA_TYPE: OpenApiTypes.STR}
+_ERRORS = {
+    400: OpenApiResponse(description="Malformed body, unknown field, or an invalid flow (`error.details`)."),
+    404: OpenApiResponse(description="No such flow in the caller's account."),
+    413: OpenApiResponse(description="The body is larger than FLOWRUNNER_MAX_BODY_BYTES."),
+}
+
+
+def _account(request: Request) -> Account:
+    try:
+        return request.user.membership.account
+    except ObjectDoesNotExist:
+        # An authenticated user outside any account (e.g. a bare superuser) owns no flows.
+        raise PermissionDenied("This user belongs to no account.")
+
+
+def _write_data(request: Request) -> dict[str, Any]:
+    serializer = FlowWriteSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _invalid_flow(exc: FlowValidationError) -> ValidationFailed:
+    return ValidationFailed(message="The flow is not valid.", details=[p.to_json() for p in exc.problems])
+
+
+class _FlowApiView(BodyLimitMixin, JsonErrorsMixin, generics.GenericAPIView):
+    parser_classes = [parsers.JSONParser, *YAML_PARSERS]
+    renderer_classes = [renderers.JSONRenderer]
+
+
+class FlowListView(_FlowApiView):
+    serializer_class = FlowSerializer
+
+    @extend_schema(operation_id="flows_list", responses={200: FlowSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.flow_list(account=_account(request)))
+        return self.get_paginated_response(FlowSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="flows_create",
+        description="Body `{name?, content}` (content = YAML text), or raw YAML with a YAML content type.",
+        request=_WRITE_BODY,
+        responses={201: FlowSerializer, 400: _ERRORS[400], 413: _ERRORS[413]},
+    )
+    def post(self, request: Request) -> Response:
+        data = _write_data(request)
+        try:
+            flow = services.flow_create(
+                account=_account(request), user=request.user, content=data["content"], name=data.get("name")
+            )
+        except FlowValidationError as exc:
+            raise _invalid_flow(exc)
+        return Response(FlowSerializer(flow).data, status=status.HTTP_201_CREATED)
+
+
+class FlowDetailView(_FlowApiView):
+    serializer_class = FlowSerializer
+    # JSON first: a client that accepts anything gets JSON; `Accept: application/yaml` gets the text itself.
+    renderer_classes = [renderers.JSONRenderer, YamlTextRenderer]
+
+    def _flow(self, request: Request, flow_id: str) -> Flow:
+        return selectors.flow_get(account=_account(request), flow_id=flow_id)
+
+    def _flow_response(self, request: Request, flow: Flow) -> Response:
+        if isinstance(request.accepted_renderer, YamlTextRenderer):
+            return Response(flow.current_version.content if flow.current_version else "")
+        return Response(FlowSerializer(flow).data)
+
+    @extend_schema(
+        operation_id="flows_retrieve",
+        responses={
+            (200, "application/json"): FlowSerializer,
+            (200, YAML_MEDIA_TYPE): OpenApiTypes.STR,
+            404: _ERRORS[404],
+        },
+    )
+    def get(self, request: Request, flow_id: str) -> Response:
+        return self._flow_response(request, self._flow(request, flow_id))
+
+    @extend_schema(
+        operation_id="flows_update",
+        description="Uploads a new version (unless the text is unchanged) and makes it current.",
+        request=_WRITE_BODY,
+        responses={
+            (200, "application/json"): FlowSerializer,
+            (200, YAML_MEDIA_TYPE): OpenApiTypes.STR,
+            **_ERRORS,
+        },
+    )
+    def put(self, request: Request, flow_id: str) -> Response:
+        flow = self._flow(request, flow_id)
+        data = _write_data(request)
+        try:
+            flow = services.flow_update(
+                flow=flow, user=request.user, content=data["content"], name=data.get("name")
+            )
+        except FlowValidationError as exc:
+            raise _invalid_flow(exc)
+        return self._flow_response(request, flow)
+
+    @extend_schema(operation_id="flows_destroy", responses={204: None, 404: _ERRORS[404]})
+    def delete(self, request: Request, flow_id: str) -> Response:
+        services.flow_delete(flow=self._flow(request, flow_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FlowVersionListView(_FlowApiView):
+    serializer_class = FlowVersionSerializer
+
+    @extend_schema(
+        operation_id="flows_versions_list",
+        responses={200: FlowVersionSerializer(many=True), 404: _ERRORS[404]},
+    )
+    def get(self, request: Request, flow_id: str) -> Response:
+        flow = selectors.flow_get(account=_account(request), flow_id=flow_id)
+        page = self.paginate_queryset(selectors.flow_versions(flow=flow))
+        return self.get_paginated_response(FlowVersionSerializer(page, many=True).data)

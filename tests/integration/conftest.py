@@ -1,0 +1,113 @@
+"""Fixtures that run FlowRunner as real processes (daphne + Celery workers + beat) for integration tests.
+
+- `live_stack` (session): the running stack, a `harness.LiveStack` (base_url, api_url, ws_url, env,
+  client(), start_worker(), kill_worker(), stop_worker(), wait_healthy(), logs_report(), stop_all()).
+- `stack` (function): the same object, after restarting any default worker an earlier test killed.
+- `live_user` / `make_live_user` (function): an account + user committed through the ORM, as
+  `harness.Credentials` (`.auth` for httpx, `.headers` for websockets, `.account_id`). Requesting them makes
+  the test transactional (the children only see committed rows).
+- `live_api` (function): an httpx client on `/api/v1`, authenticated as `live_user`.
+
+Override `live_stack_options` in a deeper conftest to change the number of workers, beat, or the children's
+environment (e.g. `{"env": {"FLOWRUNNER_STALE_AFTER": "3s"}}`).
+
+Every test under tests/integration is marked `integration`; a `django_db` mark there must have
+`transaction=True`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.harness import Credentials, LiveStack, create_user_orm
+
+_HERE = Path(__file__).resolve().parent
+_STACK_KEY = pytest.StashKey[LiveStack]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE not in Path(str(item.path)).resolve().parents:
+            continue
+        item.add_marker(pytest.mark.integration)
+        marker = item.get_closest_marker("django_db")
+        if marker is not None and not marker.kwargs.get("transaction", False):
+            raise pytest.UsageError(
+                f"{item.nodeid}: integration tests need @pytest.mark.django_db(transaction=True): the "
+                "daphne and celery processes only see committed data"
+            )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    stack = item.config.stash.get(_STACK_KEY, None)
+    if report.failed and stack is not None and "live_stack" in getattr(item, "fixturenames", ()):
+        report.sections.append(("live stack logs (tails)", stack.logs_report(lines=60)))
+
+
+@pytest.fixture(scope="session")
+def live_stack_options() -> dict:
+    """Shape of the session's stack; override in a deeper conftest."""
+    return {
+        "workers": int(os.environ.get("FLOWRUNNER_IT_WORKERS", "1")),
+        "beat": True,
+        "env": {},
+    }
+
+
+@pytest.fixture(scope="session")
+def live_stack(
+    request: pytest.FixtureRequest,
+    django_db_setup,
+    django_db_blocker,
+    tmp_path_factory: pytest.TempPathFactory,
+    live_stack_options: dict,
+) -> Iterator[LiveStack]:
+    """daphne + workers (+ beat) on the pytest-django test database; torn down at session end."""
+    # Depending on django_db_setup orders teardown: the children (and their connections) are gone before
+    # pytest-django drops the test database.
+    stack = LiveStack.from_django_settings(
+        tmp_path_factory.mktemp("live-stack"),
+        workers=live_stack_options.get("workers", 1),
+        beat=live_stack_options.get("beat", True),
+        extra_env=live_stack_options.get("env") or {},
+    )
+    request.config.stash[_STACK_KEY] = stack
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop_all()
+        if _STACK_KEY in request.config.stash:
+            del request.config.stash[_STACK_KEY]
+
+
+@pytest.fixture
+def stack(live_stack: LiveStack) -> LiveStack:
+    """The session's stack with every default worker running again (an earlier test may have killed one)."""
+    live_stack.ensure_default_workers()
+    return live_stack
+
+
+@pytest.fixture
+def make_live_user(live_stack: LiveStack, transactional_db) -> Callable[..., Credentials]:
+    """Factory: `make_live_user(username=None, password=None)` → Credentials of a new account's user."""
+    return create_user_orm
+
+
+@pytest.fixture
+def live_user(make_live_user: Callable[..., Credentials]) -> Credentials:
+    return make_live_user()
+
+
+@pytest.fixture
+def live_api(live_stack: LiveStack, live_user: Credentials) -> Iterator[httpx.Client]:
+    with live_stack.client(auth=live_user.auth) as client:
+        yield client

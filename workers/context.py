@@ -1,0 +1,103 @@
+"""The NodeContext the engine hands a running node: document, results, templating, sandbox, logs, store."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from flows.dsl.spec import NodeSpec
+from flows.nodes.base import NodeError, NodeTimeoutError, PermanentNodeError
+from workers import templating
+from accounts.redaction import Redactor
+from workers.sandbox import ScriptError, ScriptTimeout, get_sandbox
+from workers.store import AccountStore
+
+
+@dataclass
+class LogEntry:
+    level: str
+    message: str
+    data: Any = None
+
+
+@dataclass
+class EngineContext:
+    """Implements flows.nodes.base.NodeContext for one node run in a worker."""
+
+    node: NodeSpec
+    document: dict[str, Any]
+    results: dict[str, Any]
+    execution: dict[str, Any]
+    secrets: dict[str, str]
+    redactor: Redactor
+    timeout: float | None = None
+    logs: list[LogEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.store = AccountStore(self.execution["account_id"])
+
+    def _script_timeout(self) -> float:
+        limit = settings.FLOWRUNNER_SCRIPT_TIMEOUT
+        return min(limit, self.timeout) if self.timeout else limit
+
+    def _globals(self, input: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        values = {
+            "input": self.document if input is None else input,
+            "shared": self.document,
+            "results": self.results,
+            "secrets": self.secrets,
+            "execution": self.execution,
+        }
+        if extra:
+            values.update(extra)
+        return values
+
+    def run_script(self, source: str, *, input: Any = None, extra: dict[str, Any] | None = None) -> Any:
+        try:
+            outcome = get_sandbox().run(
+                source,
+                globals=self._globals(input, extra),
+                name=self.node.id,
+                timeout=self._script_timeout(),
+                memory_mb=settings.FLOWRUNNER_SCRIPT_MEMORY_MB,
+                max_output_bytes=settings.FLOWRUNNER_MAX_DOCUMENT_BYTES,
+            )
+        except ScriptTimeout as exc:
+            raise NodeTimeoutError(str(exc), type="script_timeout") from None
+        except ScriptError as exc:
+            raise NodeError(str(exc), type=f"script_{getattr(exc, 'kind', 'error')}") from None
+        for line in outcome.logs:
+            self.logs.append(LogEntry(level=line.level, message=line.message, data=getattr(line, "data", None)))
+        return outcome.value
+
+    def evaluate(self, expression: str) -> Any:
+        try:
+            return get_sandbox().evaluate(
+                expression,
+                globals=self._globals(),
+                timeout=self._script_timeout(),
+                memory_mb=settings.FLOWRUNNER_SCRIPT_MEMORY_MB,
+            )
+        except ScriptTimeout as exc:
+            raise NodeTimeoutError(f"in ${{{expression}}}: {exc}", type="script_timeout") from None
+        except ScriptError as exc:
+            raise NodeError(f"in ${{{expression}}}: {exc}", type="template_error") from None
+
+    def render(self, value: Any) -> Any:
+        try:
+            return templating.render(value, self.evaluate)
+        except templating.TemplateError as exc:
+            raise PermanentNodeError(str(exc), type="template_error") from None
+
+    def log(self, level: str, message: str, data: Any = None) -> None:
+        self.logs.append(LogEntry(level=level, message=str(message), data=data))
+
+    def redacted_logs(self) -> list[LogEntry]:
+        return [LogEntry(e.level, self.redactor.text(e.message), self.redactor.data(e.data)) for e in self.logs]
+
+
+def document_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(data)

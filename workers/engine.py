@@ -1,0 +1,334 @@
+"""The graph engine: claim a node run, run its kind, then in one transaction record the result, merge the
+output into the document, choose the next node by the action rules and enqueue it on commit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.selectors import secrets_decrypted
+from executions import dispatch, transitions
+from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
+from executions.services import enqueue_node_run
+from flows.dsl.spec import FlowSpec, NodeSpec
+from flows.nodes.base import NodeError, NodeResult, NodeTimeoutError
+from flows.nodes.registry import get_kind
+from workers import heartbeat
+from workers.context import EngineContext, LogEntry
+from accounts.redaction import Redactor
+from workers.specs import longest_path, progress_percent, spec_for_version
+
+logger = logging.getLogger(__name__)
+
+CLAIMABLE = (NodeRunStatus.QUEUED, NodeRunStatus.RETRYING)
+HOSTNAME = socket.gethostname()
+
+
+@dataclass
+class Outcome:
+    """What running a node came to, before the engine decides what follows."""
+
+    ok: bool
+    output: Any = None
+    action: str = "success"
+    error: str = ""
+    error_type: str = "error"
+    retryable: bool = True
+    timed_out: bool = False
+    defer_seconds: float | None = None
+    logs: list[LogEntry] = field(default_factory=list)
+
+
+@dataclass
+class RetryLater:
+    """The task must hand `node_run_id` back to Celery's retry machinery with this countdown."""
+
+    node_run_id: int
+    countdown: float
+
+
+# --- loading ------------------------------------------------------------------------------------------------
+
+
+def lock_execution(execution_id: Any) -> Execution:
+    return Execution.objects.select_for_update().get(id=execution_id)
+
+
+def make_context(execution: Execution, node: NodeSpec, node_run: NodeRun) -> EngineContext:
+    secrets = secrets_decrypted(account=execution.account_id)
+    return EngineContext(
+        node=node,
+        document=json.loads(json.dumps(execution.data or {})),
+        results=execution.node_outputs or {},
+        # `node_id`, `attempt` and `batch_index` go beyond DESIGN's {id, flow_id, account_id}: a script can
+        # then behave differently on a retry (and tests can make a node fail exactly N times).
+        execution={
+            "id": str(execution.id),
+            "flow_id": execution.flow_id,
+            "account_id": str(execution.account_id),
+            "node_id": node.id,
+            "attempt": node_run.attempt,
+            "batch_index": node_run.batch_index,
+        },
+        secrets=secrets,
+        redactor=Redactor(secrets.values()),
+        timeout=node.timeout or _param_timeout(node),
+    )
+
+
+def _param_timeout(node: NodeSpec) -> float | None:
+    from flows.dsl.durations import DurationError, parse_duration
+
+    raw = node.params.get("timeout") if isinstance(node.params, dict) else None
+    if raw is None or (isinstance(raw, str) and "${" in raw):
+        return None
+    try:
+        return parse_duration(raw)
+    except DurationError:
+        return None
+
+
+def redactor_for(execution: Execution) -> Redactor:
+    return Redactor(secrets_decrypted(account=execution.account_id).values())
+
+
+# --- claim --------------------------------------------------------------------------------------------------
+
+
+def claim(node_run_id: int, *, task_id: str = "", hostname: str = "") -> tuple[NodeRun, Execution] | None:
+    """queued|retrying → running, and the execution to running; None when someone else has it (or canceled)."""
+    with transaction.atomic():
+        node_run = NodeRun.objects.filter(id=node_run_id).first()
+        if node_run is None or node_run.status not in CLAIMABLE:
+            return None
+        execution = lock_execution(node_run.execution_id)
+        now = timezone.now()
+        if execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING):
+            transitions.node_runs_cancel([node_run], account_id=execution.account_id, error="execution ended")
+            return None
+        if not transitions.node_run_transition(
+            node_run,
+            to=NodeRunStatus.RUNNING,
+            expected=CLAIMABLE,
+            account_id=execution.account_id,
+            started_at=now,
+            heartbeat_at=now,
+            worker=hostname or HOSTNAME,
+            task_id=task_id or node_run.task_id,
+        ):
+            return None
+        if node_run.batch_index is None:
+            if execution.status == ExecutionStatus.QUEUED:
+                transitions.execution_transition(
+                    execution,
+                    to=ExecutionStatus.RUNNING,
+                    expected=(ExecutionStatus.QUEUED,),
+                    started_at=now,
+                    current_node=node_run.node_id,
+                )
+            else:
+                transitions.execution_progress(execution, current_node=node_run.node_id)
+    return node_run, execution
+
+
+# --- run ----------------------------------------------------------------------------------------------------
+
+
+def execute(kind_call: Any, ctx: EngineContext) -> Outcome:
+    """Run a kind's hook and turn whatever it returns or raises into an Outcome (never raises)."""
+    try:
+        result = kind_call(ctx)
+        if not isinstance(result, NodeResult):
+            result = NodeResult(output=result)
+        return Outcome(ok=True, output=result.output, action=result.action or "success",
+                       defer_seconds=result.defer_seconds, logs=ctx.redacted_logs())
+    except NodeTimeoutError as exc:
+        return _failure(ctx, exc.message, exc.type, retryable=True, timed_out=True)
+    except NodeError as exc:
+        return _failure(ctx, exc.message, exc.type, retryable=exc.retryable, timed_out=False)
+    except SoftTimeLimitExceeded:
+        limit = f" of {ctx.timeout:g}s" if ctx.timeout else ""
+        return _failure(ctx, f"node exceeded its timeout{limit}", "timeout", retryable=True, timed_out=True)
+    except Exception as exc:  # a bug in a kind must fail the node, not wedge the execution
+        logger.exception("node %s raised unexpectedly", ctx.node.id)
+        return _failure(ctx, f"{type(exc).__name__}: {exc}", "internal_error", retryable=True, timed_out=False)
+
+
+def _failure(ctx: EngineContext, message: str, error_type: str, *, retryable: bool, timed_out: bool) -> Outcome:
+    return Outcome(
+        ok=False,
+        error=ctx.redactor.text(message),
+        error_type=error_type,
+        retryable=retryable,
+        timed_out=timed_out,
+        action="timeout" if timed_out else "error",
+        logs=ctx.redacted_logs(),
+    )
+
+
+def run_node(node_run_id: int, *, task_id: str = "", hostname: str = "") -> RetryLater | None:
+    """The body of the `flowrunner.run_node` task."""
+    claimed = claim(node_run_id, task_id=task_id, hostname=hostname)
+    if claimed is None:
+        return None
+    node_run, execution = claimed
+    spec = spec_for_version(execution.flow_version_id)
+    node = spec.nodes[node_run.node_id]
+    kind = get_kind(node.type)
+    ctx = make_context(execution, node, node_run)
+    with heartbeat.beating(node_run.id):
+        if kind.is_batch:
+            from workers import batches
+
+            return batches.start(node_run, execution, spec, node, kind, ctx)
+        outcome = execute(kind.run, ctx)
+    return finish(node_run.id, outcome, redactor=ctx.redactor)
+
+
+def resume_node(node_run_id: int) -> None:
+    """A wait/delay node's countdown has passed: finish it with the output it stored."""
+    node_run = NodeRun.objects.filter(id=node_run_id, status=NodeRunStatus.RUNNING).first()
+    if node_run is None:
+        return
+    execution = Execution.objects.select_related("account").get(id=node_run.execution_id)
+    finish(node_run.id, Outcome(ok=True, output=node_run.output), redactor=redactor_for(execution), resuming=True)
+
+
+# --- finish -------------------------------------------------------------------------------------------------
+
+
+def finish(node_run_id: int, outcome: Outcome, *, redactor: Redactor, resuming: bool = False) -> RetryLater | None:
+    """Record a node's outcome and move the execution on, all in one transaction."""
+    with transaction.atomic():
+        node_run = NodeRun.objects.get(id=node_run_id)
+        execution = lock_execution(node_run.execution_id)
+        node_run.refresh_from_db(fields=["status"])
+        for entry in outcome.logs:
+            transitions.record_log(
+                execution_id=execution.id, account_id=execution.account_id, node_id=node_run.node_id,
+                level=entry.level, message=entry.message, data=entry.data,
+            )
+        if node_run.status != NodeRunStatus.RUNNING:
+            return None  # canceled (or finished by someone else) meanwhile: the result is discarded
+        if execution.status != ExecutionStatus.RUNNING:
+            transitions.node_runs_cancel([node_run], account_id=execution.account_id, error="execution ended")
+            return None
+        spec = spec_for_version(execution.flow_version_id)
+        node = spec.nodes[node_run.node_id]
+        if outcome.ok and outcome.defer_seconds and not resuming:
+            return _defer(node_run, execution, node, outcome)
+        if outcome.ok:
+            size = len(json.dumps(outcome.output, default=str))
+            if size > settings.FLOWRUNNER_MAX_DOCUMENT_BYTES:
+                outcome = Outcome(ok=False, error=f"node output is {size} bytes, over the limit of "
+                                  f"{settings.FLOWRUNNER_MAX_DOCUMENT_BYTES}", error_type="output_too_large",
+                                  retryable=False)
+        if outcome.ok:
+            return _succeed(node_run, execution, spec, node, outcome, redactor)
+        return _fail(node_run, execution, spec, node, outcome, redactor)
+
+
+def _defer(node_run: NodeRun, execution: Execution, node: NodeSpec, outcome: Outcome) -> None:
+    wake = timezone.now() + timedelta(seconds=outcome.defer_seconds)
+    NodeRun.objects.filter(id=node_run.id).update(not_before=wake, output=outcome.output, heartbeat_at=timezone.now())
+    dispatch.send_on_commit(dispatch.RESUME_NODE, node_run.id, countdown=outcome.defer_seconds, queue=node.queue)
+    return None
+
+
+def merge_output(document: dict[str, Any], output: Any) -> dict[str, Any]:
+    """Objects merge into the document's top level (later wins); any other value is stored under `result`."""
+    if isinstance(output, dict):
+        document.update(output)
+    elif output is not None:
+        document["result"] = output
+    return document
+
+
+def _succeed(node_run, execution, spec, node, outcome, redactor) -> None:
+    now = timezone.now()
+    transitions.node_run_transition(
+        node_run, to=NodeRunStatus.SUCCEEDED, expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
+        action=outcome.action, output=outcome.output, finished_at=now,
+    )
+    execution.data = merge_output(dict(execution.data or {}), outcome.output)
+    outputs = dict(execution.node_outputs or {})
+    outputs[node.id] = outcome.output
+    execution.node_outputs = outputs
+    target = node.edge(outcome.action)
+    _advance(execution, spec, target, redactor)
+
+
+def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | None:
+    now = timezone.now()
+    retry = node.retry
+    if outcome.retryable and retry is not None and node_run.attempt <= retry.max_retries:
+        delay = retry.delay(node_run.attempt)
+        transitions.node_run_transition(
+            node_run, to=NodeRunStatus.FAILED, expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
+            action=outcome.action, error=outcome.error, finished_at=now,
+        )
+        again = transitions.node_run_create(
+            execution=execution, status=NodeRunStatus.RETRYING, node_id=node_run.node_id,
+            batch_index=node_run.batch_index, attempt=node_run.attempt + 1, step=node_run.step,
+            input=node_run.input, task_id=node_run.task_id, not_before=now + timedelta(seconds=delay),
+        )
+        return RetryLater(again.id, delay)
+    transitions.node_run_transition(
+        node_run, to=NodeRunStatus.TIMED_OUT if outcome.timed_out else NodeRunStatus.FAILED,
+        expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
+        action=outcome.action, error=outcome.error, finished_at=now,
+    )
+    target = node.next.get(outcome.action)
+    if target is None and outcome.timed_out:
+        target = node.next.get("error")
+    if target is None:
+        target = node.next.get("default")
+    if target is None:
+        message = f"node '{node.id}' failed: {outcome.error}"
+        _end(execution, ExecutionStatus.FAILED, redactor, error=redactor.text(message))
+        return None
+    # a failed batch join still carries its counts, so an error/timeout handler can see what finished
+    execution.data = merge_output(dict(execution.data or {}), outcome.output)
+    execution.data["error"] = {
+        "node_id": node.id, "message": outcome.error, "type": outcome.error_type, "attempts": node_run.attempt,
+    }
+    _advance(execution, spec, target, redactor)
+    return None
+
+
+def _advance(execution: Execution, spec: FlowSpec, target: str | None, redactor: Redactor) -> None:
+    """Create and enqueue the next node run, or end the execution when there is no next node."""
+    if target is None:
+        _end(execution, ExecutionStatus.COMPLETED, redactor)
+        return
+    if execution.steps >= settings.FLOWRUNNER_MAX_STEPS:
+        _end(execution, ExecutionStatus.FAILED, redactor,
+             error=f"step limit of {settings.FLOWRUNNER_MAX_STEPS} node runs exceeded (a loop that never ends?)")
+        return
+    execution.steps += 1
+    Execution.objects.filter(id=execution.id).update(
+        data=execution.data, node_outputs=execution.node_outputs, steps=execution.steps
+    )
+    next_run = transitions.node_run_create(execution=execution, node_id=target, step=execution.steps)
+    done = execution.steps - 1
+    progress = progress_percent(done, longest_path(execution.flow_version_id, target))
+    transitions.execution_progress(execution, redact=redactor.data, progress=progress)
+    enqueue_node_run(next_run, spec.nodes[target])
+
+
+def _end(execution: Execution, status: str, redactor: Redactor, *, error: str | None = None) -> None:
+    fields: dict[str, Any] = {"data": execution.data, "node_outputs": execution.node_outputs, "error": error}
+    if status == ExecutionStatus.COMPLETED:
+        fields["results"] = execution.data
+    transitions.execution_transition(
+        execution, to=status, expected=(ExecutionStatus.RUNNING,), redact=redactor.data, **fields
+    )
