@@ -20,7 +20,7 @@ def _scheme(header: bytes) -> bytes:
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <token>` with a token from POST /login (or api_token_create)."""
 
-    def authenticate(self, request):  # noqa: ANN001, ANN201
+    def authenticate(self, request):
         header = authentication.get_authorization_header(request)
         if _scheme(header) != b"bearer":
             return None
@@ -30,14 +30,14 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         user = user_for_authorization(header, client_ip=client_ip(request), request=request)
         return (user, None) if user is not None else None
 
-    def authenticate_header(self, request) -> str:  # noqa: ANN001
+    def authenticate_header(self, request) -> str:
         return WWW_AUTHENTICATE
 
 
 class CachedBasicAuthentication(authentication.BaseAuthentication):
     """HTTP Basic; a verified credential is remembered briefly so per-request Basic stays cheap."""
 
-    def authenticate(self, request):  # noqa: ANN001, ANN201
+    def authenticate(self, request):
         header = authentication.get_authorization_header(request)
         if _scheme(header) != b"basic":
             return None
@@ -47,14 +47,14 @@ class CachedBasicAuthentication(authentication.BaseAuthentication):
         user = user_for_authorization(header, client_ip=client_ip(request), request=request)
         return (user, None) if user is not None else None
 
-    def authenticate_header(self, request) -> str:  # noqa: ANN001
+    def authenticate_header(self, request) -> str:
         return WWW_AUTHENTICATE
 
 
 class SessionAuthentication(authentication.SessionAuthentication):
     """DRF's session authentication (CSRF enforced), limited to users that belong to an account."""
 
-    def authenticate(self, request):  # noqa: ANN001, ANN201
+    def authenticate(self, request):
         from accounts.credentials import has_account
 
         result = super().authenticate(request)

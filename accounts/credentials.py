@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import exceptions
 
@@ -99,11 +100,17 @@ def basic_cache_seconds() -> float:
     return float(getattr(settings, "FLOWRUNNER_BASIC_AUTH_CACHE_SECONDS", 60))
 
 
-def authenticate_password(*, username: str, password: str, client_ip: str, request=None) -> AbstractBaseUser:  # noqa: ANN001
+def authenticate_password(
+    *, username: str, password: str, client_ip: str, request: HttpRequest | None = None
+) -> AbstractBaseUser:
     """Full username/password check (the slow hash), throttled per username and IP → user with an account.
     Used by POST /login and by Basic on a cache miss."""
     throttling.check(username=username, ip=client_ip)
-    user = django_authenticate(request, username=username, password=password)
+    # PostgreSQL refuses NUL in text: such a name could never match, and must not become a 500.
+    if "\x00" in username:
+        user = None
+    else:
+        user = django_authenticate(request, username=username, password=password)
     if user is None or not has_account(user):
         throttling.record_failure(username=username, ip=client_ip)
         raise InvalidCredentials()
@@ -111,7 +118,9 @@ def authenticate_password(*, username: str, password: str, client_ip: str, reque
     return user
 
 
-def user_for_basic(username: str, password: str, *, client_ip: str, request=None) -> AbstractBaseUser:  # noqa: ANN001
+def user_for_basic(
+    username: str, password: str, *, client_ip: str, request: HttpRequest | None = None
+) -> AbstractBaseUser:
     """Basic credentials → user. A verified pair is remembered for ~60 s under an HMAC of username and
     password (never the password), with an HMAC of the stored password hash, so a changed password or a
     deactivated user stops matching at once."""
@@ -157,8 +166,8 @@ def _decode_basic(credentials: str) -> tuple[str, str]:
 
 
 def user_for_authorization(
-    header: str | bytes | None, *, client_ip: str, request=None
-) -> AbstractBaseUser | None:  # noqa: ANN001
+    header: str | bytes | None, *, client_ip: str, request: HttpRequest | None = None
+) -> AbstractBaseUser | None:
     """Check an `Authorization` header value: Bearer or Basic → the user (with an account); no header or
     another scheme → None; wrong credentials → InvalidCredentials (401) or Throttled (429). Synchronous:
     call it through database_sync_to_async from Channels."""

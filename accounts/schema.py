@@ -8,7 +8,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.BearerTokenAuthentication"
     name = "bearerAuth"
 
-    def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201
+    def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "An API token from POST /login."}
 
 
@@ -16,7 +16,7 @@ class CachedBasicScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.CachedBasicAuthentication"
     name = "basicAuth"
 
-    def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201
+    def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "basic"}
 
 
@@ -24,5 +24,5 @@ class AccountSessionScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.SessionAuthentication"
     name = "cookieAuth"
 
-    def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201
+    def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME}

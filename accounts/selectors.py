@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 
 from accounts import vault
@@ -11,7 +12,7 @@ from accounts.models import Account, Membership, Secret
 from flowrunner.exceptions import ApiError, NotFound
 
 
-def account_for_user(user) -> Account:  # noqa: ANN001 - a Django user
+def account_for_user(user: AbstractBaseUser) -> Account:
     """The caller's account (the tenant). Users authenticated by our DRF classes always have one; a user
     without a membership (e.g. a bare superuser) gets 403 no_account."""
     try:
@@ -20,7 +21,7 @@ def account_for_user(user) -> Account:  # noqa: ANN001 - a Django user
         raise ApiError("This user does not belong to an account.", code="no_account", status_code=403)
 
 
-def account_by_ref(*, user, ref: str) -> Account:  # noqa: ANN001 - a Django user
+def account_by_ref(*, user: AbstractBaseUser, ref: str) -> Account:
     """Resolve `{id}` of `/accounts/{id}/...`: `me` or the caller's own account id; anything else → 404,
     so another tenant's id is indistinguishable from a nonexistent one."""
     account = account_for_user(user)

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -36,7 +37,9 @@ def _problems(path: str, messages: list[str]) -> list[dict[str, str]]:
 
 
 @transaction.atomic
-def account_signup(*, username: str, password: str, account_name: str | None = None):  # noqa: ANN201
+def account_signup(
+    *, username: str, password: str, account_name: str | None = None
+) -> tuple[Account, AbstractBaseUser]:
     """Create a user, its account and the membership → (Account, User).
 
     Username uniqueness is case-insensitive so `Alice` cannot pose as `alice`; taken → 409 username_taken.
@@ -72,7 +75,9 @@ def account_signup(*, username: str, password: str, account_name: str | None = N
 
 
 @transaction.atomic
-def api_token_create(*, user, name: str = "login", ttl: float | None = None) -> tuple[ApiToken, str]:  # noqa: ANN001
+def api_token_create(
+    *, user: AbstractBaseUser, name: str = "login", ttl: float | None = None
+) -> tuple[ApiToken, str]:
     """Issue a bearer token for `user` in its account → (ApiToken, raw token). The raw token is returned
     once and never stored. `ttl` in seconds, default FLOWRUNNER_TOKEN_TTL; zero or less means no expiry."""
     account = account_for_user(user)

@@ -9,6 +9,7 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpRequest
 from rest_framework.exceptions import Throttled
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def failure_window() -> float:
     return float(getattr(settings, "FLOWRUNNER_AUTH_FAILURE_WINDOW", 60))
 
 
-def client_ip(request) -> str:  # noqa: ANN001 - a Django HttpRequest or a DRF Request
+def client_ip(request: HttpRequest) -> str:
     """The peer address. X-Forwarded-For is ignored on purpose: trusting it would let anyone pick their IP."""
     meta = getattr(request, "META", None) or {}
     return meta.get("REMOTE_ADDR") or "unknown"

@@ -28,6 +28,9 @@ app.conf.update(
     result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
     imports=("workers.tasks",),
 )
+# Celery's Django fixup would otherwise close (in prefork: destroy) the connection pool around every task,
+# costing a new PostgreSQL connection per node run. A dead connection is handled by the tasks themselves.
+app.conf.CELERY_DB_REUSE_MAX = 1000
 
 
 @app.on_after_finalize.connect

@@ -150,8 +150,6 @@ if POSTGRES_HOST:
     _ssl_mode = _env("FLOWRUNNER_POSTGRES_SSL_MODE", "prefer")
     if _ssl_mode not in {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}:
         raise ImproperlyConfigured(f"FLOWRUNNER_POSTGRES_SSL_MODE={_ssl_mode!r} is not a libpq sslmode")
-    from psycopg_pool import ConnectionPool
-
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
@@ -162,15 +160,16 @@ if POSTGRES_HOST:
             "NAME": _env("FLOWRUNNER_POSTGRES_DATABASE", "flowrunner"),
             "OPTIONS": {
                 "sslmode": _ssl_mode,
-                # psycopg's pool: ASGI (daphne) must not keep per-thread persistent connections, and the
-                # check makes a connection killed under us (restart, pg_terminate_backend) get replaced.
+                # psycopg's pool: ASGI (daphne) must not keep per-thread persistent connections.
                 "pool": {
                     "min_size": 1,
                     "max_size": _int("FLOWRUNNER_POSTGRES_POOL_SIZE", 10, minimum=1),
                     "timeout": 10,
-                    "check": ConnectionPool.check_connection,
                 },
             },
+            # With a pool this makes Django hand psycopg_pool its connection check: a connection killed under
+            # us (server restart, pg_terminate_backend) is replaced instead of failing the next query.
+            "CONN_HEALTH_CHECKS": True,
             "TEST": {"NAME": _env("FLOWRUNNER_POSTGRES_TEST_DATABASE")},
         }
     }
@@ -226,6 +225,9 @@ FLOWRUNNER_STALE_AFTER = _seconds("FLOWRUNNER_STALE_AFTER", "30s")
 FLOWRUNNER_MAX_BODY_BYTES = _int("FLOWRUNNER_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 FLOWRUNNER_MAX_DOCUMENT_BYTES = _int("FLOWRUNNER_MAX_DOCUMENT_BYTES", 1_048_576, minimum=1024)
 FLOWRUNNER_TOKEN_TTL = _seconds("FLOWRUNNER_TOKEN_TTL", "720h")
+FLOWRUNNER_AUTH_FAILURE_LIMIT = _int("FLOWRUNNER_AUTH_FAILURE_LIMIT", 10, minimum=1)
+FLOWRUNNER_AUTH_FAILURE_WINDOW = _seconds("FLOWRUNNER_AUTH_FAILURE_WINDOW", "60s")
+FLOWRUNNER_BASIC_AUTH_CACHE_SECONDS = _seconds("FLOWRUNNER_BASIC_AUTH_CACHE_SECONDS", "60s")
 FLOWRUNNER_WS_MAX_FRAME_BYTES = _int("FLOWRUNNER_WS_MAX_FRAME_BYTES", 65_536, minimum=1024)
 FLOWRUNNER_WS_MAX_SUBSCRIPTIONS = _int("FLOWRUNNER_WS_MAX_SUBSCRIPTIONS", 1000, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FLOWRUNNER_MAX_BODY_BYTES

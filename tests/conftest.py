@@ -17,6 +17,19 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache(request, settings):
+    # Throttle counters and the Basic-auth cache live in the cache; one test must not throttle the next.
+    # Unit tests get a private in-memory cache: clearing the Redis one would also flush the broker that the
+    # integration tests' live stack shares.
+    if request.node.get_closest_marker("integration") is None:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        from django.core.cache import cache
+
+        cache.clear()
+    yield
+
+
 def make_member(username: str, account_name: str | None = None):
     account = Account.objects.create(name=account_name or username)
     user = get_user_model().objects.create_user(username=username, password=PASSWORD)

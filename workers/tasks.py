@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+
 from celery import shared_task
 from celery.signals import worker_process_init
+from django.db import InterfaceError, OperationalError, connections
 
 from workers import batches, engine, reaper
+
+logger = logging.getLogger(__name__)
+
+DATABASE_RETRY_COUNTDOWN = 1.0
 
 
 def _retry_or_done(task, directive) -> None:  # noqa: ANN001
@@ -13,19 +21,39 @@ def _retry_or_done(task, directive) -> None:  # noqa: ANN001
         raise task.retry(args=[directive.node_run_id], countdown=directive.countdown, max_retries=None)
 
 
+def reconnecting(func):  # noqa: ANN001, ANN201
+    """A task that lost its database connection (server restart, terminated backend) drops the broken
+    connection and runs again shortly; the claims make the second run safe."""
+
+    @functools.wraps(func)
+    def wrapper(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        try:
+            return func(self, *args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("database error in %s%s: %s; retrying", self.name, args, exc)
+            for conn in connections.all(initialized_only=True):
+                conn.close()
+            raise self.retry(countdown=DATABASE_RETRY_COUNTDOWN, max_retries=None) from exc
+
+    return wrapper
+
+
 @shared_task(bind=True, name="flowrunner.run_node")
+@reconnecting
 def run_node(self, node_run_id: int) -> None:
     directive = engine.run_node(node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or "")
     _retry_or_done(self, directive)
 
 
 @shared_task(bind=True, name="flowrunner.run_batch")
+@reconnecting
 def run_batch(self, node_run_id: int) -> None:
     directive = batches.run_batch(node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or "")
     _retry_or_done(self, directive)
 
 
 @shared_task(bind=True, name="flowrunner.join_batches")
+@reconnecting
 def join_batches(self, node_run_id: int) -> None:
     directive = batches.join(node_run_id)
     if directive is not None:
@@ -33,14 +61,16 @@ def join_batches(self, node_run_id: int) -> None:
 
 
 @shared_task(bind=True, name="flowrunner.batch_deadline")
+@reconnecting
 def batch_deadline(self, node_run_id: int) -> None:
     directive = batches.join(node_run_id, deadline=True)
     if directive is not None:
         run_node.apply_async(args=[directive.node_run_id], countdown=directive.countdown)
 
 
-@shared_task(name="flowrunner.resume_node")
-def resume_node(node_run_id: int) -> None:
+@shared_task(bind=True, name="flowrunner.resume_node")
+@reconnecting
+def resume_node(self, node_run_id: int) -> None:
     engine.resume_node(node_run_id)
 
 

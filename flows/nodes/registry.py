@@ -7,6 +7,7 @@ import importlib
 from flows.nodes.base import NodeKind
 
 _KINDS: dict[str, NodeKind] = {}
+_loaded = False
 
 BUILTIN_MODULES = (
     "transform",
@@ -27,17 +28,20 @@ def register(kind: NodeKind) -> NodeKind:
 
 
 def _load_builtins() -> None:
+    # A flag, not `if not _KINDS`: importing one kind module first must not hide the others.
+    global _loaded
+    if _loaded:
+        return
     for module in BUILTIN_MODULES:
         importlib.import_module(f"flows.nodes.{module}")
+    _loaded = True
 
 
 def get_kind(name: str) -> NodeKind | None:
-    if not _KINDS:
-        _load_builtins()
+    _load_builtins()
     return _KINDS.get(name)
 
 
 def known_kinds() -> list[str]:
-    if not _KINDS:
-        _load_builtins()
+    _load_builtins()
     return sorted(_KINDS)

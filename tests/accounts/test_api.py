@@ -8,6 +8,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import Secret
+from accounts.selectors import secrets_decrypted
 from tests.conftest import PASSWORD
 
 SECRETS = "/api/v1/accounts/{}/secrets"
@@ -212,8 +213,6 @@ def test_secret_with_a_bad_body_is_400(api, body):
 @pytest.mark.django_db
 def test_secret_value_keeps_whitespace_and_may_be_empty(api, member):
     # given values with surrounding whitespace and an empty one, when set, then stored exactly
-    from accounts.selectors import secrets_decrypted
-
     api.put(SECRET.format("me", "PADDED"), {"value": "  spaced\n"}, format="json")
     api.put(SECRET.format("me", "EMPTY"), {"value": ""}, format="json")
     assert secrets_decrypted(account=member[0]) == {"PADDED": "  spaced\n", "EMPTY": ""}

@@ -227,3 +227,9 @@ def test_authentication_each_account_sees_itself():
     second, _ = make_member("ben")
     assert get_me(basic("ann", PASSWORD)).json()["id"] == str(first.id)
     assert get_me(basic("ben", PASSWORD)).json()["id"] == str(second.id)
+
+
+@pytest.mark.django_db
+def test_basic_with_a_nul_in_the_username_is_401_not_500(member):
+    # given a username PostgreSQL could not even compare, when calling, then a plain 401
+    assert get_me(basic("ali\x00ce", PASSWORD)).status_code == 401

@@ -174,3 +174,12 @@ def test_createaccount_command_reports_a_weak_password():
     # given a common password, when the command runs, then CommandError naming the field
     with pytest.raises(CommandError, match="password"):
         call_command("createaccount", "dave", "--password", "password", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_createaccount_command_without_password_or_terminal_fails(monkeypatch):
+    # given no --password and a stdin that is not a terminal, when the command runs, then CommandError
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(CommandError, match="password"):
+        call_command("createaccount", "erin", stdout=io.StringIO())
+    assert not Account.objects.exists()

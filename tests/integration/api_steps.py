@@ -22,8 +22,9 @@ def start_run(api: httpx.Client, flow_id: str, input: dict[str, Any] | None = No
     return response.json()["execution_id"]
 
 
-def wait_for(api: httpx.Client, execution_id: str, *, timeout: float = 60.0,
-             statuses: set[str] = TERMINAL) -> dict[str, Any]:
+def wait_for(
+    api: httpx.Client, execution_id: str, *, timeout: float = 60.0, statuses: set[str] = TERMINAL
+) -> dict[str, Any]:
     """Poll the ExecutionStatus until its status is one of `statuses`; fail with the last one seen."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
@@ -37,8 +38,9 @@ def wait_for(api: httpx.Client, execution_id: str, *, timeout: float = 60.0,
     raise AssertionError(f"execution {execution_id} did not reach {statuses} in {timeout}s: {last}")
 
 
-def run_to_end(api: httpx.Client, content: str, input: dict[str, Any] | None = None,
-               timeout: float = 60.0) -> tuple[str, dict[str, Any]]:
+def run_to_end(
+    api: httpx.Client, content: str, input: dict[str, Any] | None = None, timeout: float = 60.0
+) -> tuple[str, dict[str, Any]]:
     flow_id = create_flow(api, content)
     execution_id = start_run(api, flow_id, input)
     return execution_id, wait_for(api, execution_id, timeout=timeout)
@@ -53,7 +55,8 @@ def node_runs(api: httpx.Client, execution_id: str) -> list[dict[str, Any]]:
 def path_taken(api: httpx.Client, execution_id: str) -> list[str]:
     """Node ids of the non-batch runs that succeeded, in start order (the route through the graph)."""
     return [
-        run["node_id"] for run in node_runs(api, execution_id)
+        run["node_id"]
+        for run in node_runs(api, execution_id)
         if run["batch_index"] is None and run["status"] == "succeeded"
     ]
 

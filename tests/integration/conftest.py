@@ -11,8 +11,8 @@
 Override `live_stack_options` in a deeper conftest to change the number of workers, beat, or the children's
 environment (e.g. `{"env": {"FLOWRUNNER_STALE_AFTER": "3s"}}`).
 
-Every test under tests/integration is marked `integration`; a `django_db` mark there must have
-`transaction=True`.
+Every test under tests/integration (or using `live_stack`) is marked `integration` and, unless it says so
+itself, `django_db(transaction=True)`; a `django_db` mark without `transaction=True` there is an error.
 """
 
 from __future__ import annotations
@@ -32,11 +32,16 @@ _STACK_KEY = pytest.StashKey[LiveStack]()
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if _HERE not in Path(str(item.path)).resolve().parents:
+        in_here = _HERE in Path(str(item.path)).resolve().parents
+        if not in_here and "live_stack" not in getattr(item, "fixturenames", ()):
             continue
         item.add_marker(pytest.mark.integration)
         marker = item.get_closest_marker("django_db")
-        if marker is not None and not marker.kwargs.get("transaction", False):
+        if marker is None:
+            # pytest-django sets up only the databases that marked tests ask for; and the children see
+            # committed rows only, so every integration test is transactional (the tables are flushed after).
+            item.add_marker(pytest.mark.django_db(transaction=True))
+        elif not marker.kwargs.get("transaction", False):
             raise pytest.UsageError(
                 f"{item.nodeid}: integration tests need @pytest.mark.django_db(transaction=True): the "
                 "daphne and celery processes only see committed data"

@@ -18,6 +18,7 @@ import atexit
 import base64
 import contextlib
 import ctypes
+import logging
 import os
 import secrets
 import signal
@@ -38,6 +39,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STACK_ENV = {
     "FLOWRUNNER_REAPER_INTERVAL": "1s",
     "FLOWRUNNER_STALE_AFTER": "10s",
+    # A runaway loop fails in seconds rather than after the production default of 1000 steps.
+    "FLOWRUNNER_MAX_STEPS": "200",
 }
 STARTUP_TIMEOUT = float(os.environ.get("FLOWRUNNER_IT_STARTUP_TIMEOUT", "90"))
 STOP_TIMEOUT = 10.0
@@ -383,6 +386,17 @@ class LiveStack:
     def health(self) -> httpx.Response:
         return httpx.get(f"{self.api_url}/health", timeout=5.0)
 
+    @contextlib.contextmanager
+    def _quiet_httpx(self):
+        """Polling loops would flood the captured log with one httpx INFO line per attempt."""
+        logger = logging.getLogger("httpx")
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
     def wait_healthy(self, min_workers: int = 1, timeout: float = STARTUP_TIMEOUT) -> dict:
         """Wait until GET /api/v1/health answers 200 with `workers >= min_workers`; return its body."""
         deadline = time.monotonic() + timeout
@@ -390,7 +404,8 @@ class LiveStack:
         while True:
             self._check_children_alive()
             try:
-                response = self.health()
+                with self._quiet_httpx():
+                    response = self.health()
                 last = f"{response.status_code} {response.text[:500]}"
                 if response.status_code == 200 and response.json().get("workers", 0) >= min_workers:
                     return response.json()
@@ -521,17 +536,19 @@ def create_user_orm(username: str | None = None, password: str | None = None) ->
     which the children (production hashers) would not accept.
     """
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
     from django.db import transaction
 
     from accounts.models import Account, Membership
 
     username = username or _new_username("it")
     password = password or secrets.token_urlsafe(16)
+    # The hasher class directly: make_password() only knows the hashers the (MD5-only) settings list.
+    hasher = PBKDF2PasswordHasher()
     with transaction.atomic():
         account = Account.objects.create(name=username)
         user = get_user_model().objects.create(
-            username=username, password=make_password(password, None, "pbkdf2_sha256")
+            username=username, password=hasher.encode(password, hasher.salt())
         )
         Membership.objects.create(user=user, account=account)
     return Credentials(username=username, password=password, account_id=str(account.id))

@@ -83,9 +83,15 @@ nodes:
 
 def test_idempotency_key_returns_the_same_execution(live_api):
     flow_id = create_flow(live_api, ECHO)
-    first = live_api.post(f"/flows/{flow_id}/run", json={"input": {"n": 1}}, headers={"Idempotency-Key": "k-1"})
-    again = live_api.post(f"/flows/{flow_id}/run", json={"input": {"n": 2}}, headers={"Idempotency-Key": "k-1"})
-    other = live_api.post(f"/flows/{flow_id}/run", json={"input": {"n": 3}}, headers={"Idempotency-Key": "k-2"})
+    first = live_api.post(
+        f"/flows/{flow_id}/run", json={"input": {"n": 1}}, headers={"Idempotency-Key": "k-1"}
+    )
+    again = live_api.post(
+        f"/flows/{flow_id}/run", json={"input": {"n": 2}}, headers={"Idempotency-Key": "k-1"}
+    )
+    other = live_api.post(
+        f"/flows/{flow_id}/run", json={"input": {"n": 3}}, headers={"Idempotency-Key": "k-2"}
+    )
     assert first.status_code == 201 and again.status_code == 200 and other.status_code == 201
     assert first.json()["execution_id"] == again.json()["execution_id"] != other.json()["execution_id"]
     assert wait_for(live_api, first.json()["execution_id"])["results"] == {"n": 1, "echo": 1}

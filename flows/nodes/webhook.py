@@ -1,0 +1,53 @@
+"""The `webhook` kind: send the document (or a chosen body) to a URL; anything but 2xx is a retryable failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from flows.nodes.base import NodeContext, NodeError, NodeKind, NodeResult, NodeTimeoutError, PermanentNodeError, Report
+from flows.nodes.http_request import DEFAULT_TIMEOUT, METHODS, request_kwargs
+from flows.nodes.params import Checker, is_expression, run_string, type_name
+from flows.nodes.registry import register
+
+
+class WebhookKind(NodeKind):
+    name = "webhook"
+
+    def validate_params(self, params: dict[str, Any], report: Report) -> None:
+        check = Checker(params, report)
+        check.allow("url", "method", "headers", "body")
+        url = check.string("url", required=True)
+        if url is not None and not is_expression(url) and not url.lower().startswith(("http://", "https://")):
+            report("url", f"'url' must be an absolute http:// or https:// URL, got '{url}'")
+        check.choice("method", METHODS, upper=True)
+        for key, value in (check.mapping("headers") or {}).items():
+            if not isinstance(value, str | int | float | bool):
+                report(f"headers.{key}", f"'headers.{key}' must be text or a number, got {type_name(value)}")
+
+    def run(self, ctx: NodeContext) -> NodeResult:
+        params = ctx.render(ctx.node.params)
+        url = run_string(params.get("url"), "url")
+        method = (run_string(params.get("method"), "method", required=False) or "POST").upper()
+        if method not in METHODS:
+            raise PermanentNodeError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        # No body given: the whole document goes out, which is what a webhook receiver usually wants.
+        body = params["body"] if params.get("body") is not None else ctx.document
+        kwargs = request_kwargs({"headers": params.get("headers"), "body": body})
+        timeout = ctx.timeout or DEFAULT_TIMEOUT
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+                response = client.request(method, url, **kwargs)
+        except httpx.TimeoutException:
+            raise NodeTimeoutError(f"webhook {method} {url}: no response within {timeout:g}s")
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise PermanentNodeError(f"webhook {method} {url}: invalid URL: {exc}")
+        except httpx.HTTPError as exc:
+            raise NodeError(f"webhook {method} {url}: {exc.__class__.__name__}: {exc}", type="connection_error")
+        if not 200 <= response.status_code < 300:
+            raise NodeError(f"webhook {method} {url} answered {response.status_code}", type="http_error")
+        return NodeResult(output={"status_code": response.status_code, "success": True})
+
+
+register(WebhookKind())

@@ -1,0 +1,461 @@
+"""The /api/v1/ws consumer against the real ASGI app: snapshots, replay, live frames, dedupe, gaps, errors."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import functools
+import uuid
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from executions import events
+from executions.events import EVENT_MESSAGE_TYPE, account_group, execution_group
+from executions.models import Execution
+from executions.selectors import redacted_status
+from executions.services import execution_start
+from executions.transitions import execution_transition, record_log
+from flowrunner.asgi import application
+from flows.services import flow_create
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FLOW = "metadata:\n  name: t\nnodes:\n  a:\n    type: transform\n    params:\n      script: 'return {x: 1}'\n"
+CONFIGURED_LAYERS = copy.deepcopy(django_settings.CHANNEL_LAYERS)
+
+
+@pytest.fixture(autouse=True)
+def _unit_environment(settings, monkeypatch):
+    # In-memory channel layer and cache (no Redis), and no broker: node tasks are not enqueued.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "w"}
+    }
+    cache.clear()
+    monkeypatch.setattr("executions.dispatch.send_now", lambda *args, **kwargs: None)
+
+
+def asynchronous(test):  # noqa: ANN001, ANN201
+    """Run an async test body in an event loop; functools.wraps keeps the signature for fixtures."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        async_to_sync(test)(*args, **kwargs)
+
+    return wrapper
+
+
+# --- data, through the services and transitions ---------------------------------------------------------
+
+
+@database_sync_to_async
+def start(account, user) -> Execution:  # noqa: ANN001
+    flow = flow_create(account=account, user=user, content=FLOW)
+    execution, _ = execution_start(account=account, flow=flow, user=user, input={})
+    return Execution.objects.get(id=execution.id)
+
+
+@database_sync_to_async
+def move(execution_id: Any, to: str) -> None:
+    fields: dict[str, Any] = {}
+    if to == "running":
+        fields["started_at"] = timezone.now()
+    elif to == "completed":
+        fields["results"] = {"x": 1}
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().get(id=execution_id)
+        execution_transition(execution, to=to, expected=("queued", "running"), **fields)
+
+
+@database_sync_to_async
+def log(execution_id: Any, message: str) -> None:
+    with transaction.atomic():
+        execution = Execution.objects.get(id=execution_id)
+        record_log(
+            execution_id=execution.id,
+            account_id=execution.account_id,
+            node_id="a",
+            level="info",
+            message=message,
+        )
+
+
+@database_sync_to_async
+def stored_frames(execution_id: Any) -> list[dict[str, Any]]:
+    return list(
+        Execution.objects.get(id=execution_id).events.order_by("seq").values_list("payload", flat=True)
+    )
+
+
+@database_sync_to_async
+def snapshot_of(execution_id: Any) -> tuple[int, dict[str, Any]]:
+    execution = Execution.objects.select_related("flow_version").get(id=execution_id)
+    return execution.last_event_seq, redacted_status(execution)
+
+
+# --- the client side ---------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def connected(user):  # noqa: ANN001, ANN201
+    token = base64.b64encode(f"{user.username}:{PASSWORD}".encode()).decode()
+    ws = WebsocketCommunicator(
+        application, "/api/v1/ws", headers=[(b"authorization", f"Basic {token}".encode())]
+    )
+    accepted, _ = await ws.connect()
+    assert accepted
+    try:
+        yield ws
+    finally:
+        await ws.disconnect()
+
+
+async def receive(ws: WebsocketCommunicator) -> dict[str, Any]:
+    return await ws.receive_json_from(timeout=2)
+
+
+async def receive_all(ws: WebsocketCommunicator) -> list[dict[str, Any]]:
+    """Every frame until the socket has been quiet for a moment."""
+    frames = []
+    while not await ws.receive_nothing(timeout=0.3):
+        frames.append(await receive(ws))
+    return frames
+
+
+async def subscribe(ws: WebsocketCommunicator, execution_id: Any, **extra: Any) -> None:
+    await ws.send_json_to({"type": "subscribe", "execution_id": str(execution_id), **extra})
+
+
+async def ping_pong(ws: WebsocketCommunicator) -> None:
+    await ws.send_json_to({"type": "ping"})
+    frame = await receive(ws)
+    assert set(frame) == {"type", "execution_id", "seq", "timestamp"}
+    assert (frame["type"], frame["execution_id"], frame["seq"]) == ("pong", None, None)
+
+
+async def broadcast(account_id: Any, frame: dict[str, Any]) -> None:
+    """What executions.events.broadcast_frame sends, to the execution's group only."""
+    message = {"type": EVENT_MESSAGE_TYPE, "frame": frame, "account_id": str(account_id)}
+    await get_channel_layer().group_send(execution_group(frame["execution_id"]), message)
+
+
+def kinds(frames: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(frame["type"], frame["seq"]) for frame in frames]
+
+
+# --- subscribe: snapshot, replay, complete ----------------------------------------------------------------
+
+
+@asynchronous
+async def test_subscribe_sends_snapshot_of_current_status(member):
+    # given a queued execution of the caller's account
+    execution = await start(*member)
+    async with connected(member[1]) as ws:
+        # when the caller subscribes without `since`
+        await subscribe(ws, execution.id)
+        frames = await receive_all(ws)
+    # then exactly one frame comes: the snapshot at the execution's last seq (no replay, no complete)
+    last_seq, status = await snapshot_of(execution.id)
+    assert len(frames) == 1
+    assert frames[0] == {
+        "type": "status",
+        "execution_id": str(execution.id),
+        "seq": last_seq,
+        "timestamp": frames[0]["timestamp"],
+        "status": status,
+    }
+
+
+@asynchronous
+async def test_subscribe_with_since_replays_stored_events_then_snapshot(member):
+    # given an execution that has started and logged
+    execution = await start(*member)
+    await move(execution.id, "running")
+    await log(execution.id, "hello")
+    stored = await stored_frames(execution.id)
+    async with connected(member[1]) as ws:
+        # when the caller subscribes with since=1
+        await subscribe(ws, execution.id, since=1)
+        frames = await receive_all(ws)
+    # then the stored events with seq > 1 come verbatim, in order, then the snapshot at the last seq
+    assert frames[:-1] == stored[1:]
+    assert kinds(frames[-1:]) == [("status", stored[-1]["seq"])]
+    assert frames[-1]["status"]["status"] == "running"
+
+
+@asynchronous
+async def test_subscribe_replay_shows_history_not_todays_row(member):
+    # given an execution that went from queued to running
+    execution = await start(*member)
+    await move(execution.id, "running")
+    async with connected(member[1]) as ws:
+        # when the caller replays from the start
+        await subscribe(ws, execution.id, since=0)
+        frames = await receive_all(ws)
+    # then the first status event still says queued (the history) and the snapshot says running
+    statuses = [frame["status"]["status"] for frame in frames if frame["type"] == "status"]
+    assert (frames[0]["seq"], statuses[0], statuses[-1]) == (1, "queued", "running")
+
+
+@asynchronous
+async def test_subscribe_after_the_end_gets_snapshot_and_complete(member):
+    # given an execution that has already completed
+    execution = await start(*member)
+    await move(execution.id, "running")
+    await move(execution.id, "completed")
+    async with connected(member[1]) as ws:
+        # when a late subscriber arrives, replaying everything
+        await subscribe(ws, execution.id, since=0)
+        frames = await receive_all(ws)
+    # then it gets the history, the terminal snapshot and exactly one `complete` with the snapshot's seq
+    last_seq, _ = await snapshot_of(execution.id)
+    assert kinds(frames[-2:]) == [("status", last_seq), ("complete", last_seq)]
+    assert [frame["type"] for frame in frames].count("complete") == 1
+    assert frames[-1]["message"] == "Execution completed with status: completed"
+    assert frames[-1]["execution_id"] == str(execution.id)
+
+
+@asynchronous
+async def test_live_frames_follow_and_complete_follows_terminal_status(member):
+    # given a subscriber to a queued execution
+    execution = await start(*member)
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        start_seq = (await receive(ws))["seq"]
+        # when the execution starts, logs and fails
+        await move(execution.id, "running")
+        await log(execution.id, "working")
+        await move(execution.id, "failed")
+        frames = await receive_all(ws)
+    # then each change arrives once, verbatim, in seq order, and `complete` follows the terminal status
+    expected = [("status", 1), ("log", 2), ("status", 3), ("complete", 3)]
+    assert kinds(frames) == [(kind, start_seq + offset) for kind, offset in expected]
+    assert frames[:3] == (await stored_frames(execution.id))[start_seq:]
+    assert frames[3]["message"] == "Execution completed with status: failed"
+
+
+# --- isolation ----------------------------------------------------------------------------------------------
+
+
+@asynchronous
+async def test_subscribe_other_accounts_execution_answers_error_only(member, other_member):
+    # given an execution of another account
+    foreign = await start(*other_member)
+    async with connected(member[1]) as ws:
+        # when the caller subscribes to it (with since) and the execution then changes
+        await subscribe(ws, foreign.id, since=0)
+        error = await receive(ws)
+        await move(foreign.id, "running")
+        # then one `error` frame comes, shaped like every frame, and nothing of the execution ever follows
+        assert await ws.receive_nothing(timeout=0.3)
+    assert error == {
+        "type": "error",
+        "execution_id": str(foreign.id),
+        "seq": None,
+        "timestamp": error["timestamp"],
+        "message": "execution not found",
+    }
+
+
+@asynchronous
+async def test_subscribe_unknown_execution_answers_error(member):
+    # given an execution id that does not exist
+    unknown = uuid.uuid4()
+    async with connected(member[1]) as ws:
+        # when the caller subscribes to it
+        await subscribe(ws, unknown)
+        frames = await receive_all(ws)
+        # then a single not-found error comes and the connection stays usable
+        assert [(frame["type"], frame["execution_id"], frame["message"]) for frame in frames] == [
+            ("error", str(unknown), "execution not found")
+        ]
+        await ping_pong(ws)
+
+
+@asynchronous
+async def test_subscribe_account_sees_own_executions_only(member, other_member):
+    # given a caller subscribed to their account, and executions of both accounts
+    own = await start(*member)
+    foreign = await start(*other_member)
+    async with connected(member[1]) as ws:
+        await ws.send_json_to({"type": "subscribe_account"})
+        # when both executions change and a new one of the caller's account starts
+        await move(foreign.id, "running")
+        await move(own.id, "running")
+        fresh = await start(*member)
+        frames = await receive_all(ws)
+    # then only the caller's executions show up
+    assert {frame["execution_id"] for frame in frames} == {str(own.id), str(fresh.id)}
+
+
+# --- dedupe and gaps ----------------------------------------------------------------------------------------
+
+
+@asynchronous
+async def test_subscribe_twice_never_duplicates_frames(member):
+    # given a subscriber to an execution
+    execution = await start(*member)
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        await receive(ws)
+        # when it subscribes again (even with since) and the execution changes
+        await subscribe(ws, execution.id, since=0)
+        assert await ws.receive_nothing(timeout=0.3)
+        await move(execution.id, "running")
+        frames = await receive_all(ws)
+    # then the second subscribe was a no-op and the change arrives once
+    assert [frame["type"] for frame in frames] == ["status"]
+
+
+@asynchronous
+async def test_live_frame_with_old_seq_is_dropped(member):
+    # given a subscriber that has received the snapshot
+    account, _ = member
+    execution = await start(*member)
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        snapshot = await receive(ws)
+        old = (await stored_frames(execution.id))[0]
+        # when late broadcasts of an older event and of the snapshot's seq arrive
+        await broadcast(account.id, old)
+        await broadcast(account.id, {**old, "seq": snapshot["seq"]})
+        # then nothing is sent: no duplicate, no step backwards
+        assert await ws.receive_nothing(timeout=0.3)
+
+
+@asynchronous
+async def test_gap_in_live_frames_is_filled_from_the_store(member, monkeypatch):
+    # given a subscriber, and three events stored whose broadcasts are held back
+    account, _ = member
+    execution = await start(*member)
+    held: list[dict[str, Any]] = []
+    monkeypatch.setattr(events, "broadcast_frame", lambda frame, *, account_id: held.append(frame))
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        snapshot = await receive(ws)
+        await move(execution.id, "running")
+        await log(execution.id, "one")
+        await log(execution.id, "two")
+        assert [frame["seq"] for frame in held] == [snapshot["seq"] + n for n in (1, 2, 3)]
+        # when the last broadcast overtakes the others, which then arrive late
+        for frame in (held[2], held[0], held[1]):
+            await broadcast(account.id, frame)
+        frames = await receive_all(ws)
+    # then the missing events are read from the store and sent first, in order, each exactly once
+    assert frames == held
+
+
+@asynchronous
+async def test_account_and_execution_subscriptions_share_dedupe(member):
+    # given a caller subscribed both to an execution and to the whole account
+    execution = await start(*member)
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        await receive(ws)
+        await ws.send_json_to({"type": "subscribe_account"})
+        # when the execution changes and completes (each frame reaches both groups)
+        await move(execution.id, "running")
+        await move(execution.id, "completed")
+        frames = await receive_all(ws)
+    # then every frame, and `complete`, arrives once
+    assert [frame["type"] for frame in frames] == ["status", "status", "complete"]
+    assert frames[0]["seq"] < frames[1]["seq"] == frames[2]["seq"]
+
+
+# --- unsubscribe and disconnect -----------------------------------------------------------------------------
+
+
+@asynchronous
+async def test_unsubscribe_stops_frames_and_resubscribe_sends_new_snapshot(member):
+    # given a subscriber to an execution
+    execution = await start(*member)
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        await receive(ws)
+        # when it unsubscribes and the execution changes
+        await ws.send_json_to({"type": "unsubscribe", "execution_id": str(execution.id)})
+        await move(execution.id, "running")
+        # then nothing more comes, and a new subscribe starts over with a fresh snapshot
+        assert await ws.receive_nothing(timeout=0.3)
+        await subscribe(ws, execution.id)
+        frames = await receive_all(ws)
+    assert [(frame["type"], frame["status"]["status"]) for frame in frames] == [("status", "running")]
+
+
+@asynchronous
+async def test_disconnect_leaves_every_group(member):
+    # given a connection subscribed to an execution and to its account
+    account, _ = member
+    execution = await start(*member)
+    layer = get_channel_layer()
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        await ws.send_json_to({"type": "subscribe_account"})
+        await receive(ws)
+        await ping_pong(ws)  # the account subscription has been processed by now
+        assert layer.groups.get(execution_group(execution.id))
+        assert layer.groups.get(account_group(account.id))
+        # when the client disconnects (leaving the block)
+    # then no group keeps its channel
+    assert not layer.groups.get(execution_group(execution.id))
+    assert not layer.groups.get(account_group(account.id))
+
+
+# --- frame validation and limits ----------------------------------------------------------------------
+
+
+@asynchronous
+async def test_subscriptions_beyond_the_limit_answer_error(member, settings):
+    # given a limit of one subscription per connection, already used
+    settings.FLOWRUNNER_WS_MAX_SUBSCRIPTIONS = 1
+    execution = await start(*member)
+    second = await start(*member)
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        await receive(ws)
+        # when it subscribes to another execution and to the account
+        await subscribe(ws, second.id)
+        refused = await receive(ws)
+        await ws.send_json_to({"type": "subscribe_account"})
+        refused_account = await receive(ws)
+        await move(second.id, "running")
+        await move(execution.id, "running")
+        frames = await receive_all(ws)
+    # then both are refused with an error and the first subscription keeps working
+    assert (refused["type"], refused["execution_id"]) == ("error", str(second.id))
+    assert "too many subscriptions" in refused["message"]
+    assert (refused_account["type"], refused_account["execution_id"]) == ("error", None)
+    assert {frame["execution_id"] for frame in frames} == {str(execution.id)}
+
+
+# --- the production channel layer ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    "channels_redis" not in CONFIGURED_LAYERS["default"]["BACKEND"], reason="FLOWRUNNER_REDIS_URL not set"
+)
+@asynchronous
+async def test_live_frames_cross_the_redis_channel_layer(member, settings):
+    # given the configured Redis channel layer and a subscriber
+    settings.CHANNEL_LAYERS = CONFIGURED_LAYERS
+    execution = await start(*member)
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        await receive(ws)
+        # when the execution completes
+        await move(execution.id, "running")
+        await move(execution.id, "completed")
+        frames = await receive_all(ws)
+    # then the frames came through Redis, in order, with `complete`
+    assert [frame["type"] for frame in frames] == ["status", "status", "complete"]

@@ -1,0 +1,1 @@
+"""Unit tests of the node kinds, one file per kind."""
