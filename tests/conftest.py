@@ -61,3 +61,10 @@ def other_api(other_member) -> APIClient:
     client = APIClient()
     client.force_authenticate(user=other_member[1])
     return client
+
+
+def pytest_configure(config):
+    # httpx logs every request at INFO; polling loops would bury a failure's real output.
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)

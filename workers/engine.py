@@ -269,6 +269,7 @@ def _succeed(node_run, execution, spec, node, outcome, redactor) -> None:
 
 def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | None:
     now = timezone.now()
+    outcome.action = "timeout" if outcome.timed_out else "error"
     retry = node.retry
     if outcome.retryable and retry is not None and node_run.attempt <= retry.max_retries:
         delay = retry.delay(node_run.attempt)

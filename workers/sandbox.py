@@ -9,6 +9,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,9 +49,7 @@ for (const n of ['ArrayBuffer', 'SharedArrayBuffer', 'DataView', 'Atomics', 'Web
   'Int32Array', 'Uint32Array', 'Float16Array', 'Float32Array', 'Float64Array', 'BigInt64Array',
   'BigUint64Array']) deleteProperty(G, n);
 // mini-racer's setTimeout shim is made of `var`s (non-configurable): they can only be emptied.
-for (const n of ['setTimeout', 'clearTimeout', '__timer_manager']) {
-  if (describeKey(G, n)) defineProperty(G, n, { value: undefined, writable: false });
-}
+for (const n of ['setTimeout', 'clearTimeout', '__timer_manager']) defineProperty(G, n, { value: undefined });
 // RegExp.$1, lastMatch... would show the next script what the previous one matched.
 for (const n of ['input', '$_', 'lastMatch', '$&', 'lastParen', '$+', 'leftContext', '$`', 'rightContext',
   "$'", '$1', '$2', '$3', '$4', '$5', '$6', '$7', '$8', '$9']) deleteProperty(RegExp, n);
@@ -117,12 +116,10 @@ const tame = (obj, key) => {
   defineProperty(obj, key, { enumerable: d.enumerable, configurable: false, get: () => d.value, set });
 };
 for (const k of ownKeys(Object.prototype)) tame(Object.prototype, k);
+const OVERRIDDEN = ['constructor', 'toString', 'toLocaleString', 'valueOf', 'toJSON', 'name', 'message'];
 for (const k of ownKeys(G)) {
   const proto = typeof G[k] === 'function' ? G[k].prototype : undefined;
-  if (Object(proto) !== proto) continue;
-  for (const n of ['constructor', 'toString', 'toLocaleString', 'valueOf', 'toJSON', 'name', 'message']) {
-    tame(proto, n);
-  }
+  if (Object(proto) === proto) for (const n of OVERRIDDEN) tame(proto, n);
 }
 // Freeze everything reachable from the globals, and intrinsics no global names (async and generator
 // functions, iterators, iterator helpers, segments).
@@ -148,14 +145,8 @@ while (roots.length) {
   }
 }
 
-const utf8Length = (s) => {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff) { n += 4; i++; } else n += c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
-  }
-  return n;
-};
+// JSON.stringify escapes lone surrogates, so encodeURIComponent cannot throw here.
+const encode = encodeURIComponent, bytes = unescape, utf8Length = (s) => bytes(encode(s)).length;
 const describe = (e) => {  // line: the innermost frame in the user's code (counted from the Function header)
   try {
     if (!(e instanceof ErrorCtor)) return { message: 'Uncaught ' + text(e), line: null };
@@ -188,27 +179,20 @@ const runner = freeze({
     // new Function parses the body on its own, so it cannot close the wrapper and leave code at global
     // scope. A SyntaxError escapes uncaught: mini-racer's message carries its line.
     const fn = new FunctionCtor(body + '\n//# sourceURL=flowscript');
-    let value, out;
-    try {
-      value = fn();
-    } catch (e) {
-      const d = describe(e);
-      return fail(d.message, d.line);
-    }
+    let value, out, d;
+    try { value = fn(); } catch (e) { return fail((d = describe(e)).message, d.line); }
     try {
       if (Object(value) === value && typeof value.then === 'function') {
         return fail('script returned a Promise: scripts run synchronously and async results are not awaited');
       }
       out = stringify(value) ?? 'null';
     } catch (e) {
-      const d = describe(e);
+      d = describe(e);
       return fail('script returned a value that cannot be converted to JSON: ' + d.message, d.line);
     }
     if (out.length * 3 > maxOutput) {  // UTF-8 takes at most 3 bytes per UTF-16 unit
       const size = utf8Length(out);
-      if (size > maxOutput) {
-        return fail('script output is ' + size + ' bytes, over the limit of ' + maxOutput);
-      }
+      if (size > maxOutput) return fail(`script output is ${size} bytes, over the limit of ${maxOutput}`);
     }
     return '[1,' + out + ',' + logsJson() + ']';
   },
@@ -249,7 +233,7 @@ class ScriptError(Exception):
 
     kind = "error"
 
-    def __init__(self, message: str, *, line: int | None = None, kind: str | None = None, logs=None) -> None:
+    def __init__(self, message: str, *, line: int | None = None, kind: str | None = None, logs: Any = None):
         self.message, self.line, self.kind = message, line, kind or self.kind
         self.logs: list[LogLine] = logs or []  # console output before the failure
         self.script: str | None = None  # the `name` given to run()
@@ -288,13 +272,16 @@ def _quiet_closed_loop(previous: Any, unraisable: Any) -> None:
         previous(unraisable)
 
 
+_live: weakref.WeakSet[ScriptSandbox] = weakref.WeakSet()
+
+
 class ScriptSandbox:
     """One V8 context reused across calls, serialized by a lock (the embedded worker is threaded)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._racer: MiniRacer | None = None
-        self._pid = os.getpid()
+        _live.add(self)
 
     def warm_up(self) -> None:
         """Create the context now (at worker start) rather than on the first script."""
@@ -344,17 +331,15 @@ class ScriptSandbox:
         return self._call(body, 1, globals, timeout, memory_mb, max_output_bytes)[0]
 
     def _context(self) -> MiniRacer:
-        if self._racer is not None and self._pid != os.getpid():
-            self._racer = None  # inherited through fork: its V8 thread did not survive, abandon it unclosed
         if self._racer is None:
             racer = MiniRacer()
             racer.eval(BOOTSTRAP_JS)
-            self._racer, self._pid = racer, os.getpid()
+            self._racer = racer
         return self._racer
 
     def _discard(self) -> None:
         racer, self._racer = self._racer, None
-        if racer is not None and self._pid == os.getpid():
+        if racer is not None:
             previous = sys.unraisablehook
             sys.unraisablehook = functools.partial(_quiet_closed_loop, previous)
             try:
@@ -420,6 +405,24 @@ def get_sandbox() -> ScriptSandbox:
         if _instance is None:
             _instance = ScriptSandbox()
         return _instance
+
+
+def _close_before_fork() -> None:
+    # A forked child could neither use nor even close (it hangs) a V8 context copied from its parent, whose
+    # isolate thread is not copied: close them all first, each process then makes its own on first use.
+    for sandbox in list(_live):
+        sandbox.close()
+
+
+def _new_locks_in_child() -> None:
+    # Another thread of the parent may have held a lock at the moment of the fork.
+    global _instance_lock
+    _instance_lock = threading.Lock()
+    for sandbox in list(_live):
+        sandbox._lock = threading.Lock()
+
+
+os.register_at_fork(before=_close_before_fork, after_in_child=_new_locks_in_child)
 
 
 def warm_up() -> None:

@@ -1,4 +1,4 @@
-"""`parse_flow(text)`: flow YAML to a FlowSpec, or FlowValidationError listing every problem with its position."""
+"""`parse_flow(text)`: flow YAML to a FlowSpec, or FlowValidationError listing every problem and position."""
 
 from __future__ import annotations
 

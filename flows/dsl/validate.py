@@ -1,4 +1,4 @@
-"""Validation of a loaded flow document (DESIGN §4) into a FlowSpec, collecting every problem with its position."""
+"""Validation of a loaded flow document (DESIGN §4) into a FlowSpec, collecting every problem and position."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class Validator:
         self.edges_of: dict[str, dict[str, str]] = {}
 
     def report(self, path: str, message: str, *, on_key: bool = False) -> None:
-        """A problem at `path`: the key's position when `on_key`, else the value's, else the nearest ancestor's."""
+        """A problem at `path`: at its key when `on_key`, else at its value, else at the nearest ancestor."""
         position = self.tree.key_marks.get(path) if on_key else None
         probe = path
         while position is None:
@@ -53,7 +53,9 @@ class Validator:
         for key in data:
             if key not in allowed:
                 self.report(
-                    child_path(path, key), f"unknown {what} key '{key}' (expected: {', '.join(allowed)})", on_key=True
+                    child_path(path, key),
+                    f"unknown {what} key '{key}' (expected: {', '.join(allowed)})",
+                    on_key=True,
                 )
 
     def duration(self, value: Any, path: str, *, positive: bool = False) -> float | None:
@@ -67,7 +69,7 @@ class Validator:
             return None
         return seconds
 
-    # The document ---------------------------------------------------------------------------------------------
+    # The document -------------------------------------------------------------------------------------------
 
     def spec(self) -> FlowSpec | None:
         root = self.tree.value
@@ -91,7 +93,7 @@ class Validator:
         )
 
     def metadata(self, root: dict[str, Any]) -> dict[str, Any]:
-        """name, description, version (as text) and start; other metadata keys are descriptive and kept out."""
+        """name, description, version (as text) and start; other metadata keys are descriptive only."""
         raw = root.get("metadata")
         if raw is None:
             self.report("metadata", "missing 'metadata' (a mapping with at least 'name')")
@@ -109,13 +111,18 @@ class Validator:
             result["name"] = name
         description = raw.get("description")
         if description is not None and not isinstance(description, str):
-            self.report("metadata.description", f"'metadata.description' must be a string, got {type_name(description)}")
+            self.report(
+                "metadata.description",
+                f"'metadata.description' must be a string, got {type_name(description)}",
+            )
         else:
             result["description"] = description or ""
         version = raw.get("version")
         if version is not None:
             if isinstance(version, bool) or not isinstance(version, str | int | float) or str(version) == "":
-                self.report("metadata.version", f"'metadata.version' must be a string or a number, got {version!r}")
+                self.report(
+                    "metadata.version", f"'metadata.version' must be a string or a number, got {version!r}"
+                )
             else:
                 result["version"] = self.text("metadata.version", version)
         start = raw.get("start")
@@ -173,14 +180,16 @@ class Validator:
         self.report("metadata.start", f"cannot determine the start node: {reason}; set metadata.start")
         return None
 
-    # One node -------------------------------------------------------------------------------------------------
+    # One node -----------------------------------------------------------------------------------------------
 
     def node(self, node_id: str, raw: Any, path: str) -> NodeSpec | None:
         count = len(self.problems)
         if not node_id:
             self.report(path, "a node id must not be empty", on_key=True)
         if not isinstance(raw, dict):
-            self.report(path, f"a node must be a mapping with at least 'type', got {type_name(raw)}")
+            # `a:` with nothing after it: point at the key, the empty value has no useful position.
+            message = f"a node must be a mapping with at least 'type', got {type_name(raw)}"
+            self.report(path, message, on_key=raw is None)
             return None
         self.unknown_keys(raw, path, NODE_KEYS, "node")
         kind = self.kind(raw, path)
@@ -198,10 +207,14 @@ class Validator:
         batch = self.batch(raw, params, kind, path)
         queue = raw.get("queue")
         if queue is not None and (not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue)):
-            self.report(f"{path}.queue", f"'queue' must be a queue name of letters, digits and _.:-, got {queue!r}")
+            self.report(
+                f"{path}.queue", f"'queue' must be a queue name of letters, digits and _.:-, got {queue!r}"
+            )
         description = raw.get("description")
         if description is not None and not isinstance(description, str):
-            self.report(f"{path}.description", f"'description' must be a string, got {type_name(description)}")
+            self.report(
+                f"{path}.description", f"'description' must be a string, got {type_name(description)}"
+            )
         if len(self.problems) != count or kind is None:
             return None
         return NodeSpec(
@@ -238,7 +251,9 @@ class Validator:
             return None
         kind = get_kind(node_type)
         if kind is None:
-            self.report(f"{path}.type", f"unknown node type '{node_type}' (known: {', '.join(known_kinds())})")
+            self.report(
+                f"{path}.type", f"unknown node type '{node_type}' (known: {', '.join(known_kinds())})"
+            )
         return kind
 
     def timeout(self, raw: dict[str, Any], params: dict[str, Any], path: str) -> float | None:
@@ -261,7 +276,9 @@ class Validator:
             if not action:
                 self.report(child_path(path, action), "an action must not be empty", on_key=True)
             elif isinstance(target, bool) or not isinstance(target, str | int | float) or target == "":
-                self.report(child_path(path, action), f"next.{action}: expected a node id, got {type_name(target)}")
+                self.report(
+                    child_path(path, action), f"next.{action}: expected a node id, got {type_name(target)}"
+                )
             else:
                 edges[action] = self.text(child_path(path, action), target)
         return edges
@@ -276,7 +293,9 @@ class Validator:
         values: dict[str, Any] = {}
         max_retries = raw.get("max_retries", 0)
         if not _is_int(max_retries) or max_retries < 0:
-            self.report(f"{path}.max_retries", f"'max_retries' must be an integer of at least 0, got {max_retries!r}")
+            self.report(
+                f"{path}.max_retries", f"'max_retries' must be an integer of at least 0, got {max_retries!r}"
+            )
         else:
             values["max_retries"] = max_retries
         for key in ("wait", "max_wait"):
@@ -302,8 +321,12 @@ class Validator:
         block = raw.get("batch")
         is_batch = bool(getattr(kind, "is_batch", False))
         if block is not None and kind is not None and not is_batch:
-            batch_kinds = ", ".join(name for name in known_kinds() if getattr(get_kind(name), "is_batch", False))
-            self.report(f"{path}.batch", f"'batch' applies only to batch node types ({batch_kinds})", on_key=True)
+            batch_kinds = ", ".join(
+                name for name in known_kinds() if getattr(get_kind(name), "is_batch", False)
+            )
+            self.report(
+                f"{path}.batch", f"'batch' applies only to batch node types ({batch_kinds})", on_key=True
+            )
             return None
         if block is not None and not isinstance(block, dict):
             self.report(f"{path}.batch", f"'batch' must be a mapping, got {type_name(block)}")
@@ -313,12 +336,14 @@ class Validator:
         strategy = block.get("strategy", getattr(kind, "default_strategy", "parallel"))
         if strategy not in BATCH_STRATEGIES:
             self.report(
-                f"{path}.batch.strategy", f"'strategy' must be one of {', '.join(BATCH_STRATEGIES)}, got {strategy!r}"
+                f"{path}.batch.strategy",
+                f"'strategy' must be one of {', '.join(BATCH_STRATEGIES)}, got {strategy!r}",
             )
         max_parallel = block.get("max_parallel")
         if max_parallel is not None and (not _is_int(max_parallel) or max_parallel < 1):
             self.report(
-                f"{path}.batch.max_parallel", f"'max_parallel' must be an integer of at least 1, got {max_parallel!r}"
+                f"{path}.batch.max_parallel",
+                f"'max_parallel' must be an integer of at least 1, got {max_parallel!r}",
             )
             max_parallel = None
         if max_parallel is None and _is_int(params.get("max_parallel")) and params["max_parallel"] >= 1:

@@ -1,4 +1,4 @@
-"""Flow YAML to plain JSON-safe values plus the line and column of every path; refuses what a flow never needs.
+"""Flow YAML to JSON-safe values plus the line and column of every path; refuses what a flow never needs.
 
 Policy on anchors and aliases: allowed (sharing a `retry:` block with `&retry`/`*retry` or `<<: *defaults`
 is ordinary YAML, and the Go original accepts it), but every node reached through an alias counts against a
@@ -32,7 +32,7 @@ _PLAIN_SCALARS = {_TAG + name for name in ("int", "float", "bool", "null")}
 
 @dataclass
 class Tree:
-    """The document as Python values; `marks[path]` is a value's (line, column), `key_marks[path]` its key's."""
+    """Python values; `marks[path]`: a value's (line, column); `key_marks[path]`: its key's."""
 
     value: Any = None
     marks: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -95,7 +95,9 @@ def load(text: str | bytes) -> Tree:
         tree.problems.append(Problem("", None, None, "invalid YAML: the document is nested too deeply"))
         return tree
     if root is None:
-        tree.problems.append(Problem("", 1, 1, "the flow is empty: expected a mapping with 'metadata' and 'nodes'"))
+        tree.problems.append(
+            Problem("", 1, 1, "the flow is empty: expected a mapping with 'metadata' and 'nodes'")
+        )
         return tree
     converter = _Converter(tree)
     tree.value = converter.convert(root, "", 0)
@@ -132,7 +134,9 @@ class _Converter:
         # A node visited again was reached through an alias; the difference is the alias expansion so far.
         if self.visits - len(self.seen) > MAX_ALIAS_EXPANSION:
             self.problem(
-                path, position, f"aliases expand to more than {MAX_ALIAS_EXPANSION} nodes; refusing the document"
+                path,
+                position,
+                f"aliases expand to more than {MAX_ALIAS_EXPANSION} nodes; refusing the document",
             )
             self.aborted = True
             return None
@@ -165,8 +169,10 @@ class _Converter:
             self.problem(path, _position(node), f"invalid value: {exc.problem}")
             return None
         if isinstance(value, float) and not math.isfinite(value):
-            self.problem(path, _position(node), f"'{node.value}' is not a finite number (JSON cannot hold it)")
-            return None
+            self.problem(
+                path, _position(node), f"'{node.value}' is not a finite number (JSON cannot hold it)"
+            )
+            return node.value
         if isinstance(value, int | float) and not isinstance(value, bool):
             self.tree.texts.setdefault(path, node.value)
         return value
@@ -187,14 +193,18 @@ class _Converter:
                 merges.append(value_node)
                 continue
             if not isinstance(key_node, ScalarNode):
-                self.problem(path, _position(key_node), "mapping keys must be plain text, not a list or mapping")
+                self.problem(
+                    path, _position(key_node), "mapping keys must be plain text, not a list or mapping"
+                )
                 continue
             # The key as written: `true:` in `next` is the action "true", `1:` the node id "1".
             key = key_node.value
             key_path = child_path(path, key)
             if key in first_line:
                 self.problem(
-                    key_path, _position(key_node), f"duplicate key '{key}' (first defined on line {first_line[key]})"
+                    key_path,
+                    _position(key_node),
+                    f"duplicate key '{key}' (first defined on line {first_line[key]})",
                 )
                 continue
             first_line[key] = _position(key_node)[0]
@@ -205,7 +215,7 @@ class _Converter:
         return result
 
     def merge(self, result: dict[str, Any], merge: Node, path: str, depth: int) -> None:
-        """`<<: *defaults` (or a list of them): keys written here win, then earlier sources over later ones."""
+        """`<<: *defaults` (or a list of them): keys written here win, then earlier sources over later."""
         sources = merge.value if isinstance(merge, SequenceNode) else [merge]
         for source in sources:
             if not isinstance(source, MappingNode):

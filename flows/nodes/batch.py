@@ -1,4 +1,4 @@
-"""Batch kinds (`parallel_batch`, `batch`, `async_batch`, `worker_pool`): cut items into batches, process, join.
+"""Batch kinds (`parallel_batch`, `batch`, `async_batch`, `worker_pool`): cut items, process batches, join.
 
 The engine drives a batch node: it asks the kind for the batches, runs `process` once per batch (one Celery
 task each, all in one chord) and calls `join_batches` on what came back. `run` is therefore never called.
@@ -35,7 +35,7 @@ def _positive_int(value: Any, name: str) -> int:
 
 
 def _merge(joined: dict[str, Any], key: str, value: Any) -> None:
-    """Fold one batch's value into the join: lists concatenate, numbers add, anything else: last batch wins."""
+    """Fold one batch's value into the join: lists concatenate, numbers add, else the last batch wins."""
     if key not in joined:
         joined[key] = list(value) if isinstance(value, list) else value
         return
@@ -70,9 +70,11 @@ def join_batches(
 
 
 class BatchKind(NodeKind):
-    """One instance per kind name; they differ only in the strategy used when the node has no `batch` block."""
+    """One instance per kind name; they differ only in the strategy used without a `batch` block."""
 
     is_batch = True
+    # The engine joins through the kind (`kind.join_batches(...)`); it is the pure module function.
+    join_batches = staticmethod(join_batches)
 
     def __init__(self, name: str, default_strategy: str) -> None:
         self.name = name
@@ -94,12 +96,14 @@ class BatchKind(NodeKind):
         check.string("processor_script")
 
     def items(self, ctx: NodeContext) -> list[Any]:
-        """The node's items: `params.items` (an expression, a document key or a list), else the document's `items`."""
+        """`params.items` (an expression, a document key or a list), else the document's `items`."""
         source = ctx.node.params.get("items")
         if source is None:
             source_name, value = "the document's 'items'", ctx.document.get("items")
             if "items" not in ctx.document:
-                raise PermanentNodeError(f"{self.name}: no items: the document has no 'items' (set params.items)")
+                raise PermanentNodeError(
+                    f"{self.name}: no items: the document has no 'items' (set params.items)"
+                )
         elif isinstance(source, list) or is_expression(source):
             source_name, value = f"params.items ({source!r})", ctx.render(source)
         else:
@@ -124,7 +128,7 @@ class BatchKind(NodeKind):
         return [items[start : start + size] for start in range(0, len(items), size)]
 
     def max_parallel(self, ctx: NodeContext) -> int | None:
-        """How many batches may run at once: `batch.max_parallel` wins over `params.max_parallel`; serial is 1."""
+        """Batches at once: `batch.max_parallel` wins over `params.max_parallel`; serial means 1."""
         policy = ctx.node.batch
         if policy is not None and policy.strategy == "serial":
             return 1
@@ -146,7 +150,9 @@ class BatchKind(NodeKind):
         return ctx.run_script(script, input=batch_input)
 
     def run(self, ctx: NodeContext) -> NodeResult:
-        raise NotImplementedError("batch nodes are driven by the engine: batches(), process(), join_batches()")
+        raise NotImplementedError(
+            "batch nodes are driven by the engine: batches(), process(), join_batches()"
+        )
 
 
 # DESIGN §4 runs all four as parallel batches; `batch: {strategy: serial}` asks for one at a time.

@@ -36,7 +36,7 @@ def choose_action(value: Any, edges: Mapping[str, Any]) -> str:
 
 
 def condition_body(condition: str) -> str:
-    """A function body for one `conditions[].condition`: an expression, a `${expr}`, or a body with `return`."""
+    """A function body for one `conditions[].condition`: an expression, `${expr}`, or a body with `return`."""
     text = condition.strip()
     whole = _WHOLE_EXPRESSION.match(text)
     if whole and "${" not in whole.group(1):
@@ -92,7 +92,10 @@ class ConditionKind(NodeKind):
         for index, entry in enumerate(conditions):
             where = f"conditions[{index}]"
             if not isinstance(entry, dict):
-                report(where, f"each condition must be a mapping with 'condition' and 'action', got {type_name(entry)}")
+                report(
+                    where,
+                    f"each condition must be a mapping with 'condition' and 'action', got {type_name(entry)}",
+                )
                 continue
             for key in entry:
                 if key not in ("condition", "action"):
@@ -100,8 +103,12 @@ class ConditionKind(NodeKind):
             condition = entry.get("condition")
             if condition is None:
                 report(where, "missing 'condition'")
-            elif not isinstance(condition, str | bool) or (isinstance(condition, str) and not condition.strip()):
-                report(f"{where}.condition", "'condition' must be a JavaScript expression (a non-empty string)")
+            elif not isinstance(condition, str | bool) or (
+                isinstance(condition, str) and not condition.strip()
+            ):
+                report(
+                    f"{where}.condition", "'condition' must be a JavaScript expression (a non-empty string)"
+                )
             action = entry.get("action")
             if action is None:
                 report(where, "missing 'action'")

@@ -1,4 +1,4 @@
-"""The `http.request` kind: one HTTP call; the status class picks the action (success, client_error, server_error)."""
+"""The `http.request` kind: one HTTP call; the status class picks success, client_error or server_error."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from typing import Any
 
 import httpx
 
-from flows.nodes.base import NodeContext, NodeError, NodeKind, NodeResult, NodeTimeoutError, PermanentNodeError, Report
+from flows.nodes.base import (
+    NodeContext,
+    NodeError,
+    NodeKind,
+    NodeResult,
+    NodeTimeoutError,
+    PermanentNodeError,
+    Report,
+)
 from flows.nodes.params import Checker, is_expression, is_number, run_mapping, run_string, type_name
 from flows.nodes.registry import register
 
@@ -16,14 +24,14 @@ DEFAULT_TIMEOUT = 30.0
 
 
 def _scalar_text(value: Any) -> str:
-    # Header and query values are text on the wire; booleans in their JSON spelling, as the Go original sent them.
+    # Header and query values are text on the wire; booleans in their JSON spelling, as the Go original did.
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
 
 
 def status_action(status_code: int) -> str:
-    """2xx success, 4xx client_error, 5xx server_error; anything else (an unfollowed 3xx) counts as success."""
+    """2xx success, 4xx client_error, 5xx server_error; anything else (an unfollowed 3xx) is success."""
     if 400 <= status_code < 500:
         return "client_error"
     if status_code >= 500:
@@ -84,7 +92,9 @@ class HttpRequestKind(NodeKind):
             for key, value in (check.mapping(name) or {}).items():
                 allowed = (str, int, float, bool, list) if name == "query" else (str, int, float, bool)
                 if not isinstance(value, allowed):
-                    report(f"{name}.{key}", f"'{name}.{key}' must be text or a number, got {type_name(value)}")
+                    report(
+                        f"{name}.{key}", f"'{name}.{key}' must be text or a number, got {type_name(value)}"
+                    )
         check.boolean("follow_redirects")
         auth = check.mapping("auth")
         if auth is not None:

@@ -1,4 +1,4 @@
-"""Shared parameter checks for node kinds: precise problems at upload, the same coercions again at run time."""
+"""Shared parameter checks for node kinds: precise problems at upload, the same coercions at run time."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def is_number(value: Any) -> bool:
 
 
 class Checker:
-    """Reports every problem of one node's params; each check accepts a `${...}` string in place of a value."""
+    """Reports every problem of one node's params; each check accepts a `${...}` string for a value."""
 
     def __init__(self, params: dict[str, Any], report: Report) -> None:
         self.params = params

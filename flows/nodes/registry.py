@@ -1,4 +1,4 @@
-"""The registry of node kinds: `get_kind("transform")`; importing this module registers every built-in kind."""
+"""The registry of node kinds: `get_kind("transform")`; the first lookup registers every built-in kind."""
 
 from __future__ import annotations
 

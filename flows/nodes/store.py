@@ -17,7 +17,13 @@ from flows.nodes.registry import register
 
 OPERATIONS = ("get", "set", "delete", "list", "increment")
 # Which optional params mean something for which operation (`amount` is the Go original's `by`).
-_ONLY_FOR = {"value": ("set",), "by": ("increment",), "amount": ("increment",), "prefix": ("list",), "default": ("get",)}
+_ONLY_FOR = {
+    "value": ("set",),
+    "by": ("increment",),
+    "amount": ("increment",),
+    "prefix": ("list",),
+    "default": ("get",),
+}
 
 
 class StoreKind(NodeKind):

@@ -21,7 +21,7 @@ class TransformKind(NodeKind):
         script = ctx.node.params.get("script")
         if not isinstance(script, str):
             raise PermanentNodeError("transform: params.script must be a string")
-        # The script is JavaScript, not a template: `${...}` in it is a JS template literal, so never render it.
+        # The script is JavaScript, not a template: `${...}` in it is a JS template literal. Never render it.
         return NodeResult(output=ctx.run_script(script))
 
 

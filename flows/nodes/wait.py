@@ -8,7 +8,7 @@ from flows.nodes.base import NodeContext, NodeKind, NodeResult, PermanentNodeErr
 from flows.nodes.params import Checker, is_expression, is_number, run_duration, type_name
 from flows.nodes.registry import register
 
-# `duration` is a duration string (`100ms`, `1m30s`); `seconds` a number; `duration_ms` the Go original's spelling.
+# `duration`: a duration string (`100ms`, `1m30s`); `seconds`: a number; `duration_ms`: the Go spelling.
 DURATION_PARAMS = ("duration", "seconds", "duration_ms")
 
 

@@ -1,4 +1,4 @@
-"""The `webhook` kind: send the document (or a chosen body) to a URL; anything but 2xx is a retryable failure."""
+"""The `webhook` kind: send the document (or a chosen body) to a URL; non-2xx is a retryable failure."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from typing import Any
 
 import httpx
 
-from flows.nodes.base import NodeContext, NodeError, NodeKind, NodeResult, NodeTimeoutError, PermanentNodeError, Report
+from flows.nodes.base import (
+    NodeContext,
+    NodeError,
+    NodeKind,
+    NodeResult,
+    NodeTimeoutError,
+    PermanentNodeError,
+    Report,
+)
 from flows.nodes.http_request import DEFAULT_TIMEOUT, METHODS, request_kwargs
 from flows.nodes.params import Checker, is_expression, run_string, type_name
 from flows.nodes.registry import register
@@ -44,7 +52,9 @@ class WebhookKind(NodeKind):
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise PermanentNodeError(f"webhook {method} {url}: invalid URL: {exc}")
         except httpx.HTTPError as exc:
-            raise NodeError(f"webhook {method} {url}: {exc.__class__.__name__}: {exc}", type="connection_error")
+            raise NodeError(
+                f"webhook {method} {url}: {exc.__class__.__name__}: {exc}", type="connection_error"
+            )
         if not 200 <= response.status_code < 300:
             raise NodeError(f"webhook {method} {url} answered {response.status_code}", type="http_error")
         return NodeResult(output={"status_code": response.status_code, "success": True})

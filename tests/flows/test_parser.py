@@ -1,4 +1,4 @@
-"""parse_flow: the flow language of DESIGN §4, its problems (path, line, column) and the Go original's flows."""
+"""parse_flow: the flow language of DESIGN §4, its problems (path, line, column), the Go original's flows."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def only(problems, path: str):
     return found[0]
 
 
-# The Go original's flows ----------------------------------------------------------------------------------------
+# The Go original's flows ------------------------------------------------------------------------------------
 
 
 def test_parse_flow_accepts_the_go_complex_flow_unchanged():
@@ -47,7 +47,11 @@ def test_parse_flow_accepts_the_go_complex_flow_unchanged():
     assert batch.timeout == 5.0
     assert batch.batch == BatchPolicy(strategy="parallel", max_parallel=3)
     assert batch.retry == RetryPolicy(max_retries=3, wait=0.2, backoff="exponential", max_wait=300.0)
-    assert batch.next == {"success": "analyze_results", "error": "retry_failed_items", "timeout": "timeout_handler"}
+    assert batch.next == {
+        "success": "analyze_results",
+        "error": "retry_failed_items",
+        "timeout": "timeout_handler",
+    }
     assert spec.nodes["prepare_data"].retry == RetryPolicy(max_retries=2, wait=0.1)
     assert spec.nodes["branch_on_success_rate"].next["default"] == "final_summary"
     assert "condition_script" in spec.nodes["analyze_results"].params
@@ -96,7 +100,7 @@ def test_parse_flow_accepts_the_go_websocket_test_flow():
     assert (spec.start, spec.description) == ("start", "A simple test flow for WebSocket integration")
 
 
-# Valid flows ----------------------------------------------------------------------------------------------------
+# Valid flows ------------------------------------------------------------------------------------------------
 
 EVERY_KIND = """
 metadata:
@@ -181,9 +185,19 @@ def test_parse_flow_accepts_every_node_kind_and_edge_kind():
     # then every node is typed as written and its edges are kept verbatim
     assert spec.start == "fetch"
     assert {node.type for node in spec.nodes.values()} == {
-        "http.request", "transform", "condition", "parallel_batch", "batch", "async_batch",
-        "worker_pool", "store", "webhook", "delay", "log", "wait",
-    }  # fmt: skip
+        "http.request",
+        "transform",
+        "condition",
+        "parallel_batch",
+        "batch",
+        "async_batch",
+        "worker_pool",
+        "store",
+        "webhook",
+        "delay",
+        "log",
+        "wait",
+    }
     assert spec.nodes["decide"].next == {"true": "fan_out", "false": "choose"}
     assert spec.nodes["fetch"].next["client_error"] == "complain"
     assert spec.nodes["choose"].next["default"] == "pause"
@@ -208,22 +222,36 @@ def test_parse_flow_types_retry_batch_timeout_and_queue():
 
 def test_parse_flow_prefers_node_timeout_over_params_timeout():
     # given a node with both a node-level and a params timeout
-    spec = parse_flow("metadata: {name: t}\nnodes:\n  a: {type: wait, timeout: 2s, params: {duration: 1s, timeout: 9s}}\n")
+    spec = parse_flow(
+        "metadata: {name: t}\nnodes:\n  a: {type: wait, timeout: 2s, params: {duration: 1s, timeout: 9s}}\n"
+    )
     # when parsed / then the node-level one wins
     assert spec.nodes["a"].timeout == 2.0
 
 
 def test_parse_flow_retry_defaults_to_exponential_backoff_and_five_minute_cap():
     # given a retry block with only max_retries
-    spec = parse_flow("metadata: {name: r}\nnodes:\n  a: {type: log, params: {message: hi}, retry: {max_retries: 2}}\n")
+    spec = parse_flow(
+        "metadata: {name: r}\nnodes:\n  a: {type: log, params: {message: hi}, retry: {max_retries: 2}}\n"
+    )
     # when parsed / then backoff is exponential, max_wait 5m and jitter off
-    assert spec.nodes["a"].retry == RetryPolicy(max_retries=2, backoff="exponential", max_wait=300.0, jitter=False)
+    assert spec.nodes["a"].retry == RetryPolicy(
+        max_retries=2, backoff="exponential", max_wait=300.0, jitter=False
+    )
 
 
 def test_parse_flow_version_label_keeps_numbers_as_written():
     # given numeric versions / when parsed / then the label is the text as written, None when absent
-    assert parse_flow("metadata: {name: v, version: 1.10}\nnodes: {a: {type: log, params: {message: m}}}").version == "1.10"
-    assert parse_flow("metadata: {name: v, version: 3}\nnodes: {a: {type: log, params: {message: m}}}").version == "3"
+    assert (
+        parse_flow(
+            "metadata: {name: v, version: 1.10}\nnodes: {a: {type: log, params: {message: m}}}"
+        ).version
+        == "1.10"
+    )
+    assert (
+        parse_flow("metadata: {name: v, version: 3}\nnodes: {a: {type: log, params: {message: m}}}").version
+        == "3"
+    )
     assert parse_flow("metadata: {name: v}\nnodes: {a: {type: log, params: {message: m}}}").version is None
 
 
@@ -239,7 +267,10 @@ def test_parse_flow_accepts_expressions_where_values_are_expected():
     metadata: {name: expr}
     nodes:
       a: {type: wait, params: {duration: "${input.delay}"}, next: {success: b}}
-      b: {type: parallel_batch, params: {batch_size: "${input.size}", max_parallel: "${input.n}"}, next: {success: c}}
+      b:
+        type: parallel_batch
+        params: {batch_size: "${input.size}", max_parallel: "${input.n}"}
+        next: {success: c}
       c: {type: http.request, params: {url: "${input.url}", method: "${input.method}"}}
     """
     # when parsed / then it is valid: they are evaluated at run time
@@ -277,7 +308,7 @@ def test_parse_flow_reads_true_and_false_edge_keys_as_text():
     assert parse_flow(dedent(text)).nodes["a"].next == {"true": "b", "false": "c", "yes": "b"}
 
 
-# Problems: YAML level ----------------------------------------------------------------------------------------
+# Problems: YAML level ---------------------------------------------------------------------------------------
 
 
 def test_parse_flow_reports_yaml_syntax_error_with_line_and_column():
@@ -335,7 +366,9 @@ def test_parse_flow_refuses_an_alias_bomb():
     for level in range(1, 9):
         refs = ", ".join([f"*a{level - 1}"] * 10)
         levels.append(f"a{level}: &a{level} [{refs}]")
-    text = "metadata: {name: bomb}\n" + "\n".join(levels) + "\nnodes: {x: {type: log, params: {message: m}}}\n"
+    text = (
+        "metadata: {name: bomb}\n" + "\n".join(levels) + "\nnodes: {x: {type: log, params: {message: m}}}\n"
+    )
 
     # when parsed
     problems = problems_of(text)
@@ -346,7 +379,9 @@ def test_parse_flow_refuses_an_alias_bomb():
 
 def test_parse_flow_refuses_a_recursive_alias():
     # given an anchor that contains an alias to itself
-    problems = problems_of("metadata: {name: r}\nnodes: &n {a: {type: log, params: {message: m, loop: *n}}}\n")
+    problems = problems_of(
+        "metadata: {name: r}\nnodes: &n {a: {type: log, params: {message: m, loop: *n}}}\n"
+    )
     # when parsed / then it is refused with a clear message
     assert any("recursive alias" in p.message for p in problems)
 
@@ -361,7 +396,12 @@ def test_parse_flow_refuses_text_over_one_mebibyte():
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("", "empty"), ("# only a comment\n", "empty"), ("- a\n- b\n", "got a list"), ("just text\n", "got a string")],
+    [
+        ("", "empty"),
+        ("# only a comment\n", "empty"),
+        ("- a\n- b\n", "got a list"),
+        ("just text\n", "got a string"),
+    ],
 )
 def test_parse_flow_refuses_documents_that_are_not_a_mapping(text, fragment):
     # given an empty document, a list or a scalar / when parsed / then one root problem says why
@@ -371,12 +411,14 @@ def test_parse_flow_refuses_documents_that_are_not_a_mapping(text, fragment):
 
 def test_parse_flow_refuses_custom_yaml_tags():
     # given a value with an application tag / when parsed / then the tag is named at its position
-    problem = only(problems_of("metadata: {name: t}\nnodes:\n  a: {type: log, params: {message: !secret x}}\n"),
-                   "nodes.a.params.message")  # fmt: skip
+    problem = only(
+        problems_of("metadata: {name: t}\nnodes:\n  a: {type: log, params: {message: !secret x}}\n"),
+        "nodes.a.params.message",
+    )
     assert "unsupported YAML tag '!secret'" in problem.message and problem.line == 3
 
 
-# Problems: flow level -------------------------------------------------------------------------------------------
+# Problems: flow level ---------------------------------------------------------------------------------------
 
 
 def test_parse_flow_requires_metadata_name_and_nodes():
@@ -389,12 +431,16 @@ def test_parse_flow_requires_metadata_name_and_nodes():
 @pytest.mark.parametrize("name", ['""', "[a]", "3", "null"])
 def test_parse_flow_requires_metadata_name_to_be_non_empty_text(name):
     # given a name that is empty, a list, a number or null
-    problems = problems_of(f"metadata: {{name: {name}}}\nnodes: {{a: {{type: log, params: {{message: m}}}}}}\n")
+    problems = problems_of(
+        f"metadata: {{name: {name}}}\nnodes: {{a: {{type: log, params: {{message: m}}}}}}\n"
+    )
     # when parsed / then the problem is on metadata.name
     assert only(problems, "metadata.name")
 
 
-@pytest.mark.parametrize(("nodes", "fragment"), [("{}", "at least one node"), ("[a, b]", "must be a mapping")])
+@pytest.mark.parametrize(
+    ("nodes", "fragment"), [("{}", "at least one node"), ("[a, b]", "must be a mapping")]
+)
 def test_parse_flow_requires_a_non_empty_nodes_mapping(nodes, fragment):
     # given nodes that is empty or a list / when parsed / then nodes is the problem
     assert fragment in only(problems_of(f"metadata: {{name: n}}\nnodes: {nodes}\n"), "nodes").message
@@ -432,7 +478,10 @@ def test_parse_flow_names_the_known_kinds_for_an_unknown_type():
 
 def test_parse_flow_requires_a_node_type():
     # given a node without type / when parsed / then the node itself is the problem
-    assert "missing 'type'" in only(problems_of("metadata: {name: u}\nnodes:\n  a: {params: {}}\n"), "nodes.a").message
+    assert (
+        "missing 'type'"
+        in only(problems_of("metadata: {name: u}\nnodes:\n  a: {params: {}}\n"), "nodes.a").message
+    )
 
 
 def test_parse_flow_reports_an_edge_to_a_missing_node():
@@ -537,15 +586,23 @@ def test_parse_flow_reports_bad_batch_blocks():
 @pytest.mark.parametrize("timeout", ["soon", "0s", "-1", "[1]"])
 def test_parse_flow_reports_bad_timeouts(timeout):
     # given a node timeout that is not a positive duration / when parsed / then it is reported on that path
-    problem = only(problems_of(f"metadata: {{name: t}}\nnodes:\n  a: {{type: log, params: {{message: m}}, timeout: {timeout}}}\n"),
-                   "nodes.a.timeout")  # fmt: skip
+    problem = only(
+        problems_of(
+            f"metadata: {{name: t}}\nnodes:\n  a: {{type: log, params: {{message: m}}, timeout: {timeout}}}\n"
+        ),
+        "nodes.a.timeout",
+    )
     assert problem.line == 3
 
 
 def test_parse_flow_reports_a_bad_params_timeout_and_accepts_bare_seconds():
     # given params.timeout that does not parse, and one that is a bare number of seconds
-    problems = problems_of("metadata: {name: t}\nnodes:\n  a: {type: webhook, params: {url: 'http://x', timeout: soon}}\n")
-    spec = parse_flow("metadata: {name: t}\nnodes:\n  a: {type: webhook, params: {url: 'http://x', timeout: 5}}\n")
+    problems = problems_of(
+        "metadata: {name: t}\nnodes:\n  a: {type: webhook, params: {url: 'http://x', timeout: soon}}\n"
+    )
+    spec = parse_flow(
+        "metadata: {name: t}\nnodes:\n  a: {type: webhook, params: {url: 'http://x', timeout: 5}}\n"
+    )
 
     # when parsed / then the first is reported under params and the second is five seconds
     assert "invalid duration 'soon'" in only(problems, "nodes.a.params.timeout").message
@@ -555,8 +612,12 @@ def test_parse_flow_reports_a_bad_params_timeout_and_accepts_bare_seconds():
 @pytest.mark.parametrize("queue", ["'has space'", "'a/b'", "3", "''"])
 def test_parse_flow_reports_bad_queue_names(queue):
     # given a queue that is not a plain queue name / when parsed / then queue is the problem
-    only(problems_of(f"metadata: {{name: q}}\nnodes:\n  a: {{type: log, params: {{message: m}}, queue: {queue}}}\n"),
-         "nodes.a.queue")  # fmt: skip
+    only(
+        problems_of(
+            f"metadata: {{name: q}}\nnodes:\n  a: {{type: log, params: {{message: m}}, queue: {queue}}}\n"
+        ),
+        "nodes.a.queue",
+    )
 
 
 def test_parse_flow_reports_every_problem_at_once_in_document_order():
@@ -595,20 +656,24 @@ def test_parse_flow_reports_every_problem_at_once_in_document_order():
     assert positions == sorted(positions)
 
 
-# The start node -------------------------------------------------------------------------------------------------
+# The start node ---------------------------------------------------------------------------------------------
 
 
 def test_parse_flow_uses_metadata_start_when_given():
     # given two roots and an explicit start / when parsed / then metadata.start decides
-    spec = parse_flow("metadata: {name: s, start: b}\nnodes:\n  a: {type: log, params: {message: a}}\n"
-                      "  b: {type: log, params: {message: b}}\n")  # fmt: skip
+    spec = parse_flow(
+        "metadata: {name: s, start: b}\nnodes:\n  a: {type: log, params: {message: a}}\n"
+        "  b: {type: log, params: {message: b}}\n"
+    )
     assert spec.start == "b"
 
 
 def test_parse_flow_reports_an_unknown_metadata_start():
     # given metadata.start naming no node / when parsed / then it is reported on metadata.start
-    problem = only(problems_of("metadata: {name: s, start: zz}\nnodes:\n  a: {type: log, params: {message: a}}\n"),
-                   "metadata.start")  # fmt: skip
+    problem = only(
+        problems_of("metadata: {name: s, start: zz}\nnodes:\n  a: {type: log, params: {message: a}}\n"),
+        "metadata.start",
+    )
     assert problem.message == "metadata.start: unknown node 'zz'" and problem.line == 1
 
 
@@ -623,7 +688,10 @@ def test_parse_flow_names_the_candidates_when_several_nodes_have_no_incoming_edg
     """
     # when parsed / then the start problem names both
     problem = only(problems_of(text), "metadata.start")
-    assert problem.message == "cannot determine the start node: nodes a, b have no incoming edge; set metadata.start"
+    assert (
+        problem.message
+        == "cannot determine the start node: nodes a, b have no incoming edge; set metadata.start"
+    )
     assert problem.line == 2
 
 
@@ -637,7 +705,10 @@ def test_parse_flow_reports_a_graph_where_every_node_has_an_incoming_edge():
     """
     # when parsed / then it asks for metadata.start
     problem = only(problems_of(text), "metadata.start")
-    assert problem.message == "cannot determine the start node: every node has an incoming edge; set metadata.start"
+    assert (
+        problem.message
+        == "cannot determine the start node: every node has an incoming edge; set metadata.start"
+    )
 
 
 def test_parse_flow_counts_a_self_edge_as_incoming():
@@ -661,3 +732,18 @@ def test_parse_flow_cycle_with_metadata_start_is_valid():
       b: {type: log, params: {message: b}, next: {success: a}}
     """
     assert parse_flow(dedent(text)).start == "a"
+
+
+def test_parse_flow_reports_an_empty_node_at_its_id():
+    # given a node id with nothing after it / when parsed / then the problem points at the id
+    problem = only(
+        problems_of("metadata: {name: e}\nnodes:\n  a:\n  b: {type: log, params: {message: m}}\n"), "nodes.a"
+    )
+    assert (problem.line, problem.column) == (3, 3)
+    assert problem.message == "a node must be a mapping with at least 'type', got null"
+
+
+def test_parse_flow_refuses_non_finite_numbers_once():
+    # given `.nan` where a value is expected / when parsed / then one problem, no follow-up problem
+    problems = problems_of("metadata: {name: n}\nnodes:\n  a: {type: log, params: {message: .nan}}\n")
+    assert [p.message for p in problems] == ["'.nan' is not a finite number (JSON cannot hold it)"]

@@ -3,16 +3,16 @@
 - `live_stack` (session): the running stack, a `harness.LiveStack` (base_url, api_url, ws_url, env,
   client(), start_worker(), kill_worker(), stop_worker(), wait_healthy(), logs_report(), stop_all()).
 - `stack` (function): the same object, after restarting any default worker an earlier test killed.
+- `live_db` (function): direct ORM access in autocommit (no flush afterwards: live workers may still write).
 - `live_user` / `make_live_user` (function): an account + user committed through the ORM, as
-  `harness.Credentials` (`.auth` for httpx, `.headers` for websockets, `.account_id`). Requesting them makes
-  the test transactional (the children only see committed rows).
+  `harness.Credentials` (`.auth` for httpx, `.headers` for websockets, `.account_id`).
 - `live_api` (function): an httpx client on `/api/v1`, authenticated as `live_user`.
 
 Override `live_stack_options` in a deeper conftest to change the number of workers, beat, or the children's
 environment (e.g. `{"env": {"FLOWRUNNER_STALE_AFTER": "3s"}}`).
 
-Every test under tests/integration (or using `live_stack`) is marked `integration` and, unless it says so
-itself, `django_db(transaction=True)`; a `django_db` mark without `transaction=True` there is an error.
+Every test under tests/integration (or using `live_stack`) is marked `integration`; a `django_db` mark there is
+an error (its flush at teardown races the live workers).
 """
 
 from __future__ import annotations
@@ -36,15 +36,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not in_here and "live_stack" not in getattr(item, "fixturenames", ()):
             continue
         item.add_marker(pytest.mark.integration)
-        marker = item.get_closest_marker("django_db")
-        if marker is None:
-            # pytest-django sets up only the databases that marked tests ask for; and the children see
-            # committed rows only, so every integration test is transactional (the tables are flushed after).
-            item.add_marker(pytest.mark.django_db(transaction=True))
-        elif not marker.kwargs.get("transaction", False):
+        if item.get_closest_marker("django_db") is not None:
+            # A django_db test flushes the tables when it ends, while the live workers may still be writing
+            # (a canceled run's countdown, the reaper): that TRUNCATE deadlocks. Use the `live_db` fixture.
             raise pytest.UsageError(
-                f"{item.nodeid}: integration tests need @pytest.mark.django_db(transaction=True): the "
-                "daphne and celery processes only see committed data"
+                f"{item.nodeid}: integration tests must not use django_db; request `live_db` for direct, "
+                "autocommitted database access (the live processes see it at once)"
             )
 
 
@@ -68,16 +65,36 @@ def live_stack_options() -> dict:
 
 
 @pytest.fixture(scope="session")
+def live_database(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """The test database the live processes use.
+
+    pytest-django creates it only when some collected test is marked django_db; integration tests are not (a
+    django_db test flushes at teardown, racing the live workers), so when no unit test asked, create it here.
+    """
+    from django.db import connections
+    from django.test.utils import setup_databases, teardown_databases
+
+    created = None
+    if not connections["default"].settings_dict["NAME"].startswith("test_"):
+        with django_db_blocker.unblock():
+            created = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    if created is not None:
+        with django_db_blocker.unblock():
+            teardown_databases(created, verbosity=0)
+
+
+@pytest.fixture(scope="session")
 def live_stack(
     request: pytest.FixtureRequest,
-    django_db_setup,
+    live_database,
     django_db_blocker,
     tmp_path_factory: pytest.TempPathFactory,
     live_stack_options: dict,
 ) -> Iterator[LiveStack]:
     """daphne + workers (+ beat) on the pytest-django test database; torn down at session end."""
-    # Depending on django_db_setup orders teardown: the children (and their connections) are gone before
-    # pytest-django drops the test database.
+    # Depending on live_database orders teardown: the children (and their connections) are gone before
+    # the test database is dropped.
     stack = LiveStack.from_django_settings(
         tmp_path_factory.mktemp("live-stack"),
         workers=live_stack_options.get("workers", 1),
@@ -102,7 +119,15 @@ def stack(live_stack: LiveStack) -> LiveStack:
 
 
 @pytest.fixture
-def make_live_user(live_stack: LiveStack, transactional_db) -> Callable[..., Credentials]:
+def live_db(live_stack: LiveStack, django_db_blocker) -> Iterator[None]:
+    """Direct ORM access to the live stack's database, in autocommit: every write is visible to the children
+    at once, and nothing is flushed afterwards (each test makes its own account, so tests stay apart)."""
+    with django_db_blocker.unblock():
+        yield
+
+
+@pytest.fixture
+def make_live_user(live_stack: LiveStack, live_db) -> Callable[..., Credentials]:
     """Factory: `make_live_user(username=None, password=None)` → Credentials of a new account's user."""
     return create_user_orm
 

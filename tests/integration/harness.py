@@ -3,7 +3,7 @@
 The children run the project's own entry points (`python -m daphne`, `python -m celery`) against the test
 process's PostgreSQL *test* database (`test_<name>`, created by pytest-django) and the test process's Redis
 db, with the test process's SECRET_KEY and encryption key, so what a test writes through the ORM (committed,
-i.e. under `django_db(transaction=True)`) or encrypts, the children read, and tasks the test process enqueues
+through the `live_db` fixture, in autocommit) or encrypts, the children read, and tasks the test process enqueues
 reach the children's workers.
 
 Every child is started in its own session (its own process group): killing a worker's group kills its prefork
@@ -530,7 +530,7 @@ def _new_username(prefix: str) -> str:
 
 
 def create_user_orm(username: str | None = None, password: str | None = None) -> Credentials:
-    """An account + member user written through the ORM (the test must be `django_db(transaction=True)`).
+    """An account + member user written through the ORM (autocommit: the test uses the `live_db` fixture).
 
     The password is hashed with PBKDF2 explicitly: the unit-test conftest switches the test process to MD5,
     which the children (production hashers) would not accept.

@@ -6,8 +6,6 @@ import pytest
 
 from tests.integration.api_steps import node_runs, path_taken, run_to_end
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 BRANCHING = """
 metadata: {name: branching}
 nodes:

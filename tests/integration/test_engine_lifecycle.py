@@ -17,8 +17,6 @@ from tests.integration.api_steps import (
     wait_for,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 WAIT_THEN_WORK = """
 metadata: {name: wait then work}
 nodes:

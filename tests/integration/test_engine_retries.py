@@ -8,8 +8,6 @@ import pytest
 
 from tests.integration.api_steps import node_runs, path_taken, run_to_end
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 
 def _starts(runs: list[dict]) -> list[datetime]:
     return [datetime.fromisoformat(r["started_at"]) for r in runs]

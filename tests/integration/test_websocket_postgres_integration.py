@@ -13,8 +13,6 @@ import yaml
 from tests.integration.api_steps import create_flow, node_runs, set_secret, start_run
 from tests.integration.ws_watch import Watch, describe, describe_update, watch_until_complete
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 FIXTURES = Path(__file__).resolve().parents[1] / "flows" / "fixtures"
 COMPLEX = (FIXTURES / "go_complex_flow.yaml").read_text()
 SIMPLE = (FIXTURES / "go_simple_branching.yaml").read_text()

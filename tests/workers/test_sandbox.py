@@ -498,3 +498,27 @@ def test_sandbox_warm_call_is_fast(sandbox):
         samples.append(time.perf_counter() - started)
     # then the median call stays under the 1 ms goal (generously bounded for loaded CI machines)
     assert sorted(samples)[len(samples) // 2] < 0.005
+
+
+def _child_runs_a_script(results) -> None:
+    import gc
+
+    gc.collect()  # dropping anything inherited must not hang on the parent's V8 thread
+    results.put(get_sandbox().run("return input.n + 1", globals={"input": {"n": 1}}).value)
+
+
+def test_sandbox_forked_child_gets_its_own_context():
+    # given a process whose sandbox context is warm (as a prefork parent's might be)
+    import multiprocessing
+
+    get_sandbox().warm_up()
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    # when it forks a child that runs a script
+    child = context.Process(target=_child_runs_a_script, args=(results,))
+    child.start()
+    child.join(timeout=30)
+    # then the child worked with a context of its own and the parent's still works
+    assert child.exitcode == 0
+    assert results.get(timeout=5) == 2
+    assert get_sandbox().run("return 3").value == 3

@@ -1,4 +1,4 @@
-"""A small NodeContext for unit tests of node kinds (V8 via py_mini_racer, a dict store) and a local HTTP server."""
+"""A small NodeContext for node-kind unit tests (V8 via py_mini_racer, a dict store), a local HTTP server."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class DictStore:
 
 
 class FakeContext:
-    """What the engine gives a node, reduced to what a unit test needs; `logs` collects ctx.log and console.*."""
+    """What the engine gives a node, reduced for unit tests; `logs` collects ctx.log and console.*."""
 
     def __init__(
         self,
@@ -136,7 +136,7 @@ def ctx_for():
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes: /status/<code>, /slow/<seconds>, /text, /redirect, /bad-json; anything else echoes the request."""
+    """Routes: /status/<code>, /slow/<seconds>, /text, /redirect, /bad-json; anything else echoes."""
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
@@ -189,7 +189,8 @@ def http_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     server.requests = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the next poll, 0.5 s by default, on every test.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", server.requests  # type: ignore[attr-defined]

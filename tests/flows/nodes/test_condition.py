@@ -47,8 +47,14 @@ def test_condition_run_merges_the_object_and_picks_the_edge_it_names(ctx_for):
 
 def test_condition_run_accepts_script_as_well_as_condition_script(ctx_for):
     # given the house spelling `script` returning a boolean / when run / then "true" / "false"
-    assert ConditionKind().run(ctx_for("condition", {"script": "return input.n > 1;"}, {"n": 2})).action == "true"
-    assert ConditionKind().run(ctx_for("condition", {"script": "return input.n > 1;"}, {"n": 0})).action == "false"
+    assert (
+        ConditionKind().run(ctx_for("condition", {"script": "return input.n > 1;"}, {"n": 2})).action
+        == "true"
+    )
+    assert (
+        ConditionKind().run(ctx_for("condition", {"script": "return input.n > 1;"}, {"n": 0})).action
+        == "false"
+    )
 
 
 def test_condition_run_uses_the_branch_field(ctx_for):
@@ -70,7 +76,12 @@ def test_condition_run_evaluates_conditions_in_order(ctx_for):
         "default_action": "unknown",
     }
     # when run for several documents / then the first truthy condition gives the action
-    for status, action in (("success", "ok"), ("error", "bad"), ("pending", "wait"), ("other", "never_first")):
+    for status, action in (
+        ("success", "ok"),
+        ("error", "bad"),
+        ("pending", "wait"),
+        ("other", "never_first"),
+    ):
         result = ConditionKind().run(ctx_for("condition", params, {"status": status}))
         assert (result.action, result.output) == (action, None)
 
@@ -103,24 +114,51 @@ def test_condition_validate_accepts_each_form(param_problems):
     [
         ({}, [("", "a condition needs 'condition_script' (or 'script') or 'conditions'")]),
         ({"script": 1}, [("script", "'script' must be a string, got a number")]),
-        ({"script": "a", "condition_script": "b"}, [("script", "give either 'condition_script' or 'script', not both")]),
-        ({"script": "a", "conditions": [{"condition": "x", "action": "y"}]},
-         [("conditions", "give either 'script' or 'conditions', not both")]),
+        (
+            {"script": "a", "condition_script": "b"},
+            [("script", "give either 'condition_script' or 'script', not both")],
+        ),
+        (
+            {"script": "a", "conditions": [{"condition": "x", "action": "y"}]},
+            [("conditions", "give either 'script' or 'conditions', not both")],
+        ),
         ({"conditions": []}, [("conditions", "'conditions' must be a non-empty list, got a list")]),
         ({"conditions": "x"}, [("conditions", "'conditions' must be a non-empty list, got a string")]),
-        ({"conditions": ["x"]},
-         [("conditions[0]", "each condition must be a mapping with 'condition' and 'action', got a string")]),
+        (
+            {"conditions": ["x"]},
+            [
+                (
+                    "conditions[0]",
+                    "each condition must be a mapping with 'condition' and 'action', got a string",
+                )
+            ],
+        ),
         ({"conditions": [{"action": "a"}]}, [("conditions[0]", "missing 'condition'")]),
         ({"conditions": [{"condition": "x"}]}, [("conditions[0]", "missing 'action'")]),
-        ({"conditions": [{"condition": "x", "action": 3}]},
-         [("conditions[0].action", "'action' must be a non-empty string, got a number")]),
-        ({"conditions": [{"condition": "x", "action": "a", "when": 1}]},
-         [("conditions[0].when", "unknown key 'when' (expected condition, action)")]),
-        ({"script": "a", "default_action": "b"}, [("default_action", "'default_action' applies only with 'conditions'")]),
-        ({"script": "a", "cases": []}, [("cases", "unknown parameter 'cases' (expected one of: condition_script, "
-                                                  "conditions, default_action, script)")]),
+        (
+            {"conditions": [{"condition": "x", "action": 3}]},
+            [("conditions[0].action", "'action' must be a non-empty string, got a number")],
+        ),
+        (
+            {"conditions": [{"condition": "x", "action": "a", "when": 1}]},
+            [("conditions[0].when", "unknown key 'when' (expected condition, action)")],
+        ),
+        (
+            {"script": "a", "default_action": "b"},
+            [("default_action", "'default_action' applies only with 'conditions'")],
+        ),
+        (
+            {"script": "a", "cases": []},
+            [
+                (
+                    "cases",
+                    "unknown parameter 'cases' (expected one of: condition_script, "
+                    "conditions, default_action, script)",
+                )
+            ],
+        ),
     ],
-)  # fmt: skip
+)
 def test_condition_validate_reports_precise_problems(param_problems, params, expected):
     # given bad params / when validated / then each problem has its path and message
     assert param_problems("condition", params) == expected

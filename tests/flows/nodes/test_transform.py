@@ -17,7 +17,10 @@ def test_transform_validate_accepts_a_script(param_problems):
         ({}, [("script", "missing required parameter 'script'")]),
         ({"script": 42}, [("script", "'script' must be a string, got a number")]),
         ({"script": "  "}, [("script", "'script' must not be empty")]),
-        ({"script": "return 1", "scrpt": "x"}, [("scrpt", "unknown parameter 'scrpt' (expected one of: script)")]),
+        (
+            {"script": "return 1", "scrpt": "x"},
+            [("scrpt", "unknown parameter 'scrpt' (expected one of: script)")],
+        ),
     ],
 )
 def test_transform_validate_reports_precise_problems(param_problems, params, expected):
@@ -27,7 +30,9 @@ def test_transform_validate_reports_precise_problems(param_problems, params, exp
 
 def test_transform_run_returns_the_script_value_as_output(ctx_for):
     # given a script building an object from the document
-    ctx = ctx_for("transform", {"script": "return {total: input.a + input.b, seen: shared.a};"}, {"a": 2, "b": 3})
+    ctx = ctx_for(
+        "transform", {"script": "return {total: input.a + input.b, seen: shared.a};"}, {"a": 2, "b": 3}
+    )
     # when run
     result = TransformKind().run(ctx)
     # then the object is the output and the action is success
@@ -36,8 +41,12 @@ def test_transform_run_returns_the_script_value_as_output(ctx_for):
 
 def test_transform_run_sees_secrets_and_results(ctx_for):
     # given a script reading a secret and another node's output
-    ctx = ctx_for("transform", {"script": "return secrets.KEY + ':' + results.prev.n;"}, results={"prev": {"n": 7}},
-                  secrets={"KEY": "k"})  # fmt: skip
+    ctx = ctx_for(
+        "transform",
+        {"script": "return secrets.KEY + ':' + results.prev.n;"},
+        results={"prev": {"n": 7}},
+        secrets={"KEY": "k"},
+    )
     # when run / then a plain value comes back as output
     assert TransformKind().run(ctx).output == "k:7"
 

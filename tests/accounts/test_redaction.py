@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.redaction import MASK, Redactor
+from accounts.redaction import MASK, Redactor
 
 
 def test_redaction_text_replaces_every_occurrence():
