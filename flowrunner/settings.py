@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "flows",
     "executions",
     "workers",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

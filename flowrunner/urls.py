@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("", include("dashboard.urls")),
 ]
 
 handler400 = "flowrunner.errors.bad_request"

@@ -1,0 +1,1 @@
+"""Dashboard app: the live web pages served by Django at `/`."""

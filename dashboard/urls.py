@@ -1,0 +1,3 @@
+"""Dashboard routes (placeholder until the dashboard lands)."""
+
+urlpatterns: list = []
