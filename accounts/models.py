@@ -57,7 +57,9 @@ class Secret(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["account", "key"], name="unique_secret_key_per_account")]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "key"], name="unique_secret_key_per_account")
+        ]
         ordering = ["key"]
 
     def __str__(self) -> str:

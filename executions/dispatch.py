@@ -16,8 +16,15 @@ RESUME_NODE = "flowrunner.resume_node"
 JOIN_BATCHES = "flowrunner.join_batches"
 
 
-def send_now(task: str, node_run_id: int, *, queue: str | None = None, countdown: float | None = None,
-             soft_time_limit: float | None = None, task_id: str | None = None) -> None:
+def send_now(
+    task: str,
+    node_run_id: int,
+    *,
+    queue: str | None = None,
+    countdown: float | None = None,
+    soft_time_limit: float | None = None,
+    task_id: str | None = None,
+) -> None:
     """Publish one task; a broker failure is logged, not raised: the reaper re-drives from PostgreSQL."""
     options: dict[str, Any] = {}
     if queue:
@@ -32,7 +39,9 @@ def send_now(task: str, node_run_id: int, *, queue: str | None = None, countdown
     try:
         current_app.send_task(task, args=[node_run_id], **options)
     except Exception:
-        logger.warning("could not enqueue %s(%s); the reaper will re-drive it", task, node_run_id, exc_info=True)
+        logger.warning(
+            "could not enqueue %s(%s); the reaper will re-drive it", task, node_run_id, exc_info=True
+        )
 
 
 def send_on_commit(task: str, node_run_id: int, **options: Any) -> None:

@@ -47,7 +47,9 @@ class Execution(models.Model):
     results = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
-    retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries")
+    retry_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
     steps = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

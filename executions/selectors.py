@@ -15,15 +15,20 @@ from executions.status import execution_status
 from flowrunner.exceptions import NotFound, ValidationFailed
 
 
-def execution_list(*, account: Account, flow_id: str | None = None, status: str | None = None) -> QuerySet[Execution]:
-    queryset = Execution.objects.filter(account=account).select_related("flow_version").order_by("-created_at")
+def execution_list(
+    *, account: Account, flow_id: str | None = None, status: str | None = None
+) -> QuerySet[Execution]:
+    queryset = (
+        Execution.objects.filter(account=account).select_related("flow_version").order_by("-created_at")
+    )
     if flow_id:
         queryset = queryset.filter(flow_id=flow_id)
     if status:
         valid = {choice for choice, _ in Execution._meta.get_field("status").choices}
         if status not in valid:
             raise ValidationFailed(
-                f"Unknown status {status!r}.", details=[{"path": "status", "message": f"one of {sorted(valid)}"}]
+                f"Unknown status {status!r}.",
+                details=[{"path": "status", "message": f"one of {sorted(valid)}"}],
             )
         queryset = queryset.filter(status=status)
     return queryset

@@ -67,8 +67,16 @@ class NodeRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = NodeRun
         fields = [
-            "node_id", "batch_index", "attempt", "status", "action", "error",
-            "queued_at", "started_at", "finished_at", "worker",
+            "node_id",
+            "batch_index",
+            "attempt",
+            "status",
+            "action",
+            "error",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "worker",
         ]
 
     def get_action(self, obj: NodeRun) -> str | None:
@@ -82,12 +90,19 @@ def log_row(event: ExecutionEvent) -> dict[str, Any]:
     """An event as a log line `{seq, timestamp, node_id, level, message, data}`; status and node events are
     described in words so the log tells the whole story."""
     payload = event.payload or {}
-    base = {"seq": event.seq, "timestamp": payload.get("timestamp") or event.created_at.isoformat(),
-            "node_id": event.node_id or None}
+    base = {
+        "seq": event.seq,
+        "timestamp": payload.get("timestamp") or event.created_at.isoformat(),
+        "node_id": event.node_id or None,
+    }
     if event.type == "log":
         log = payload.get("log") or {}
-        return {**base, "level": log.get("level", "info"), "message": log.get("message", ""),
-                "data": log.get("data")}
+        return {
+            **base,
+            "level": log.get("level", "info"),
+            "message": log.get("message", ""),
+            "data": log.get("data"),
+        }
     if event.type == "node":
         node = payload.get("node") or {}
         part = "" if node.get("batch_index") is None else f" batch {node['batch_index']}"
@@ -101,8 +116,12 @@ def log_row(event: ExecutionEvent) -> dict[str, Any]:
     if status.get("current_node"):
         message += f", node {status['current_node']}"
     level = "error" if status.get("status") == "failed" else "info"
-    return {**base, "level": level, "message": message, "data": {k: status.get(k) for k in
-                                                                   ("status", "progress", "current_node", "error")}}
+    return {
+        **base,
+        "level": level,
+        "message": message,
+        "data": {k: status.get(k) for k in ("status", "progress", "current_node", "error")},
+    }
 
 
 class LogRowSerializer(serializers.Serializer):

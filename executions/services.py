@@ -53,7 +53,9 @@ def execution_start(
     if input is None:
         input = {}
     if not isinstance(input, dict):
-        raise ValidationFailed("`input` must be a JSON object.", details=[{"path": "input", "message": "expected an object"}])
+        raise ValidationFailed(
+            "`input` must be a JSON object.", details=[{"path": "input", "message": "expected an object"}]
+        )
     if flow.deleted_at is not None:
         raise NotFound()
     if idempotency_key:
@@ -100,18 +102,25 @@ def execution_cancel(*, execution: Execution) -> bool:
     Returns False when the execution had already ended.
     """
     execution = Execution.objects.select_for_update().get(id=execution.id)
-    if not transitions.execution_transition(execution, to=ExecutionStatus.CANCELED, expected=ACTIVE_STATUSES,
-                                            error="canceled"):
+    if not transitions.execution_transition(
+        execution, to=ExecutionStatus.CANCELED, expected=ACTIVE_STATUSES, error="canceled"
+    ):
         return False
     open_runs = list(
-        execution.node_runs.filter(status__in=(NodeRunStatus.QUEUED, NodeRunStatus.RUNNING, NodeRunStatus.RETRYING))
+        execution.node_runs.filter(
+            status__in=(NodeRunStatus.QUEUED, NodeRunStatus.RUNNING, NodeRunStatus.RETRYING)
+        )
     )
-    moved = transitions.node_runs_cancel(open_runs, account_id=execution.account_id, error="execution canceled")
+    moved = transitions.node_runs_cancel(
+        open_runs, account_id=execution.account_id, error="execution canceled"
+    )
     dispatch.revoke_on_commit([run.task_id for run in moved])
     return True
 
 
-def execution_retry(*, execution: Execution, user: Any = None, use_current_version: bool = False) -> Execution:
+def execution_retry(
+    *, execution: Execution, user: Any = None, use_current_version: bool = False
+) -> Execution:
     """Start a new execution linked to this failed one, resuming at the failed node with the outputs kept.
 
     The document and node outputs are the failed execution's at the time of failure (every succeeded node's

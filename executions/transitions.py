@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from executions.events import record_event
-from executions.models import Execution, NodeRun, NodeRunStatus, TERMINAL_EXECUTION_STATUSES
+from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun, NodeRunStatus
 from executions.status import execution_status
 
 
@@ -116,8 +116,9 @@ def node_run_transition(
     return True
 
 
-def node_runs_cancel(node_runs: Iterable[NodeRun], *, account_id: Any, status: str = NodeRunStatus.CANCELED,
-                     error: str = "") -> list[NodeRun]:
+def node_runs_cancel(
+    node_runs: Iterable[NodeRun], *, account_id: Any, status: str = NodeRunStatus.CANCELED, error: str = ""
+) -> list[NodeRun]:
     """Move every non-terminal run given to `status` (canceled or timed_out); returns the ones moved."""
     moved = []
     now = timezone.now()

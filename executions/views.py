@@ -53,10 +53,15 @@ class FlowRunView(APIView):
         if key is not None and not (0 < len(key) <= 200):
             raise ValidationFailed("Idempotency-Key must be 1 to 200 characters.")
         execution, created = services.execution_start(
-            account=account, flow=flow, user=request.user, input=body.validated_data.get("input") or {},
+            account=account,
+            flow=flow,
+            user=request.user,
+            input=body.validated_data.get("input") or {},
             idempotency_key=key,
         )
-        return Response(_run_response(execution), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            _run_response(execution), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class ExecutionListView(APIView):
@@ -64,8 +69,9 @@ class ExecutionListView(APIView):
         responses=ExecutionStatusSerializer(many=True),
         parameters=[
             OpenApiParameter("flow_id", str, required=False),
-            OpenApiParameter("status", str, required=False,
-                             enum=["queued", "running", "completed", "failed", "canceled"]),
+            OpenApiParameter(
+                "status", str, required=False, enum=["queued", "running", "completed", "failed", "canceled"]
+            ),
             OpenApiParameter("limit", int, required=False),
             OpenApiParameter("offset", int, required=False),
         ],
@@ -74,7 +80,9 @@ class ExecutionListView(APIView):
     def get(self, request: Request) -> Response:
         account = account_for_user(request.user)
         queryset = selectors.execution_list(
-            account=account, flow_id=request.query_params.get("flow_id"), status=request.query_params.get("status")
+            account=account,
+            flow_id=request.query_params.get("flow_id"),
+            status=request.query_params.get("status"),
         )
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
@@ -107,7 +115,8 @@ class ExecutionCancelView(APIView):
 
 class ExecutionRetryView(APIView):
     @extend_schema(
-        request=RetryRequestSerializer, responses={201: RunResponseSerializer},
+        request=RetryRequestSerializer,
+        responses={201: RunResponseSerializer},
         summary="Re-run a failed execution from its failed node, reusing the succeeded nodes' outputs",
     )
     def post(self, request: Request, execution_id: str) -> Response:
@@ -115,7 +124,9 @@ class ExecutionRetryView(APIView):
         body = RetryRequestSerializer(data=request.data if request.data is not None else {})
         body.is_valid(raise_exception=True)
         new = services.execution_retry(
-            execution=execution, user=request.user, use_current_version=body.validated_data["version"] == "current"
+            execution=execution,
+            user=request.user,
+            use_current_version=body.validated_data["version"] == "current",
         )
         return Response(_run_response(new), status=status.HTTP_201_CREATED)
 
@@ -123,7 +134,9 @@ class ExecutionRetryView(APIView):
 class ExecutionLogsView(APIView):
     @extend_schema(
         responses=LogRowSerializer(many=True),
-        parameters=[OpenApiParameter("since", int, required=False, description="only events with seq > since")],
+        parameters=[
+            OpenApiParameter("since", int, required=False, description="only events with seq > since")
+        ],
         summary="The execution's events as log lines, in seq order",
     )
     def get(self, request: Request, execution_id: str) -> Response:
@@ -134,9 +147,13 @@ class ExecutionLogsView(APIView):
             if since < 0 or since > 2**31:
                 raise ValueError
         except ValueError:
-            raise ValidationFailed("`since` must be a non-negative integer.",
-                                   details=[{"path": "since", "message": "expected a non-negative integer"}])
-        rows = [log_row(event) for event in selectors.execution_events(execution=execution, since=since)[:10_000]]
+            raise ValidationFailed(
+                "`since` must be a non-negative integer.",
+                details=[{"path": "since", "message": "expected a non-negative integer"}],
+            )
+        rows = [
+            log_row(event) for event in selectors.execution_events(execution=execution, since=since)[:10_000]
+        ]
         from accounts.redaction import Redactor
         from accounts.selectors import secret_values
 
@@ -144,7 +161,9 @@ class ExecutionLogsView(APIView):
 
 
 class ExecutionNodesView(APIView):
-    @extend_schema(responses=NodeRunSerializer(many=True), summary="Node runs: one row per attempt, in start order")
+    @extend_schema(
+        responses=NodeRunSerializer(many=True), summary="Node runs: one row per attempt, in start order"
+    )
     def get(self, request: Request, execution_id: str) -> Response:
         execution = selectors.execution_get(account=account_for_user(request.user), execution_id=execution_id)
         return Response(NodeRunSerializer(selectors.execution_node_runs(execution=execution), many=True).data)

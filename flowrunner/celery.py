@@ -37,4 +37,6 @@ app.conf.CELERY_DB_REUSE_MAX = 1000
 def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
     from django.conf import settings
 
-    sender.add_periodic_task(settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature("flowrunner.reap"), name="reaper")
+    sender.add_periodic_task(
+        settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature("flowrunner.reap"), name="reaper"
+    )

@@ -16,8 +16,14 @@ class ApiError(exceptions.APIException):
     default_code = "bad_request"
     default_detail = "Bad request."
 
-    def __init__(self, message: str | None = None, *, code: str | None = None, details: Any = None,
-                 status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        status_code: int | None = None,
+    ) -> None:
         super().__init__(detail=message or self.default_detail, code=code or self.default_code)
         self.error_code = code or self.default_code
         self.details = details

@@ -179,7 +179,11 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": _env("FLOWRUNNER_SQLITE_PATH", str(BASE_DIR / "flowrunner.sqlite3")),
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from executions import dispatch, transitions
-from executions.models import ExecutionStatus, NodeRun, NodeRunStatus, TERMINAL_NODE_STATUSES
+from executions.models import TERMINAL_NODE_STATUSES, ExecutionStatus, NodeRun, NodeRunStatus
 from flows.dsl.spec import FlowSpec, NodeSpec
 from flows.nodes.registry import get_kind
 from workers import heartbeat
@@ -66,8 +66,12 @@ def start(parent: NodeRun, execution, spec: FlowSpec, node: NodeSpec, kind, ctx)
             return None
         parts = [
             transitions.node_run_create(
-                execution=execution, node_id=node.id, batch_index=index, step=parent.step,
-                input={"items": chunk}, task_id=str(uuid.uuid4()),
+                execution=execution,
+                node_id=node.id,
+                batch_index=index,
+                step=parent.step,
+                input={"items": chunk},
+                task_id=str(uuid.uuid4()),
             )
             for index, chunk in enumerate(batches)
         ]
@@ -85,8 +89,9 @@ def start(parent: NodeRun, execution, spec: FlowSpec, node: NodeSpec, kind, ctx)
 
 def _launch_chord(parent_id: int, parts: list[NodeRun], lanes: int, node: NodeSpec) -> None:
     signatures = [
-        current_app.signature(dispatch.RUN_BATCH, args=[part.id], immutable=True, queue=node.queue,
-                              task_id=part.task_id)
+        current_app.signature(
+            dispatch.RUN_BATCH, args=[part.id], immutable=True, queue=node.queue, task_id=part.task_id
+        )
         for part in parts
     ]
     header = []
@@ -99,7 +104,9 @@ def _launch_chord(parent_id: int, parts: list[NodeRun], lanes: int, node: NodeSp
     except Exception:  # the parts are queued rows: the reaper sends them one by one and joins from PostgreSQL
         import logging
 
-        logging.getLogger(__name__).warning("could not launch the chord of node run %s", parent_id, exc_info=True)
+        logging.getLogger(__name__).warning(
+            "could not launch the chord of node run %s", parent_id, exc_info=True
+        )
 
 
 def run_batch(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLater | None:
@@ -110,13 +117,23 @@ def run_batch(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLa
             return None
         execution = lock_execution(part.execution_id)
         parent = _parent_of(part)
-        if execution.status != ExecutionStatus.RUNNING or parent is None or parent.status != NodeRunStatus.RUNNING:
+        if (
+            execution.status != ExecutionStatus.RUNNING
+            or parent is None
+            or parent.status != NodeRunStatus.RUNNING
+        ):
             transitions.node_runs_cancel([part], account_id=execution.account_id, error="batch node ended")
             return None
         now = timezone.now()
         if not transitions.node_run_transition(
-            part, to=NodeRunStatus.RUNNING, expected=CLAIMABLE, account_id=execution.account_id,
-            started_at=now, heartbeat_at=now, worker=hostname or HOSTNAME, task_id=task_id or part.task_id,
+            part,
+            to=NodeRunStatus.RUNNING,
+            expected=CLAIMABLE,
+            account_id=execution.account_id,
+            started_at=now,
+            heartbeat_at=now,
+            worker=hostname or HOSTNAME,
+            task_id=task_id or part.task_id,
         ):
             return None
     spec = spec_for_version(execution.flow_version_id)
@@ -133,8 +150,9 @@ def run_batch(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLa
 
 def _parent_of(part: NodeRun) -> NodeRun | None:
     return (
-        NodeRun.objects.filter(execution_id=part.execution_id, node_id=part.node_id, step=part.step,
-                               batch_index__isnull=True)
+        NodeRun.objects.filter(
+            execution_id=part.execution_id, node_id=part.node_id, step=part.step, batch_index__isnull=True
+        )
         .order_by("-id")
         .first()
     )
@@ -148,8 +166,14 @@ def finish_batch(part_id: int, outcome: Outcome, *, redactor) -> RetryLater | No
         execution = lock_execution(part.execution_id)
         part.refresh_from_db(fields=["status"])
         for entry in outcome.logs:
-            transitions.record_log(execution_id=execution.id, account_id=execution.account_id,
-                                   node_id=part.node_id, level=entry.level, message=entry.message, data=entry.data)
+            transitions.record_log(
+                execution_id=execution.id,
+                account_id=execution.account_id,
+                node_id=part.node_id,
+                level=entry.level,
+                message=entry.message,
+                data=entry.data,
+            )
         if part.status != NodeRunStatus.RUNNING:
             return None
         spec = spec_for_version(execution.flow_version_id)
@@ -157,25 +181,47 @@ def finish_batch(part_id: int, outcome: Outcome, *, redactor) -> RetryLater | No
         now = timezone.now()
         retry = node.retry
         if outcome.ok:
-            transitions.node_run_transition(part, to=NodeRunStatus.SUCCEEDED, expected=(NodeRunStatus.RUNNING,),
-                                            account_id=execution.account_id, output=outcome.output,
-                                            action="success", finished_at=now)
+            transitions.node_run_transition(
+                part,
+                to=NodeRunStatus.SUCCEEDED,
+                expected=(NodeRunStatus.RUNNING,),
+                account_id=execution.account_id,
+                output=outcome.output,
+                action="success",
+                finished_at=now,
+            )
         elif outcome.retryable and retry is not None and part.attempt <= retry.max_retries:
             delay = retry.delay(part.attempt)
-            transitions.node_run_transition(part, to=NodeRunStatus.FAILED, expected=(NodeRunStatus.RUNNING,),
-                                            account_id=execution.account_id, error=outcome.error,
-                                            action=outcome.action, finished_at=now)
+            transitions.node_run_transition(
+                part,
+                to=NodeRunStatus.FAILED,
+                expected=(NodeRunStatus.RUNNING,),
+                account_id=execution.account_id,
+                error=outcome.error,
+                action=outcome.action,
+                finished_at=now,
+            )
             again = transitions.node_run_create(
-                execution=execution, status=NodeRunStatus.RETRYING, node_id=part.node_id,
-                batch_index=part.batch_index, attempt=part.attempt + 1, step=part.step, input=part.input,
-                task_id=part.task_id, not_before=now + timedelta(seconds=delay),
+                execution=execution,
+                status=NodeRunStatus.RETRYING,
+                node_id=part.node_id,
+                batch_index=part.batch_index,
+                attempt=part.attempt + 1,
+                step=part.step,
+                input=part.input,
+                task_id=part.task_id,
+                not_before=now + timedelta(seconds=delay),
             )
             return RetryLater(again.id, delay)
         else:
             transitions.node_run_transition(
-                part, to=NodeRunStatus.TIMED_OUT if outcome.timed_out else NodeRunStatus.FAILED,
-                expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id, error=outcome.error,
-                action=outcome.action, finished_at=now,
+                part,
+                to=NodeRunStatus.TIMED_OUT if outcome.timed_out else NodeRunStatus.FAILED,
+                expected=(NodeRunStatus.RUNNING,),
+                account_id=execution.account_id,
+                error=outcome.error,
+                action=outcome.action,
+                finished_at=now,
             )
         parent = _parent_of(part)
         if parent is not None and execution.status == ExecutionStatus.RUNNING:
@@ -188,8 +234,11 @@ def _touch_next_in_lane(part: NodeRun, parent: NodeRun) -> None:
     """The next batch of this chain is about to be published: restart its staleness clock for the reaper."""
     lanes = (parent.input or {}).get("lanes") or 1
     NodeRun.objects.filter(
-        execution_id=part.execution_id, node_id=part.node_id, step=part.step,
-        batch_index=part.batch_index + lanes, status=NodeRunStatus.QUEUED,
+        execution_id=part.execution_id,
+        node_id=part.node_id,
+        step=part.step,
+        batch_index=part.batch_index + lanes,
+        status=NodeRunStatus.QUEUED,
     ).update(queued_at=timezone.now())
 
 
@@ -209,11 +258,16 @@ def _batch_progress(execution, parent: NodeRun, redactor) -> None:
     finished = sum(1 for p in parts.values() if p.status in TERMINAL_NODE_STATUSES)
     done = (parent.step - 1) + finished / count
     remaining = longest_path(execution.flow_version_id, parent.node_id) - finished / count
-    transitions.execution_progress(execution, redact=redactor.data, progress=progress_percent(done, remaining))
+    transitions.execution_progress(
+        execution, redact=redactor.data, progress=progress_percent(done, remaining)
+    )
 
 
-def join(parent_id: int, *, deadline: bool = False, force: bool = False) -> RetryLater | None:
-    """Join the batches of a batch node (chord callback, reaper or deadline). Idempotent: the parent's CAS wins once."""
+def join(parent_id: int, *, deadline: bool = False) -> RetryLater | None:
+    """Join the batches of a batch node (chord callback, reaper or deadline).
+
+    Idempotent: the parent's compare-and-swap from running wins once.
+    """
     parent = NodeRun.objects.filter(id=parent_id, status=NodeRunStatus.RUNNING).first()
     if parent is None:
         return None
@@ -224,8 +278,12 @@ def join(parent_id: int, *, deadline: bool = False, force: bool = False) -> Retr
         if unfinished and not deadline:
             return None  # a chord fired early or a reaper pass raced a batch: the last batch will be joined later
         if unfinished:
-            moved = transitions.node_runs_cancel(unfinished, account_id=execution.account_id,
-                                                 status=NodeRunStatus.TIMED_OUT, error="batch node deadline passed")
+            moved = transitions.node_runs_cancel(
+                unfinished,
+                account_id=execution.account_id,
+                status=NodeRunStatus.TIMED_OUT,
+                error="batch node deadline passed",
+            )
             dispatch.revoke_on_commit([p.task_id for p in moved])
     spec = spec_for_version(execution.flow_version_id)
     node = spec.nodes[parent.node_id]
@@ -237,15 +295,27 @@ def join(parent_id: int, *, deadline: bool = False, force: bool = False) -> Retr
     output = kind.join_batches(outputs, failed, failed_items, len(parts))
     redactor = redactor_for(execution)
     if deadline:
-        outcome = Outcome(ok=False, output=output, error=f"batch node '{node.id}' passed its deadline of "
-                          f"{node.timeout:g}s with {len(failed)} batch(es) unfinished or failed",
-                          error_type="timeout", retryable=False, timed_out=True, action="timeout")
+        outcome = Outcome(
+            ok=False,
+            output=output,
+            error=f"batch node '{node.id}' passed its deadline of "
+            f"{node.timeout:g}s with {len(failed)} batch(es) unfinished or failed",
+            error_type="timeout",
+            retryable=False,
+            timed_out=True,
+            action="timeout",
+        )
     elif outputs or not parts:
         outcome = Outcome(ok=True, output=output, action="success")
     else:
         errors = "; ".join(sorted({p.error for p in parts.values() if p.error}))[:500]
-        outcome = Outcome(ok=False, output=output, error=f"all {len(parts)} batches failed: {errors}",
-                          error_type="batch_failed", retryable=False)
+        outcome = Outcome(
+            ok=False,
+            output=output,
+            error=f"all {len(parts)} batches failed: {errors}",
+            error_type="batch_failed",
+            retryable=False,
+        )
     return finish(parent.id, outcome, redactor=redactor)
 
 

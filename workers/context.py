@@ -8,10 +8,10 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.redaction import Redactor
 from flows.dsl.spec import NodeSpec
 from flows.nodes.base import NodeError, NodeTimeoutError, PermanentNodeError
 from workers import templating
-from accounts.redaction import Redactor
 from workers.sandbox import ScriptError, ScriptTimeout, get_sandbox
 from workers.store import AccountStore
 
@@ -70,7 +70,9 @@ class EngineContext:
         except ScriptError as exc:
             raise NodeError(str(exc), type=f"script_{getattr(exc, 'kind', 'error')}") from None
         for line in outcome.logs:
-            self.logs.append(LogEntry(level=line.level, message=line.message, data=getattr(line, "data", None)))
+            self.logs.append(
+                LogEntry(level=line.level, message=line.message, data=getattr(line, "data", None))
+            )
         return outcome.value
 
     def evaluate(self, expression: str) -> Any:
@@ -96,7 +98,9 @@ class EngineContext:
         self.logs.append(LogEntry(level=level, message=str(message), data=data))
 
     def redacted_logs(self) -> list[LogEntry]:
-        return [LogEntry(e.level, self.redactor.text(e.message), self.redactor.data(e.data)) for e in self.logs]
+        return [
+            LogEntry(e.level, self.redactor.text(e.message), self.redactor.data(e.data)) for e in self.logs
+        ]
 
 
 def document_copy(data: dict[str, Any]) -> dict[str, Any]:

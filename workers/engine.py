@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.redaction import Redactor
 from accounts.selectors import secrets_decrypted
 from executions import dispatch, transitions
 from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
@@ -24,7 +25,6 @@ from flows.nodes.base import NodeError, NodeResult, NodeTimeoutError
 from flows.nodes.registry import get_kind
 from workers import heartbeat
 from workers.context import EngineContext, LogEntry
-from accounts.redaction import Redactor
 from workers.specs import longest_path, progress_percent, spec_for_version
 
 logger = logging.getLogger(__name__)
@@ -149,8 +149,13 @@ def execute(kind_call: Any, ctx: EngineContext) -> Outcome:
         result = kind_call(ctx)
         if not isinstance(result, NodeResult):
             result = NodeResult(output=result)
-        return Outcome(ok=True, output=result.output, action=result.action or "success",
-                       defer_seconds=result.defer_seconds, logs=ctx.redacted_logs())
+        return Outcome(
+            ok=True,
+            output=result.output,
+            action=result.action or "success",
+            defer_seconds=result.defer_seconds,
+            logs=ctx.redacted_logs(),
+        )
     except NodeTimeoutError as exc:
         return _failure(ctx, exc.message, exc.type, retryable=True, timed_out=True)
     except NodeError as exc:
@@ -160,10 +165,14 @@ def execute(kind_call: Any, ctx: EngineContext) -> Outcome:
         return _failure(ctx, f"node exceeded its timeout{limit}", "timeout", retryable=True, timed_out=True)
     except Exception as exc:  # a bug in a kind must fail the node, not wedge the execution
         logger.exception("node %s raised unexpectedly", ctx.node.id)
-        return _failure(ctx, f"{type(exc).__name__}: {exc}", "internal_error", retryable=True, timed_out=False)
+        return _failure(
+            ctx, f"{type(exc).__name__}: {exc}", "internal_error", retryable=True, timed_out=False
+        )
 
 
-def _failure(ctx: EngineContext, message: str, error_type: str, *, retryable: bool, timed_out: bool) -> Outcome:
+def _failure(
+    ctx: EngineContext, message: str, error_type: str, *, retryable: bool, timed_out: bool
+) -> Outcome:
     return Outcome(
         ok=False,
         error=ctx.redactor.text(message),
@@ -200,13 +209,17 @@ def resume_node(node_run_id: int) -> None:
     if node_run is None:
         return
     execution = Execution.objects.select_related("account").get(id=node_run.execution_id)
-    finish(node_run.id, Outcome(ok=True, output=node_run.output), redactor=redactor_for(execution), resuming=True)
+    finish(
+        node_run.id, Outcome(ok=True, output=node_run.output), redactor=redactor_for(execution), resuming=True
+    )
 
 
 # --- finish -------------------------------------------------------------------------------------------------
 
 
-def finish(node_run_id: int, outcome: Outcome, *, redactor: Redactor, resuming: bool = False) -> RetryLater | None:
+def finish(
+    node_run_id: int, outcome: Outcome, *, redactor: Redactor, resuming: bool = False
+) -> RetryLater | None:
     """Record a node's outcome and move the execution on, all in one transaction."""
     with transaction.atomic():
         node_run = NodeRun.objects.get(id=node_run_id)
@@ -214,8 +227,12 @@ def finish(node_run_id: int, outcome: Outcome, *, redactor: Redactor, resuming: 
         node_run.refresh_from_db(fields=["status"])
         for entry in outcome.logs:
             transitions.record_log(
-                execution_id=execution.id, account_id=execution.account_id, node_id=node_run.node_id,
-                level=entry.level, message=entry.message, data=entry.data,
+                execution_id=execution.id,
+                account_id=execution.account_id,
+                node_id=node_run.node_id,
+                level=entry.level,
+                message=entry.message,
+                data=entry.data,
             )
         if node_run.status != NodeRunStatus.RUNNING:
             return None  # canceled (or finished by someone else) meanwhile: the result is discarded
@@ -229,9 +246,13 @@ def finish(node_run_id: int, outcome: Outcome, *, redactor: Redactor, resuming: 
         if outcome.ok:
             size = len(json.dumps(outcome.output, default=str))
             if size > settings.FLOWRUNNER_MAX_DOCUMENT_BYTES:
-                outcome = Outcome(ok=False, error=f"node output is {size} bytes, over the limit of "
-                                  f"{settings.FLOWRUNNER_MAX_DOCUMENT_BYTES}", error_type="output_too_large",
-                                  retryable=False)
+                outcome = Outcome(
+                    ok=False,
+                    error=f"node output is {size} bytes, over the limit of "
+                    f"{settings.FLOWRUNNER_MAX_DOCUMENT_BYTES}",
+                    error_type="output_too_large",
+                    retryable=False,
+                )
         if outcome.ok:
             return _succeed(node_run, execution, spec, node, outcome, redactor)
         return _fail(node_run, execution, spec, node, outcome, redactor)
@@ -239,8 +260,12 @@ def finish(node_run_id: int, outcome: Outcome, *, redactor: Redactor, resuming: 
 
 def _defer(node_run: NodeRun, execution: Execution, node: NodeSpec, outcome: Outcome) -> None:
     wake = timezone.now() + timedelta(seconds=outcome.defer_seconds)
-    NodeRun.objects.filter(id=node_run.id).update(not_before=wake, output=outcome.output, heartbeat_at=timezone.now())
-    dispatch.send_on_commit(dispatch.RESUME_NODE, node_run.id, countdown=outcome.defer_seconds, queue=node.queue)
+    NodeRun.objects.filter(id=node_run.id).update(
+        not_before=wake, output=outcome.output, heartbeat_at=timezone.now()
+    )
+    dispatch.send_on_commit(
+        dispatch.RESUME_NODE, node_run.id, countdown=outcome.defer_seconds, queue=node.queue
+    )
     return None
 
 
@@ -256,8 +281,13 @@ def merge_output(document: dict[str, Any], output: Any) -> dict[str, Any]:
 def _succeed(node_run, execution, spec, node, outcome, redactor) -> None:
     now = timezone.now()
     transitions.node_run_transition(
-        node_run, to=NodeRunStatus.SUCCEEDED, expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
-        action=outcome.action, output=outcome.output, finished_at=now,
+        node_run,
+        to=NodeRunStatus.SUCCEEDED,
+        expected=(NodeRunStatus.RUNNING,),
+        account_id=execution.account_id,
+        action=outcome.action,
+        output=outcome.output,
+        finished_at=now,
     )
     execution.data = merge_output(dict(execution.data or {}), outcome.output)
     outputs = dict(execution.node_outputs or {})
@@ -274,19 +304,34 @@ def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | No
     if outcome.retryable and retry is not None and node_run.attempt <= retry.max_retries:
         delay = retry.delay(node_run.attempt)
         transitions.node_run_transition(
-            node_run, to=NodeRunStatus.FAILED, expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
-            action=outcome.action, error=outcome.error, finished_at=now,
+            node_run,
+            to=NodeRunStatus.FAILED,
+            expected=(NodeRunStatus.RUNNING,),
+            account_id=execution.account_id,
+            action=outcome.action,
+            error=outcome.error,
+            finished_at=now,
         )
         again = transitions.node_run_create(
-            execution=execution, status=NodeRunStatus.RETRYING, node_id=node_run.node_id,
-            batch_index=node_run.batch_index, attempt=node_run.attempt + 1, step=node_run.step,
-            input=node_run.input, task_id=node_run.task_id, not_before=now + timedelta(seconds=delay),
+            execution=execution,
+            status=NodeRunStatus.RETRYING,
+            node_id=node_run.node_id,
+            batch_index=node_run.batch_index,
+            attempt=node_run.attempt + 1,
+            step=node_run.step,
+            input=node_run.input,
+            task_id=node_run.task_id,
+            not_before=now + timedelta(seconds=delay),
         )
         return RetryLater(again.id, delay)
     transitions.node_run_transition(
-        node_run, to=NodeRunStatus.TIMED_OUT if outcome.timed_out else NodeRunStatus.FAILED,
-        expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
-        action=outcome.action, error=outcome.error, finished_at=now,
+        node_run,
+        to=NodeRunStatus.TIMED_OUT if outcome.timed_out else NodeRunStatus.FAILED,
+        expected=(NodeRunStatus.RUNNING,),
+        account_id=execution.account_id,
+        action=outcome.action,
+        error=outcome.error,
+        finished_at=now,
     )
     target = node.next.get(outcome.action)
     if target is None and outcome.timed_out:
@@ -300,7 +345,10 @@ def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | No
     # a failed batch join still carries its counts, so an error/timeout handler can see what finished
     execution.data = merge_output(dict(execution.data or {}), outcome.output)
     execution.data["error"] = {
-        "node_id": node.id, "message": outcome.error, "type": outcome.error_type, "attempts": node_run.attempt,
+        "node_id": node.id,
+        "message": outcome.error,
+        "type": outcome.error_type,
+        "attempts": node_run.attempt,
     }
     _advance(execution, spec, target, redactor)
     return None
@@ -312,8 +360,12 @@ def _advance(execution: Execution, spec: FlowSpec, target: str | None, redactor:
         _end(execution, ExecutionStatus.COMPLETED, redactor)
         return
     if execution.steps >= settings.FLOWRUNNER_MAX_STEPS:
-        _end(execution, ExecutionStatus.FAILED, redactor,
-             error=f"step limit of {settings.FLOWRUNNER_MAX_STEPS} node runs exceeded (a loop that never ends?)")
+        _end(
+            execution,
+            ExecutionStatus.FAILED,
+            redactor,
+            error=f"step limit of {settings.FLOWRUNNER_MAX_STEPS} node runs exceeded (a loop that never ends?)",
+        )
         return
     execution.steps += 1
     Execution.objects.filter(id=execution.id).update(

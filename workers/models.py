@@ -13,7 +13,9 @@ class StoreEntry(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["account", "key"], name="unique_store_key_per_account")]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "key"], name="unique_store_key_per_account")
+        ]
         ordering = ["key"]
 
     def __str__(self) -> str:

@@ -17,7 +17,11 @@ class AccountStore:
         self.account_id = account_id
 
     def get(self, key: str) -> Any:
-        return StoreEntry.objects.filter(account_id=self.account_id, key=key).values_list("value", flat=True).first()
+        return (
+            StoreEntry.objects.filter(account_id=self.account_id, key=key)
+            .values_list("value", flat=True)
+            .first()
+        )
 
     def set(self, key: str, value: Any) -> None:
         StoreEntry.objects.update_or_create(account_id=self.account_id, key=key, defaults={"value": value})
@@ -27,7 +31,9 @@ class AccountStore:
         return deleted > 0
 
     def list(self, prefix: str = "") -> dict[str, Any]:
-        rows = StoreEntry.objects.filter(account_id=self.account_id, key__startswith=prefix).values_list("key", "value")
+        rows = StoreEntry.objects.filter(account_id=self.account_id, key__startswith=prefix).values_list(
+            "key", "value"
+        )
         return dict(rows[:10_000])
 
     def increment(self, key: str, by: float = 1) -> float:

@@ -41,14 +41,18 @@ def reconnecting(func):  # noqa: ANN001, ANN201
 @shared_task(bind=True, name="flowrunner.run_node")
 @reconnecting
 def run_node(self, node_run_id: int) -> None:
-    directive = engine.run_node(node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or "")
+    directive = engine.run_node(
+        node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or ""
+    )
     _retry_or_done(self, directive)
 
 
 @shared_task(bind=True, name="flowrunner.run_batch")
 @reconnecting
 def run_batch(self, node_run_id: int) -> None:
-    directive = batches.run_batch(node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or "")
+    directive = batches.run_batch(
+        node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or ""
+    )
     _retry_or_done(self, directive)
 
 

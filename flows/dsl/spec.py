@@ -107,5 +107,9 @@ class FlowValidationError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         first = problems[0] if problems else None
-        summary = f"{first.message} (line {first.line})" if first and first.line else (first.message if first else "")
+        summary = (
+            f"{first.message} (line {first.line})"
+            if first and first.line
+            else (first.message if first else "")
+        )
         super().__init__(f"{len(problems)} problem(s) in the flow: {summary}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import redis
 
 from tests.integration.api_steps import (

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
-
 from tests.integration.api_steps import node_runs, path_taken, run_to_end
 
 

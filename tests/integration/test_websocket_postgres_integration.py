@@ -7,7 +7,6 @@ import asyncio
 import os
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.integration.api_steps import create_flow, node_runs, set_secret, start_run
@@ -54,10 +53,22 @@ def test_complex_flow_three_concurrent_executions_complete_with_live_updates(liv
     async def scenario() -> list[Watch]:
         watches = []
         for number in (1, 2, 3):
-            execution_id = start_run(live_api, flow_id, {"execution_number": number, "test_metadata": {
-                "test_type": "complex_parallel_batch", "backend": "postgresql", "concurrency": True}})
+            execution_id = start_run(
+                live_api,
+                flow_id,
+                {
+                    "execution_number": number,
+                    "test_metadata": {
+                        "test_type": "complex_parallel_batch",
+                        "backend": "postgresql",
+                        "concurrency": True,
+                    },
+                },
+            )
             watches.append(Watch(execution_id))
-        await asyncio.gather(*(watch_until_complete(live_stack.ws_url, live_user.headers, w) for w in watches))
+        await asyncio.gather(
+            *(watch_until_complete(live_stack.ws_url, live_user.headers, w) for w in watches)
+        )
         return watches
 
     watches = asyncio.run(scenario())
@@ -76,8 +87,11 @@ def test_complex_flow_three_concurrent_executions_complete_with_live_updates(liv
         assert route[0] == "prepare_data" and route[-1] == "final_summary"
         # And the branch taken is the one the data calls for
         results = final["results"]
-        expected = {"success": "high_success_handler", "partial": "partial_success_handler",
-                    "failure": "low_success_handler"}[results["analysis_result"]]
+        expected = {
+            "success": "high_success_handler",
+            "partial": "partial_success_handler",
+            "failure": "low_success_handler",
+        }[results["analysis_result"]]
         assert expected in route
         assert results["success_rate"] == results["processed_items"] / results["total_items"]
         # And the secrets were used (masked by the flow itself) but never shown in clear
@@ -143,5 +157,7 @@ def test_load_many_concurrent_executions_each_with_a_subscriber(live_stack, live
         assert final["results"]["c"] == n * 2 + 1
         seqs = watch.seqs()
         assert seqs == sorted(seqs), "frames must arrive in seq order"
-        assert sorted(set(seqs)) == list(range(1, seqs[-1] + 1)), "a subscriber from seq 0 must see every event"
+        assert sorted(set(seqs)) == list(range(1, seqs[-1] + 1)), (
+            "a subscriber from seq 0 must see every event"
+        )
     print(f"load: {size} executions, slowest {max(w.duration for w in watches):.1f}s")

@@ -36,8 +36,9 @@ class Watch:
         return [f["seq"] for f in self.frames if f["type"] in ("status", "node", "log")]
 
 
-async def watch_until_complete(ws_url: str, headers: dict[str, str], watch: Watch, *, since: int | None = 0,
-                               timeout: float = 90.0) -> Watch:
+async def watch_until_complete(
+    ws_url: str, headers: dict[str, str], watch: Watch, *, since: int | None = 0, timeout: float = 90.0
+) -> Watch:
     """Open a socket, subscribe (replaying from `since`), read until `complete` or the timeout."""
     async with connect(ws_url, additional_headers=headers, open_timeout=20, max_size=8 * 1024 * 1024) as ws:
         frame: dict[str, Any] = {"type": "subscribe", "execution_id": watch.execution_id}
@@ -58,9 +59,13 @@ async def watch_until_complete(ws_url: str, headers: dict[str, str], watch: Watc
 
 def describe(watch: Watch, number: int) -> str:
     final = watch.statuses[-1]["status"] if watch.statuses else "?"
-    return f"Execution {number}: Status={final}, Updates={len(watch.statuses)}, Duration={watch.duration:.1f}s"
+    return (
+        f"Execution {number}: Status={final}, Updates={len(watch.statuses)}, Duration={watch.duration:.1f}s"
+    )
 
 
 def describe_update(status: dict[str, Any]) -> str:
-    return (f"Status Update: {status['status']}, Progress: {float(status['progress']):.1f}%, "
-            f"Node: {status['current_node']}")
+    return (
+        f"Status Update: {status['status']}, Progress: {float(status['progress']):.1f}%, "
+        f"Node: {status['current_node']}"
+    )
