@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -60,3 +60,27 @@ class Redactor:
         return value
 
     __call__ = data
+
+
+class LazyRedactor:
+    """A Redactor whose secret values are loaded only when something is actually redacted: most node runs
+    log nothing and fail nothing, and then never pay for decrypting the account's secrets."""
+
+    def __init__(self, load_values: Callable[[], Iterable[Any]]) -> None:
+        self._load_values = load_values
+        self._redactor: Redactor | None = None
+
+    @property
+    def redactor(self) -> Redactor:
+        if self._redactor is None:
+            self._redactor = Redactor(self._load_values())
+        return self._redactor
+
+    def text(self, value: str) -> str:
+        return self.redactor.text(value)
+
+    def data(self, value: Any) -> Any:
+        return self.redactor.data(value)
+
+    def __call__(self, value: Any) -> Any:
+        return self.redactor.data(value)

@@ -6,10 +6,10 @@ import copy
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from accounts.models import Account
 from executions import dispatch, transitions
+from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
 from flowrunner.exceptions import Conflict, NotFound, ValidationFailed
 from flows.dsl.spec import FlowSpec, NodeSpec
@@ -81,8 +81,10 @@ def execution_start(
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 steps=1,
             )
-            transitions.record_status(execution)
-            node_run = transitions.node_run_create(execution=execution, node_id=first, step=1)
+            # A new row nobody else can see yet: its events go in one batch like a locked execution's.
+            with locked_execution_work(execution):
+                transitions.record_status(execution)
+                node_run = transitions.node_run_create(execution=execution, node_id=first, step=1)
             enqueue_node_run(node_run, spec.nodes[first])
     except IntegrityError:
         if not idempotency_key:
@@ -102,18 +104,19 @@ def execution_cancel(*, execution: Execution) -> bool:
     Returns False when the execution had already ended.
     """
     execution = Execution.objects.select_for_update().get(id=execution.id)
-    if not transitions.execution_transition(
-        execution, to=ExecutionStatus.CANCELED, expected=ACTIVE_STATUSES, error="canceled"
-    ):
-        return False
-    open_runs = list(
-        execution.node_runs.filter(
-            status__in=(NodeRunStatus.QUEUED, NodeRunStatus.RUNNING, NodeRunStatus.RETRYING)
+    with locked_execution_work(execution):
+        if not transitions.execution_transition(
+            execution, to=ExecutionStatus.CANCELED, expected=ACTIVE_STATUSES, error="canceled"
+        ):
+            return False
+        open_runs = list(
+            execution.node_runs.filter(
+                status__in=(NodeRunStatus.QUEUED, NodeRunStatus.RUNNING, NodeRunStatus.RETRYING)
+            )
         )
-    )
-    moved = transitions.node_runs_cancel(
-        open_runs, account_id=execution.account_id, error="execution canceled"
-    )
+        moved = transitions.node_runs_cancel(
+            open_runs, account_id=execution.account_id, error="execution canceled"
+        )
     dispatch.revoke_on_commit([run.task_id for run in moved])
     return True
 
@@ -151,7 +154,3 @@ def execution_retry(
         node_outputs=copy.deepcopy(execution.node_outputs or {}),
     )
     return new
-
-
-def now_iso() -> str:
-    return timezone.now().isoformat()

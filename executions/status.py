@@ -7,6 +7,27 @@ from typing import Any
 
 from executions.models import Execution
 
+# FlowVersions never change: their labels are cached so a status snapshot costs no query.
+_labels: dict[int, str] = {}
+
+
+def _version_label(execution: Execution) -> str | None:
+    version_id = execution.flow_version_id
+    if version_id is None:
+        return None
+    label = _labels.get(version_id)
+    if label is None:
+        if "flow_version" in execution._state.fields_cache:
+            label = execution.flow_version.version
+        else:
+            from flows.models import FlowVersion
+
+            label = FlowVersion.objects.values_list("version", flat=True).get(id=version_id)
+        if len(_labels) > 4096:
+            _labels.clear()
+        _labels[version_id] = label
+    return label
+
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
@@ -14,9 +35,7 @@ def iso(value: datetime | None) -> str | None:
 
 def execution_status(execution: Execution, *, flow_version_label: str | None = None) -> dict[str, Any]:
     """The ExecutionStatus of DESIGN §5 as the row is now (the caller redacts when secrets may appear)."""
-    label = flow_version_label
-    if label is None:
-        label = execution.flow_version.version if execution.flow_version_id else None
+    label = flow_version_label if flow_version_label is not None else _version_label(execution)
     return {
         "id": str(execution.id),
         "flow_id": execution.flow_id,

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from executions.events import record_event
+from executions.events import current_work, record_event
 from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun, NodeRunStatus
 from executions.status import execution_status
 
@@ -48,12 +48,21 @@ def execution_transition(
     if to in TERMINAL_EXECUTION_STATUSES:
         fields.setdefault("finished_at", timezone.now())
         fields["progress"] = 100.0
-    updated = Execution.objects.filter(id=execution.id, status__in=list(expected)).update(status=to, **fields)
-    if not updated:
-        return False
-    execution.status = to
-    for name, value in fields.items():
-        setattr(execution, name, value)
+    work = current_work(execution.id)
+    if work is not None:
+        # The row is locked by this transaction: the in-memory status is the truth, the swap is in memory.
+        if execution.status not in set(expected):
+            return False
+        work.set(status=to, **fields)
+    else:
+        updated = Execution.objects.filter(id=execution.id, status__in=list(expected)).update(
+            status=to, **fields
+        )
+        if not updated:
+            return False
+        execution.status = to
+        for name, value in fields.items():
+            setattr(execution, name, value)
     record_status(execution, redact=redact)
     return True
 
@@ -66,9 +75,13 @@ def execution_progress(execution: Execution, *, redact: Any = None, **fields: An
     changed = {name: value for name, value in fields.items() if getattr(execution, name) != value}
     if not changed:
         return
-    Execution.objects.filter(id=execution.id).update(**changed)
-    for name, value in changed.items():
-        setattr(execution, name, value)
+    work = current_work(execution.id)
+    if work is not None:
+        work.set(**changed)
+    else:
+        Execution.objects.filter(id=execution.id).update(**changed)
+        for name, value in changed.items():
+            setattr(execution, name, value)
     record_status(execution, redact=redact)
 
 

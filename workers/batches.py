@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from executions import dispatch, transitions
+from executions.events import locked_execution_work
 from executions.models import TERMINAL_NODE_STATUSES, ExecutionStatus, NodeRun, NodeRunStatus
 from flows.dsl.spec import FlowSpec, NodeSpec
 from flows.nodes.registry import get_kind
@@ -61,27 +62,30 @@ def start(parent: NodeRun, execution, spec: FlowSpec, node: NodeSpec, kind, ctx)
     lanes = lane_count(node, len(batches)) if batches else 0
     with transaction.atomic():
         execution = lock_execution(execution.id)
-        parent.refresh_from_db(fields=["status"])
-        if parent.status != NodeRunStatus.RUNNING or execution.status != ExecutionStatus.RUNNING:
-            return None
-        parts = [
-            transitions.node_run_create(
-                execution=execution,
-                node_id=node.id,
-                batch_index=index,
-                step=parent.step,
-                input={"items": chunk},
-                task_id=str(uuid.uuid4()),
+        with locked_execution_work(execution):
+            parent.refresh_from_db(fields=["status"])
+            if parent.status != NodeRunStatus.RUNNING or execution.status != ExecutionStatus.RUNNING:
+                return None
+            parts = [
+                transitions.node_run_create(
+                    execution=execution,
+                    node_id=node.id,
+                    batch_index=index,
+                    step=parent.step,
+                    input={"items": chunk},
+                    task_id=str(uuid.uuid4()),
+                )
+                for index, chunk in enumerate(batches)
+            ]
+            NodeRun.objects.filter(id=parent.id).update(
+                input={"batch_count": len(batches), "item_count": len(items), "lanes": lanes}
             )
-            for index, chunk in enumerate(batches)
-        ]
-        NodeRun.objects.filter(id=parent.id).update(
-            input={"batch_count": len(batches), "item_count": len(items), "lanes": lanes}
-        )
-        if parts:
-            transaction.on_commit(lambda: _launch_chord(parent.id, parts, lanes, node))
-            if node.timeout:
-                dispatch.send_on_commit(BATCH_DEADLINE, parent.id, countdown=node.timeout, queue=node.queue)
+            if parts:
+                transaction.on_commit(lambda: _launch_chord(parent.id, parts, lanes, node))
+                if node.timeout:
+                    dispatch.send_on_commit(
+                        BATCH_DEADLINE, parent.id, countdown=node.timeout, queue=node.queue
+                    )
     if not parts:
         return join(parent.id)
     return None
@@ -116,26 +120,29 @@ def run_batch(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLa
         if part is None or part.status not in CLAIMABLE:
             return None
         execution = lock_execution(part.execution_id)
-        parent = _parent_of(part)
-        if (
-            execution.status != ExecutionStatus.RUNNING
-            or parent is None
-            or parent.status != NodeRunStatus.RUNNING
-        ):
-            transitions.node_runs_cancel([part], account_id=execution.account_id, error="batch node ended")
-            return None
-        now = timezone.now()
-        if not transitions.node_run_transition(
-            part,
-            to=NodeRunStatus.RUNNING,
-            expected=CLAIMABLE,
-            account_id=execution.account_id,
-            started_at=now,
-            heartbeat_at=now,
-            worker=hostname or HOSTNAME,
-            task_id=task_id or part.task_id,
-        ):
-            return None
+        with locked_execution_work(execution):
+            parent = _parent_of(part)
+            if (
+                execution.status != ExecutionStatus.RUNNING
+                or parent is None
+                or parent.status != NodeRunStatus.RUNNING
+            ):
+                transitions.node_runs_cancel(
+                    [part], account_id=execution.account_id, error="batch node ended"
+                )
+                return None
+            now = timezone.now()
+            if not transitions.node_run_transition(
+                part,
+                to=NodeRunStatus.RUNNING,
+                expected=CLAIMABLE,
+                account_id=execution.account_id,
+                started_at=now,
+                heartbeat_at=now,
+                worker=hostname or HOSTNAME,
+                task_id=task_id or part.task_id,
+            ):
+                return None
     spec = spec_for_version(execution.flow_version_id)
     node = spec.nodes[part.node_id]
     kind = get_kind(node.type)
@@ -164,69 +171,70 @@ def finish_batch(part_id: int, outcome: Outcome, *, redactor) -> RetryLater | No
     with transaction.atomic():
         part = NodeRun.objects.get(id=part_id)
         execution = lock_execution(part.execution_id)
-        part.refresh_from_db(fields=["status"])
-        for entry in outcome.logs:
-            transitions.record_log(
-                execution_id=execution.id,
-                account_id=execution.account_id,
-                node_id=part.node_id,
-                level=entry.level,
-                message=entry.message,
-                data=entry.data,
-            )
-        if part.status != NodeRunStatus.RUNNING:
-            return None
-        spec = spec_for_version(execution.flow_version_id)
-        node = spec.nodes[part.node_id]
-        now = timezone.now()
-        retry = node.retry
-        if outcome.ok:
-            transitions.node_run_transition(
-                part,
-                to=NodeRunStatus.SUCCEEDED,
-                expected=(NodeRunStatus.RUNNING,),
-                account_id=execution.account_id,
-                output=outcome.output,
-                action="success",
-                finished_at=now,
-            )
-        elif outcome.retryable and retry is not None and part.attempt <= retry.max_retries:
-            delay = retry.delay(part.attempt)
-            transitions.node_run_transition(
-                part,
-                to=NodeRunStatus.FAILED,
-                expected=(NodeRunStatus.RUNNING,),
-                account_id=execution.account_id,
-                error=outcome.error,
-                action=outcome.action,
-                finished_at=now,
-            )
-            again = transitions.node_run_create(
-                execution=execution,
-                status=NodeRunStatus.RETRYING,
-                node_id=part.node_id,
-                batch_index=part.batch_index,
-                attempt=part.attempt + 1,
-                step=part.step,
-                input=part.input,
-                task_id=part.task_id,
-                not_before=now + timedelta(seconds=delay),
-            )
-            return RetryLater(again.id, delay)
-        else:
-            transitions.node_run_transition(
-                part,
-                to=NodeRunStatus.TIMED_OUT if outcome.timed_out else NodeRunStatus.FAILED,
-                expected=(NodeRunStatus.RUNNING,),
-                account_id=execution.account_id,
-                error=outcome.error,
-                action=outcome.action,
-                finished_at=now,
-            )
-        parent = _parent_of(part)
-        if parent is not None and execution.status == ExecutionStatus.RUNNING:
-            _touch_next_in_lane(part, parent)
-            _batch_progress(execution, parent, redactor)
+        with locked_execution_work(execution):
+            part.refresh_from_db(fields=["status"])
+            for entry in outcome.logs:
+                transitions.record_log(
+                    execution_id=execution.id,
+                    account_id=execution.account_id,
+                    node_id=part.node_id,
+                    level=entry.level,
+                    message=entry.message,
+                    data=entry.data,
+                )
+            if part.status != NodeRunStatus.RUNNING:
+                return None
+            spec = spec_for_version(execution.flow_version_id)
+            node = spec.nodes[part.node_id]
+            now = timezone.now()
+            retry = node.retry
+            if outcome.ok:
+                transitions.node_run_transition(
+                    part,
+                    to=NodeRunStatus.SUCCEEDED,
+                    expected=(NodeRunStatus.RUNNING,),
+                    account_id=execution.account_id,
+                    output=outcome.output,
+                    action="success",
+                    finished_at=now,
+                )
+            elif outcome.retryable and retry is not None and part.attempt <= retry.max_retries:
+                delay = retry.delay(part.attempt)
+                transitions.node_run_transition(
+                    part,
+                    to=NodeRunStatus.FAILED,
+                    expected=(NodeRunStatus.RUNNING,),
+                    account_id=execution.account_id,
+                    error=outcome.error,
+                    action=outcome.action,
+                    finished_at=now,
+                )
+                again = transitions.node_run_create(
+                    execution=execution,
+                    status=NodeRunStatus.RETRYING,
+                    node_id=part.node_id,
+                    batch_index=part.batch_index,
+                    attempt=part.attempt + 1,
+                    step=part.step,
+                    input=part.input,
+                    task_id=part.task_id,
+                    not_before=now + timedelta(seconds=delay),
+                )
+                return RetryLater(again.id, delay)
+            else:
+                transitions.node_run_transition(
+                    part,
+                    to=NodeRunStatus.TIMED_OUT if outcome.timed_out else NodeRunStatus.FAILED,
+                    expected=(NodeRunStatus.RUNNING,),
+                    account_id=execution.account_id,
+                    error=outcome.error,
+                    action=outcome.action,
+                    finished_at=now,
+                )
+            parent = _parent_of(part)
+            if parent is not None and execution.status == ExecutionStatus.RUNNING:
+                _touch_next_in_lane(part, parent)
+                _batch_progress(execution, parent, redactor)
     return None
 
 
@@ -258,9 +266,7 @@ def _batch_progress(execution, parent: NodeRun, redactor) -> None:
     finished = sum(1 for p in parts.values() if p.status in TERMINAL_NODE_STATUSES)
     done = (parent.step - 1) + finished / count
     remaining = longest_path(execution.flow_version_id, parent.node_id) - finished / count
-    transitions.execution_progress(
-        execution, redact=redactor.data, progress=progress_percent(done, remaining)
-    )
+    transitions.execution_progress(execution, progress=progress_percent(done, remaining))
 
 
 def join(parent_id: int, *, deadline: bool = False) -> RetryLater | None:
@@ -273,18 +279,19 @@ def join(parent_id: int, *, deadline: bool = False) -> RetryLater | None:
         return None
     with transaction.atomic():
         execution = lock_execution(parent.execution_id)
-        parts = latest_parts(parent)
-        unfinished = [p for p in parts.values() if p.status not in TERMINAL_NODE_STATUSES]
-        if unfinished and not deadline:
-            return None  # a chord fired early or a reaper pass raced a batch: the last batch will be joined later
-        if unfinished:
-            moved = transitions.node_runs_cancel(
-                unfinished,
-                account_id=execution.account_id,
-                status=NodeRunStatus.TIMED_OUT,
-                error="batch node deadline passed",
-            )
-            dispatch.revoke_on_commit([p.task_id for p in moved])
+        with locked_execution_work(execution):
+            parts = latest_parts(parent)
+            unfinished = [p for p in parts.values() if p.status not in TERMINAL_NODE_STATUSES]
+            if unfinished and not deadline:
+                return None  # a chord fired early or a reaper pass raced a batch: the last batch will be joined later
+            if unfinished:
+                moved = transitions.node_runs_cancel(
+                    unfinished,
+                    account_id=execution.account_id,
+                    status=NodeRunStatus.TIMED_OUT,
+                    error="batch node deadline passed",
+                )
+                dispatch.revoke_on_commit([p.task_id for p in moved])
     spec = spec_for_version(execution.flow_version_id)
     node = spec.nodes[parent.node_id]
     kind = get_kind(node.type)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from accounts.redaction import Redactor
+from accounts.redaction import LazyRedactor
 from flows.dsl.spec import NodeSpec
 from flows.nodes.base import NodeError, NodeTimeoutError, PermanentNodeError
 from workers import templating
@@ -31,24 +32,33 @@ class EngineContext:
     document: dict[str, Any]
     results: dict[str, Any]
     execution: dict[str, Any]
-    secrets: dict[str, str]
-    redactor: Redactor
+    load_secrets: Callable[[], dict[str, str]]
     timeout: float | None = None
     logs: list[LogEntry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.store = AccountStore(self.execution["account_id"])
+        self._secrets: dict[str, str] | None = None
+        self.redactor = LazyRedactor(lambda: self.secrets.values())
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The account's secrets, decrypted on first use only (most nodes never touch them)."""
+        if self._secrets is None:
+            self._secrets = self.load_secrets()
+        return self._secrets
 
     def _script_timeout(self) -> float:
         limit = settings.FLOWRUNNER_SCRIPT_TIMEOUT
         return min(limit, self.timeout) if self.timeout else limit
 
-    def _globals(self, input: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _globals(self, code: str, input: Any = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         values = {
             "input": self.document if input is None else input,
             "shared": self.document,
             "results": self.results,
-            "secrets": self.secrets,
+            # Decrypted only for code that names them; code that builds the name at run time sees {}.
+            "secrets": self.secrets if "secrets" in code else {},
             "execution": self.execution,
         }
         if extra:
@@ -59,7 +69,7 @@ class EngineContext:
         try:
             outcome = get_sandbox().run(
                 source,
-                globals=self._globals(input, extra),
+                globals=self._globals(source, input, extra),
                 name=self.node.id,
                 timeout=self._script_timeout(),
                 memory_mb=settings.FLOWRUNNER_SCRIPT_MEMORY_MB,
@@ -79,7 +89,7 @@ class EngineContext:
         try:
             return get_sandbox().evaluate(
                 expression,
-                globals=self._globals(),
+                globals=self._globals(expression),
                 timeout=self._script_timeout(),
                 memory_mb=settings.FLOWRUNNER_SCRIPT_MEMORY_MB,
             )

@@ -15,9 +15,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.redaction import Redactor
+from accounts.redaction import LazyRedactor
 from accounts.selectors import secrets_decrypted
 from executions import dispatch, transitions
+from executions.events import current_work, locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
 from executions.services import enqueue_node_run
 from flows.dsl.spec import FlowSpec, NodeSpec
@@ -63,8 +64,33 @@ def lock_execution(execution_id: Any) -> Execution:
     return Execution.objects.select_for_update().get(id=execution_id)
 
 
+def lock_run(node_run_id: int) -> NodeRun | None:
+    """The node run and its execution, the execution's row locked until commit — one query.
+
+    Every status change of an execution's node runs happens under this lock; the node run's own columns may
+    predate a change made while we waited, which is why its status changes are still compare-and-swap.
+    """
+    return (
+        NodeRun.objects.select_related("execution")
+        .select_for_update(of=("execution",))
+        .filter(id=node_run_id)
+        .first()
+    )
+
+
+def save_fields(execution: Execution, **fields: Any) -> None:
+    """Change execution columns: collected into the locked execution's one UPDATE when inside its work."""
+    work = current_work(execution.id)
+    if work is not None:
+        work.set(**fields)
+        return
+    Execution.objects.filter(id=execution.id).update(**fields)
+    for name, value in fields.items():
+        setattr(execution, name, value)
+
+
 def make_context(execution: Execution, node: NodeSpec, node_run: NodeRun) -> EngineContext:
-    secrets = secrets_decrypted(account=execution.account_id)
+    account_id = execution.account_id
     return EngineContext(
         node=node,
         document=json.loads(json.dumps(execution.data or {})),
@@ -79,8 +105,7 @@ def make_context(execution: Execution, node: NodeSpec, node_run: NodeRun) -> Eng
             "attempt": node_run.attempt,
             "batch_index": node_run.batch_index,
         },
-        secrets=secrets,
-        redactor=Redactor(secrets.values()),
+        load_secrets=lambda: secrets_decrypted(account=account_id),
         timeout=node.timeout or _param_timeout(node),
     )
 
@@ -97,8 +122,9 @@ def _param_timeout(node: NodeSpec) -> float | None:
         return None
 
 
-def redactor_for(execution: Execution) -> Redactor:
-    return Redactor(secrets_decrypted(account=execution.account_id).values())
+def redactor_for(execution: Execution) -> LazyRedactor:
+    account_id = execution.account_id
+    return LazyRedactor(lambda: secrets_decrypted(account=account_id).values())
 
 
 # --- claim --------------------------------------------------------------------------------------------------
@@ -107,36 +133,43 @@ def redactor_for(execution: Execution) -> Redactor:
 def claim(node_run_id: int, *, task_id: str = "", hostname: str = "") -> tuple[NodeRun, Execution] | None:
     """queued|retrying → running, and the execution to running; None when someone else has it (or canceled)."""
     with transaction.atomic():
-        node_run = NodeRun.objects.filter(id=node_run_id).first()
+        node_run = lock_run(node_run_id)
         if node_run is None or node_run.status not in CLAIMABLE:
             return None
-        execution = lock_execution(node_run.execution_id)
-        now = timezone.now()
-        if execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING):
-            transitions.node_runs_cancel([node_run], account_id=execution.account_id, error="execution ended")
-            return None
-        if not transitions.node_run_transition(
-            node_run,
-            to=NodeRunStatus.RUNNING,
-            expected=CLAIMABLE,
-            account_id=execution.account_id,
-            started_at=now,
-            heartbeat_at=now,
-            worker=hostname or HOSTNAME,
-            task_id=task_id or node_run.task_id,
-        ):
-            return None
-        if node_run.batch_index is None:
-            if execution.status == ExecutionStatus.QUEUED:
-                transitions.execution_transition(
-                    execution,
-                    to=ExecutionStatus.RUNNING,
-                    expected=(ExecutionStatus.QUEUED,),
-                    started_at=now,
-                    current_node=node_run.node_id,
-                )
-            else:
-                transitions.execution_progress(execution, current_node=node_run.node_id)
+        execution = node_run.execution
+        with locked_execution_work(execution):
+            return _claim_locked(node_run, execution, task_id=task_id, hostname=hostname)
+
+
+def _claim_locked(
+    node_run: NodeRun, execution: Execution, *, task_id: str, hostname: str
+) -> tuple[NodeRun, Execution] | None:
+    now = timezone.now()
+    if execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING):
+        transitions.node_runs_cancel([node_run], account_id=execution.account_id, error="execution ended")
+        return None
+    if not transitions.node_run_transition(
+        node_run,
+        to=NodeRunStatus.RUNNING,
+        expected=CLAIMABLE,
+        account_id=execution.account_id,
+        started_at=now,
+        heartbeat_at=now,
+        worker=hostname or HOSTNAME,
+        task_id=task_id or node_run.task_id,
+    ):
+        return None
+    if node_run.batch_index is None:
+        if execution.status == ExecutionStatus.QUEUED:
+            transitions.execution_transition(
+                execution,
+                to=ExecutionStatus.RUNNING,
+                expected=(ExecutionStatus.QUEUED,),
+                started_at=now,
+                current_node=node_run.node_id,
+            )
+        else:
+            transitions.execution_progress(execution, current_node=node_run.node_id)
     return node_run, execution
 
 
@@ -218,44 +251,51 @@ def resume_node(node_run_id: int) -> None:
 
 
 def finish(
-    node_run_id: int, outcome: Outcome, *, redactor: Redactor, resuming: bool = False
+    node_run_id: int, outcome: Outcome, *, redactor: LazyRedactor, resuming: bool = False
 ) -> RetryLater | None:
     """Record a node's outcome and move the execution on, all in one transaction."""
     with transaction.atomic():
-        node_run = NodeRun.objects.get(id=node_run_id)
-        execution = lock_execution(node_run.execution_id)
-        node_run.refresh_from_db(fields=["status"])
-        for entry in outcome.logs:
-            transitions.record_log(
-                execution_id=execution.id,
-                account_id=execution.account_id,
-                node_id=node_run.node_id,
-                level=entry.level,
-                message=entry.message,
-                data=entry.data,
-            )
-        if node_run.status != NodeRunStatus.RUNNING:
-            return None  # canceled (or finished by someone else) meanwhile: the result is discarded
-        if execution.status != ExecutionStatus.RUNNING:
-            transitions.node_runs_cancel([node_run], account_id=execution.account_id, error="execution ended")
+        node_run = lock_run(node_run_id)
+        if node_run is None:
             return None
-        spec = spec_for_version(execution.flow_version_id)
-        node = spec.nodes[node_run.node_id]
-        if outcome.ok and outcome.defer_seconds and not resuming:
-            return _defer(node_run, execution, node, outcome)
-        if outcome.ok:
-            size = len(json.dumps(outcome.output, default=str))
-            if size > settings.FLOWRUNNER_MAX_DOCUMENT_BYTES:
-                outcome = Outcome(
-                    ok=False,
-                    error=f"node output is {size} bytes, over the limit of "
-                    f"{settings.FLOWRUNNER_MAX_DOCUMENT_BYTES}",
-                    error_type="output_too_large",
-                    retryable=False,
-                )
-        if outcome.ok:
-            return _succeed(node_run, execution, spec, node, outcome, redactor)
-        return _fail(node_run, execution, spec, node, outcome, redactor)
+        execution = node_run.execution
+        with locked_execution_work(execution):
+            return _finish_locked(node_run, execution, outcome, redactor=redactor, resuming=resuming)
+
+
+def _finish_locked(
+    node_run: NodeRun, execution: Execution, outcome: Outcome, *, redactor: LazyRedactor, resuming: bool
+) -> RetryLater | None:
+    for entry in outcome.logs:
+        transitions.record_log(
+            execution_id=execution.id,
+            account_id=execution.account_id,
+            node_id=node_run.node_id,
+            level=entry.level,
+            message=entry.message,
+            data=entry.data,
+        )
+    if node_run.status != NodeRunStatus.RUNNING:
+        return None  # canceled (or finished by someone else) meanwhile: the result is discarded
+    if execution.status != ExecutionStatus.RUNNING:
+        transitions.node_runs_cancel([node_run], account_id=execution.account_id, error="execution ended")
+        return None
+    spec = spec_for_version(execution.flow_version_id)
+    node = spec.nodes[node_run.node_id]
+    if outcome.ok and outcome.defer_seconds and not resuming:
+        return _defer(node_run, execution, node, outcome)
+    if outcome.ok:
+        size = len(json.dumps(outcome.output, default=str))
+        if size > settings.FLOWRUNNER_MAX_DOCUMENT_BYTES:
+            outcome = Outcome(
+                ok=False,
+                error=f"node output is {size} bytes, over the limit of {settings.FLOWRUNNER_MAX_DOCUMENT_BYTES}",
+                error_type="output_too_large",
+                retryable=False,
+            )
+    if outcome.ok:
+        return _succeed(node_run, execution, spec, node, outcome, redactor)
+    return _fail(node_run, execution, spec, node, outcome, redactor)
 
 
 def _defer(node_run: NodeRun, execution: Execution, node: NodeSpec, outcome: Outcome) -> None:
@@ -280,7 +320,7 @@ def merge_output(document: dict[str, Any], output: Any) -> dict[str, Any]:
 
 def _succeed(node_run, execution, spec, node, outcome, redactor) -> None:
     now = timezone.now()
-    transitions.node_run_transition(
+    if not transitions.node_run_transition(
         node_run,
         to=NodeRunStatus.SUCCEEDED,
         expected=(NodeRunStatus.RUNNING,),
@@ -288,7 +328,8 @@ def _succeed(node_run, execution, spec, node, outcome, redactor) -> None:
         action=outcome.action,
         output=outcome.output,
         finished_at=now,
-    )
+    ):
+        return None  # someone else ended this run (cancel, reaper) while we waited for the lock
     execution.data = merge_output(dict(execution.data or {}), outcome.output)
     outputs = dict(execution.node_outputs or {})
     outputs[node.id] = outcome.output
@@ -303,7 +344,7 @@ def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | No
     retry = node.retry
     if outcome.retryable and retry is not None and node_run.attempt <= retry.max_retries:
         delay = retry.delay(node_run.attempt)
-        transitions.node_run_transition(
+        if not transitions.node_run_transition(
             node_run,
             to=NodeRunStatus.FAILED,
             expected=(NodeRunStatus.RUNNING,),
@@ -311,7 +352,8 @@ def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | No
             action=outcome.action,
             error=outcome.error,
             finished_at=now,
-        )
+        ):
+            return None
         again = transitions.node_run_create(
             execution=execution,
             status=NodeRunStatus.RETRYING,
@@ -324,7 +366,7 @@ def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | No
             not_before=now + timedelta(seconds=delay),
         )
         return RetryLater(again.id, delay)
-    transitions.node_run_transition(
+    if not transitions.node_run_transition(
         node_run,
         to=NodeRunStatus.TIMED_OUT if outcome.timed_out else NodeRunStatus.FAILED,
         expected=(NodeRunStatus.RUNNING,),
@@ -332,7 +374,8 @@ def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | No
         action=outcome.action,
         error=outcome.error,
         finished_at=now,
-    )
+    ):
+        return None
     target = node.next.get(outcome.action)
     if target is None and outcome.timed_out:
         target = node.next.get("error")
@@ -354,7 +397,7 @@ def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | No
     return None
 
 
-def _advance(execution: Execution, spec: FlowSpec, target: str | None, redactor: Redactor) -> None:
+def _advance(execution: Execution, spec: FlowSpec, target: str | None, redactor: LazyRedactor) -> None:
     """Create and enqueue the next node run, or end the execution when there is no next node."""
     if target is None:
         _end(execution, ExecutionStatus.COMPLETED, redactor)
@@ -367,18 +410,18 @@ def _advance(execution: Execution, spec: FlowSpec, target: str | None, redactor:
             error=f"step limit of {settings.FLOWRUNNER_MAX_STEPS} node runs exceeded (a loop that never ends?)",
         )
         return
-    execution.steps += 1
-    Execution.objects.filter(id=execution.id).update(
-        data=execution.data, node_outputs=execution.node_outputs, steps=execution.steps
+    save_fields(
+        execution, data=execution.data, node_outputs=execution.node_outputs, steps=execution.steps + 1
     )
     next_run = transitions.node_run_create(execution=execution, node_id=target, step=execution.steps)
     done = execution.steps - 1
     progress = progress_percent(done, longest_path(execution.flow_version_id, target))
-    transitions.execution_progress(execution, redact=redactor.data, progress=progress)
+    # No redaction while running: the snapshot's results are null until the end and its input is the caller's.
+    transitions.execution_progress(execution, progress=progress)
     enqueue_node_run(next_run, spec.nodes[target])
 
 
-def _end(execution: Execution, status: str, redactor: Redactor, *, error: str | None = None) -> None:
+def _end(execution: Execution, status: str, redactor: LazyRedactor, *, error: str | None = None) -> None:
     fields: dict[str, Any] = {"data": execution.data, "node_outputs": execution.node_outputs, "error": error}
     if status == ExecutionStatus.COMPLETED:
         fields["results"] = execution.data

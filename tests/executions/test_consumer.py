@@ -340,7 +340,7 @@ async def test_gap_in_live_frames_is_filled_from_the_store(member, monkeypatch):
     account, _ = member
     execution = await start(*member)
     held: list[dict[str, Any]] = []
-    monkeypatch.setattr(events, "broadcast_frame", lambda frame, *, account_id: held.append(frame))
+    monkeypatch.setattr(events, "broadcast_frames", lambda frames, *, account_id: held.extend(frames))
     async with connected(member[1]) as ws:
         await subscribe(ws, execution.id)
         snapshot = await receive(ws)
