@@ -1,7 +1,7 @@
 # FlowRunner developer commands. Everything runs with the virtualenv's own binaries ($(VENV)/bin/...).
 #
-#   make run      web server (daphne) on http://127.0.0.1:8000 — installs and migrates first
-#   make worker   a Celery worker             make beat   the periodic tasks (reaper)
+#   make run      the server on http://127.0.0.1:8000 (creates .venv, installs, migrates, demo account)
+#   make worker   a Celery worker             make beat   the periodic tasks (reaper)   (Redis only)
 #   make test     the test suite, against PostgreSQL + Redis (local defaults below)
 #   make lint     ruff check + format check  make format  ruff format + autofix
 #   make migrate  apply migrations           make bench  benchmarks (bench/run.py)
@@ -15,33 +15,49 @@ PORT   ?= 8000
 # Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k health -x"`.
 PYTEST_ARGS ?=
 
-# Written once the venv has the project installed; pyproject.toml changes reinstall.
+# Written once the venv has the project installed; pyproject.toml changes reinstall. `make run` needs only
+# the runtime dependencies; the test, lint and bench targets also need the dev extras.
 INSTALLED := $(VENV)/.flowrunner-installed
+INSTALLED_RUNTIME := $(VENV)/.flowrunner-installed-runtime
 
 .DEFAULT_GOAL := help
-.PHONY: help install run worker beat test lint format migrate bench
+.PHONY: help install venv run worker beat test lint format migrate bench
 
 help:
 	@sed -n '3,7p' $(MAKEFILE_LIST) | sed 's/^# \{0,1\}//'
 
-$(INSTALLED): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[dev]'
+# The interpreter only matters when the venv is created; an existing venv is used as it is.
+venv:
+	@test -x $(PY) || { \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	    echo "FlowRunner needs Python 3.11 or newer; '$(PYTHON)' is not. Try: make run PYTHON=python3.12" >&2; \
+	    exit 1; }; \
+	  echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+
+$(INSTALLED_RUNTIME): pyproject.toml | venv
+	$(PY) -m pip install -e .
 	touch $@
+
+$(INSTALLED): pyproject.toml | venv
+	$(PY) -m pip install -e '.[dev]'
+	touch $@ $(INSTALLED_RUNTIME)
 
 install: $(INSTALLED)
 
-migrate: $(INSTALLED)
+migrate: $(INSTALLED_RUNTIME)
 	$(PY) manage.py migrate --noinput
 
-run: $(INSTALLED) migrate
-	$(BIN)/daphne -b $(HOST) -p $(PORT) flowrunner.asgi:application
+# `flowrunner serve`: daphne (REST, WebSocket, dashboard) and, with no FLOWRUNNER_REDIS_URL, an in-process
+# Celery worker and reaper too. With Redis configured (.env) run `make worker` and `make beat` beside it.
+run: $(INSTALLED_RUNTIME)
+	$(BIN)/flowrunner serve --migrate --demo --host $(HOST) --port $(PORT)
 
-worker: $(INSTALLED)
-	$(BIN)/celery -A flowrunner worker -l info
+# Both refuse to start without FLOWRUNNER_REDIS_URL: an in-memory broker is unreachable from another process.
+worker: $(INSTALLED_RUNTIME)
+	$(BIN)/flowrunner worker -l info
 
-beat: $(INSTALLED)
-	$(BIN)/celery -A flowrunner beat -l info
+beat: $(INSTALLED_RUNTIME)
+	$(BIN)/flowrunner beat -l info
 
 # Tests run against PostgreSQL and Redis, never SQLite. With no database configured, use the local server
 # (pytest-django creates and drops its own test_flowrunner database). Redis gets a db of its own: the

@@ -1,5 +1,261 @@
-"""The `flowrunner` console script (placeholder)."""
+"""The `flowrunner` console script: serve, worker, beat, run, validate, createaccount, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_SECRET_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def main() -> None:
-    raise SystemExit("flowrunner: not implemented yet")
+class UsageError(Exception):
+    """Bad input (missing file, invalid JSON, bad --secret): one line on stderr, exit 2."""
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file")
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a flow file")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}")
+
+
+def parse_input(raw: str | None) -> dict[str, Any]:
+    """`--input '{"a": 1}'`, `--input @file.json` or `--input @-` (stdin); it must be a JSON object."""
+    if raw is None:
+        return {}
+    source = "--input"
+    if raw.startswith("@"):
+        source = raw[1:] or "-"
+        raw = sys.stdin.read() if source == "-" else _read_text(source)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{source}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+    if not isinstance(value, dict):
+        raise UsageError(f"{source}: the input must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_secrets(items: list[str]) -> dict[str, str]:
+    """`KEY=VALUE`, or a bare `KEY` to take the value from the environment (kept out of argv and history)."""
+    secrets: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not _SECRET_KEY.fullmatch(key):
+            raise UsageError(f"--secret {key!r}: the key must match [A-Za-z_][A-Za-z0-9_]* (KEY=VALUE)")
+        if not sep:
+            if key not in os.environ:
+                raise UsageError(f"--secret {key}: no '=VALUE' and no environment variable {key}")
+            value = os.environ[key]
+        secrets[key] = value
+    return secrets
+
+
+def _flow_problems(path: str, content: str, scratch: str) -> list[str]:
+    """The API's validation (parser + storage limits) in a throwaway embedded environment."""
+    from flowrunner import embedded
+    from flowrunner.display import problem_lines
+
+    if "flowrunner.settings" not in sys.modules:
+        embedded.use_embedded_environment(
+            sqlite_path=Path(scratch) / "unused.sqlite3", keys_file=Path(scratch) / "keys.json"
+        )
+    embedded.setup_django()
+    from flows.dsl.spec import FlowValidationError
+    from flows.services import flow_parse
+
+    try:
+        flow_parse(content=content)
+    except FlowValidationError as exc:
+        return problem_lines(path, exc.problems)
+    return []
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    with tempfile.TemporaryDirectory(prefix="flowrunner-validate-") as scratch:
+        for path in args.files:
+            problems = _flow_problems(path, _read_text(path), scratch)
+            for line in problems:
+                print(line)
+            if problems:
+                status = EXIT_FAILED
+            elif not args.quiet:
+                print(f"{path}: valid")
+    return status
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flowrunner.runner import RunOptions, run
+
+    content = _read_text(args.file)
+    options = RunOptions(
+        path=args.file,
+        content=content,
+        input=parse_input(args.input),
+        secrets=parse_secrets(args.secret),
+        db_path=Path(args.db) if args.db else None,
+        json_events=args.json_events,
+        cancel_after=_duration(args.cancel_after, "--cancel-after"),
+        verbose=args.verbose,
+    )
+    return run(options)
+
+
+def _duration(raw: str | None, name: str) -> float | None:
+    if raw is None:
+        return None
+    from flows.dsl.durations import DurationError, parse_duration
+
+    try:
+        return parse_duration(raw)
+    except DurationError as exc:
+        raise UsageError(f"{name} {raw!r}: {exc}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flowrunner import embedded
+
+    embedded.serve(
+        host=args.host,
+        port=args.port,
+        worker=args.worker,
+        demo=args.demo,
+        migrate_first=args.migrate,
+        concurrency=args.concurrency,
+    )
+    return EXIT_OK
+
+
+def _exec_celery(subcommand: str, extra: list[str]) -> int:
+    """Replace this process with `celery -A flowrunner <subcommand> ...` (signals go straight to Celery)."""
+    from flowrunner import embedded
+
+    embedded.setup_django()
+    if embedded.is_embedded():
+        print(
+            f"flowrunner {subcommand}: FLOWRUNNER_REDIS_URL is not set, so the broker is in-memory and only "
+            "reachable inside `flowrunner serve` (which runs its own worker and reaper). Set "
+            "FLOWRUNNER_REDIS_URL (and FLOWRUNNER_POSTGRES_*) to run one separately.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    argv = [sys.executable, "-m", "celery", "-A", "flowrunner", subcommand, *(extra or ["-l", "info"])]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
+    return EXIT_FAILED  # not reached
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    return _exec_celery("worker", args.celery_args)
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    return _exec_celery("beat", args.celery_args)
+
+
+def cmd_createaccount(args: argparse.Namespace) -> int:
+    from django.core.management import ManagementUtility
+
+    from flowrunner import embedded
+
+    embedded.setup_django()
+    ManagementUtility(["flowrunner", "createaccount", *args.command_args]).execute()
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flowrunner import embedded
+    from flowrunner.demo import demo_setup, print_demo
+
+    embedded.setup_django()
+    if args.migrate or (args.migrate is None and embedded.uses_sqlite()):
+        embedded.migrate()
+    print_demo(demo_setup(directory=Path(args.examples) if args.examples else None))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowrunner", description="Run YAML workflows on Celery workers; see README.md."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve the API, WebSocket and dashboard (daphne)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    worker = serve.add_mutually_exclusive_group()
+    worker.add_argument(
+        "--worker", dest="worker", action="store_true", default=None,
+        help="also run a worker in this process (default: only when no FLOWRUNNER_REDIS_URL is set)",
+    )
+    worker.add_argument("--no-worker", dest="worker", action="store_false", help="never run one in-process")
+    serve.add_argument("--concurrency", type=int, default=4, help="threads of the in-process worker")
+    migrate = serve.add_mutually_exclusive_group()
+    migrate.add_argument(
+        "--migrate", dest="migrate", action="store_true", default=None,
+        help="apply migrations first (default: only on SQLite)",
+    )
+    migrate.add_argument("--no-migrate", dest="migrate", action="store_false")
+    serve.add_argument("--demo", action="store_true", help="create the demo account once, load examples/")
+    serve.set_defaults(func=cmd_serve)
+
+    for name, help_text in (("worker", "a Celery worker (needs Redis)"), ("beat", "Celery beat (the reaper)")):
+        celery = sub.add_parser(name, help=help_text, add_help=False)
+        celery.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery")
+        celery.set_defaults(func=cmd_worker if name == "worker" else cmd_beat)
+
+    run = sub.add_parser("run", help="run one flow in-process (SQLite, in-memory broker) and print its result")
+    run.add_argument("file", help="the flow's YAML file")
+    run.add_argument("--input", metavar="JSON", help="the input object: JSON text, @file.json or @- (stdin)")
+    run.add_argument(
+        "--secret", action="append", default=[], metavar="KEY=VALUE",
+        help="an account secret (repeatable); a bare KEY reads the environment variable KEY",
+    )
+    run.add_argument("--db", metavar="PATH", help="keep the SQLite database here (default: a temp dir)")
+    run.add_argument("--json-events", action="store_true", help="stderr: one JSON event frame per line")
+    run.add_argument("--cancel-after", metavar="DURATION", help="cancel the execution after e.g. 2s")
+    run.add_argument("-v", "--verbose", action="store_true", help="queued events and worker logs too")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check flow files: FILE:LINE:COL: path: message per problem")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("-q", "--quiet", action="store_true", help="print nothing for a valid file")
+    validate.set_defaults(func=cmd_validate)
+
+    account = sub.add_parser("createaccount", help="manage.py createaccount USERNAME [--password P]", add_help=False)
+    account.add_argument("command_args", nargs=argparse.REMAINDER)
+    account.set_defaults(func=cmd_createaccount)
+
+    demo = sub.add_parser("demo", help="create the demo account once and load the example flows")
+    demo.add_argument("--examples", metavar="DIR", help="default: examples/ of the source tree")
+    demo.add_argument("--migrate", action="store_true", default=None, help="apply migrations first")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except UsageError as exc:
+        print(f"flowrunner {args.command}: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The results as a rich table (with each target and whether it is met) and as the JSON document."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _side(stats: dict[str, Any], tail: str) -> str:
+    return f"{_num(stats['median'])} / {_num(stats[tail])} {stats['unit']}"
+
+
+def table(document: dict[str, Any]) -> Table:
+    meta = document["meta"]
+    caption = (
+        f"{meta['date']} · commit {meta['commit']} · {meta['machine']['nproc']} CPUs ({meta['machine']['cpu']}) · "
+        f"worker: {meta['worker']['command']}"
+    )
+    out = Table(title="FlowRunner vs raw Celery (same broker, same worker, same run)", caption=caption)
+    out.add_column("scenario")
+    out.add_column("FlowRunner median / tail")
+    out.add_column("raw Celery median / tail")
+    out.add_column("ratio", justify="right")
+    out.add_column("target")
+    out.add_column("met", justify="center")
+    for item in document["scenarios"]:
+        tail = "p99" if item["scenario"].startswith("d_") else "p90"
+        out.add_row(
+            f"{item['scenario']}\n[dim]{item['title']}[/dim]",
+            _side(item["flowrunner"], tail) + f" ({tail})",
+            _side(item["baseline"], tail) + f" ({tail})",
+            _num(item["ratio"]) + "×",
+            item["target"],
+            "[green]yes[/green]" if item["met"] else "[red]no[/red]",
+        )
+    return out
+
+
+def extras(document: dict[str, Any]) -> list[str]:
+    """Lines under the table: queries per node run and the profile's hot spots."""
+    lines: list[str] = []
+    for item in document["scenarios"]:
+        if item["scenario"] != "c_throughput":
+            continue
+        counts = item["details"]["query_counts"]
+        lines.append(f"Per node run (3-node flow, {counts['node_runs']} node runs): {counts['per_node_run']}")
+        for row in counts["statements_per_node_run"]:
+            lines.append(f"  {row['per_node_run']:>5} × {row['statement']}")
+        profile = item["details"].get("profile") or {}
+        if profile.get("by_phase_inclusive"):
+            lines.append(f"Profile (py-spy, {profile['samples']} samples) — share of in-task time by phase:")
+            for row in profile["by_phase_inclusive"]:
+                lines.append(f"  {row['share_of_task_time']:>6.1%}  {row['name']}")
+            lines.append("  by self-time category:")
+            for row in profile["by_category_self"][:12]:
+                lines.append(f"  {row['share_of_task_time']:>6.1%}  {row['name']}")
+    return lines
+
+
+def show(document: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(width=180)
+    console.print(table(document))
+    for line in extras(document):
+        console.print(line, markup=False, highlight=False)
+
+
+def write(document: dict[str, Any], directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = document["meta"]
+    path = directory / f"{meta['stamp']}-{meta['commit_short']}.json"
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return path

@@ -1,0 +1,140 @@
+"""Run the benchmarks (`make bench`, or `python bench/run.py --help`) and write bench/results/<date>-<commit>.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from datetime import datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench import config as bench_config  # noqa: E402
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _meta(cfg: bench_config.Config, stamp: str) -> dict:
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "stamp": stamp,
+        "commit": commit + ("-dirty" if dirty else ""),
+        "commit_short": commit[:10],
+        "machine": {
+            "nproc": os.cpu_count(),
+            "cpu": _cpu_model(),
+            "python": platform.python_version(),
+            "loadavg_start": os.getloadavg(),
+        },
+        "quick": cfg.quick,
+        "sizes": asdict(cfg.sizes),
+        "database": cfg.database,
+        "redis_url": cfg.redis_url,
+    }
+
+
+def _stack_scenarios(cfg: bench_config.Config, meta: dict, workdir: Path) -> list[dict]:
+    from bench.driver import Bench
+    from bench.scenarios import endtoend, live, throughput
+    from bench.stack import BenchStack, recreate_database, server_versions
+    from tests.integration.harness import create_user_orm
+
+    recreate_database(cfg)
+    meta["servers"] = server_versions()
+    stack = BenchStack.for_benchmark(workdir, cfg.concurrency)
+    results: list[dict] = []
+    try:
+        stack.start()
+        stack.start_bench_worker()
+        meta["worker"] = {
+            "command": stack.worker_command(),
+            "pool": "prefork",
+            "concurrency": cfg.concurrency,
+            "workers": 1,
+            "baseline": "bench.baseline_tasks registered on FlowRunner's Celery app (bench.worker_app), run "
+            "by the same worker process pool, same broker and result backend (Redis)",
+            "web": "one daphne process (flowrunner.asgi:application); no beat (the reaper is off)",
+        }
+        bench = Bench(stack=stack, creds=create_user_orm())
+        if "latency" in cfg.scenarios:
+            results.append(endtoend.latency(bench, cfg.sizes))
+        if "fanout" in cfg.scenarios:
+            results.append(endtoend.fanout(bench, cfg.sizes))
+        if "throughput" in cfg.scenarios:
+            results.append(throughput.throughput(bench, cfg))
+        if "live" in cfg.scenarios:
+            results.extend(live.live(bench, cfg))
+    except BaseException:
+        print(stack.logs_report(lines=40), file=sys.stderr)
+        raise
+    finally:
+        stack.stop_all()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = bench_config.from_args(argv)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    cfg = replace(cfg, stamp=stamp)
+    from bench.stack import configure_environment
+
+    configure_environment(cfg)
+    import django
+
+    django.setup()
+    meta = _meta(cfg, stamp)
+    meta["worker"] = {"command": "-", "concurrency": cfg.concurrency}
+    started = time.monotonic()
+    scenarios: list[dict] = []
+    if "scripts" in cfg.scenarios:
+        from bench.scenarios import scripts
+
+        scenarios.extend(scripts.scripts(cfg))
+    if cfg.needs_stack:
+        with tempfile.TemporaryDirectory(prefix="flowrunner-bench-") as workdir:
+            scenarios.extend(_stack_scenarios(cfg, meta, Path(workdir)))
+    order = {name: i for i, name in enumerate(("a", "b", "c", "d", "e"))}
+    scenarios.sort(key=lambda item: order.get(item["scenario"][0], 9))
+    meta["duration_s"] = round(time.monotonic() - started, 1)
+    meta["machine"]["loadavg_end"] = os.getloadavg()
+    document = {"meta": meta, "scenarios": scenarios}
+    from bench import report
+
+    path = report.write(document, cfg.results_dir)
+    if cfg.json_only:
+        print(json.dumps(document, default=str))
+    else:
+        report.show(document)
+        print(f"\nwritten to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

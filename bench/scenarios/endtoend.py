@@ -1,0 +1,117 @@
+"""Scenarios a (10-node latency vs a chain) and b (parallel_batch fan-out vs a chord): one run at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import chain, chord
+
+from bench import flows
+from bench.baseline_tasks import batch, join, step
+from bench.config import Sizes
+from bench.driver import Bench, CompletionWatcher, start_run
+from bench.stats import interleaved, scenario_result, summary
+
+CHAIN_LENGTH = 10
+TIMEOUT = 120.0
+
+
+def _chain_run(length: int) -> float:
+    signature = chain(step.s({}, 1), *(step.s(i) for i in range(2, length + 1)))
+    started = time.perf_counter()
+    result = signature.apply_async().get(timeout=TIMEOUT)
+    elapsed = time.perf_counter() - started
+    if result.get(f"n{length}") != length:
+        raise RuntimeError(f"chain returned {result!r}")
+    return elapsed * 1000
+
+
+def _chord_run(items: list[int], size: int) -> float:
+    header = [batch.s(items[i : i + size]) for i in range(0, len(items), size)]
+    started = time.perf_counter()
+    result = chord(header)(join.s()).get(timeout=TIMEOUT)
+    elapsed = time.perf_counter() - started
+    if result["total"] != sum(items):
+        raise RuntimeError(f"chord returned {result!r}")
+    return elapsed * 1000
+
+
+async def _ab_runs(
+    bench: Bench, flow_id: str, input: dict[str, Any], baseline: Callable[[], float], runs: int, warmup: int
+) -> tuple[list[float], list[float]]:
+    """FlowRunner run, then baseline run, `warmup + runs` times; the warm-up pairs are dropped."""
+    ours: list[float] = []
+    theirs: list[float] = []
+    async with bench.http() as http, CompletionWatcher(bench) as watcher:
+        for _, measured in interleaved(runs, warmup):
+            started = time.perf_counter()
+            execution_id = await start_run(http, flow_id, input)
+            ended = await watcher.wait(execution_id, TIMEOUT)
+            raw = await asyncio.to_thread(baseline)
+            if measured:
+                ours.append((ended - started) * 1000)
+                theirs.append(raw)
+    return ours, theirs
+
+
+def latency(bench: Bench, sizes: Sizes) -> dict[str, Any]:
+    flow_id = bench.create_flow("linear10", flows.linear("bench-linear-10", CHAIN_LENGTH))
+    ours, theirs = asyncio.run(
+        _ab_runs(
+            bench, flow_id, {}, lambda: _chain_run(CHAIN_LENGTH), sizes.latency_runs, sizes.latency_warmup
+        )
+    )
+    fr, base = summary(ours, "ms"), summary(theirs, "ms")
+    ratio = fr["median"] / base["median"]
+    return scenario_result(
+        "a_latency",
+        "10-node linear flow vs chain of 10",
+        fr,
+        base,
+        target="≤1.5× raw chain (median)",
+        met=ratio <= 1.5,
+        details={
+            "flowrunner_measures": "POST /flows/{id}/run (HTTP, daphne) → `complete` frame on a WebSocket "
+            "subscribed to the account (subscribe_account, opened beforehand)",
+            "baseline_measures": "chain(10 × bench.step).apply_async() → result.get() (Redis result backend)",
+            "per_node_ms": fr["median"] / CHAIN_LENGTH,
+            "per_task_ms": base["median"] / CHAIN_LENGTH,
+            "warmup_pairs_discarded": sizes.latency_warmup,
+        },
+    )
+
+
+def fanout(bench: Bench, sizes: Sizes) -> dict[str, Any]:
+    size = sizes.fanout_batch_size
+    items = list(range(sizes.fanout_items))
+    batches = -(-len(items) // size)
+    flow_id = bench.create_flow("fanout", flows.fanout("bench-fanout", size))
+    ours, theirs = asyncio.run(
+        _ab_runs(
+            bench,
+            flow_id,
+            {"items": items},
+            lambda: _chord_run(items, size),
+            sizes.fanout_runs,
+            sizes.fanout_warmup,
+        )
+    )
+    fr, base = summary(ours, "ms"), summary(theirs, "ms")
+    ratio = fr["median"] / base["median"]
+    return scenario_result(
+        "b_fanout",
+        f"parallel_batch {len(items)} items / {size} per batch vs chord of {batches} + callback",
+        fr,
+        base,
+        target="≤1.5× raw chord (median)",
+        met=ratio <= 1.5,
+        details={
+            "flowrunner_measures": "POST run → `complete` frame (one parallel_batch node: start task, "
+            f"{batches} batch tasks in a chord, join task)",
+            "baseline_measures": f"chord({batches} × bench.batch)(bench.join).get()",
+            "warmup_pairs_discarded": sizes.fanout_warmup,
+        },
+    )

@@ -1,0 +1,197 @@
+"""Django admin for executions: read-only history (node runs, events) plus Cancel and Re-run actions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from accounts.redaction import Redactor
+from accounts.selectors import secret_values
+from executions import services
+from executions.models import Execution, ExecutionEvent, NodeRun
+from flowrunner.exceptions import ApiError
+
+# An execution with a long loop has thousands of events; the page shows the latest ones (the API has all).
+EVENT_LIMIT = 500
+
+
+def pretty_json(value: Any, redactor: Redactor | None = None) -> str:
+    if redactor:
+        value = redactor.data(value)
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', json.dumps(value, indent=2))
+
+
+def member_account_id(request: HttpRequest) -> Any:
+    try:
+        return request.user.membership.account_id
+    except ObjectDoesNotExist:
+        return None
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class NodeRunInline(ReadOnlyInline):
+    model = NodeRun
+    fields = [
+        "node_id",
+        "batch_index",
+        "attempt",
+        "status",
+        "action",
+        "worker",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "error",
+    ]
+    readonly_fields = fields
+    ordering = ["id"]
+
+
+class RecentEventsFormSet(BaseInlineFormSet):
+    def get_queryset(self) -> QuerySet[ExecutionEvent]:
+        queryset = super().get_queryset()
+        floor = max(0, (self.instance.last_event_seq or 0) - EVENT_LIMIT)
+        return queryset.filter(seq__gt=floor).order_by("seq")
+
+
+class ExecutionEventInline(ReadOnlyInline):
+    model = ExecutionEvent
+    formset = RecentEventsFormSet
+    fields = ["seq", "type", "node_id", "created_at", "summary"]
+    readonly_fields = fields
+    ordering = ["seq"]
+    verbose_name_plural = f"events (the latest {EVENT_LIMIT})"
+
+    @admin.display(description="payload")
+    def summary(self, event: ExecutionEvent) -> str:
+        payload = event.payload or {}
+        body = payload.get(event.type) if isinstance(payload.get(event.type), dict) else payload
+        # Event payloads were redacted when they were stored (executions.transitions).
+        return format_html("<code>{}</code>", json.dumps(body, separators=(", ", ": "))[:400])
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    """Executions are written only by the engine (executions.transitions): view, cancel, re-run."""
+
+    list_display = ["id", "flow", "status", "progress_pct", "current_node", "created_at", "finished_at"]
+    # RelatedOnly: a staff user's flow filter lists only flows of executions they can see (their account's).
+    list_filter = ["status", ("flow", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["id", "flow__id", "flow__name"]
+    list_select_related = ["flow"]
+    date_hierarchy = "created_at"
+    inlines = [NodeRunInline, ExecutionEventInline]
+    actions = ["cancel", "rerun"]
+    fields = [
+        "id",
+        "account",
+        "flow",
+        "flow_version",
+        "status",
+        "progress",
+        "current_node",
+        "error",
+        "input_json",
+        "data_json",
+        "results_json",
+        "idempotency_key",
+        "retry_of",
+        "steps",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "last_event_seq",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_pct(self, execution: Execution) -> str:
+        return f"{execution.progress:.0f}%"
+
+    def _redactor(self, execution: Execution) -> Redactor:
+        # A script may have copied a secret into the document; the admin masks it as the API does. Kept on the
+        # row object (one page, one request): the ModelAdmin itself is shared by every request's thread.
+        redactor = getattr(execution, "_admin_redactor", None)
+        if redactor is None:
+            redactor = execution._admin_redactor = Redactor(secret_values(account=execution.account_id))
+        return redactor
+
+    @admin.display(description="input")
+    def input_json(self, execution: Execution) -> str:
+        return pretty_json(execution.input, self._redactor(execution))
+
+    @admin.display(description="document (data)")
+    def data_json(self, execution: Execution) -> str:
+        return pretty_json(execution.data, self._redactor(execution))
+
+    @admin.display(description="results")
+    def results_json(self, execution: Execution) -> str:
+        return pretty_json(execution.results, self._redactor(execution))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        # Staff who are not superusers see their own account's executions only: accounts are tenants.
+        account_id = member_account_id(request)
+        return queryset.filter(account_id=account_id) if account_id else queryset.none()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # executions start through a flow (API, dashboard, or the flows admin's Run action)
+
+    def has_change_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
+        return False  # history stays
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Cancel and re-run change the run's state, so they need the `change` permission in the auth sense,
+        although this admin edits no field."""
+        return request.user.has_perm("executions.change_execution")
+
+    @admin.action(description="Cancel selected executions", permissions=["operate"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        canceled = [str(e.id) for e in queryset if services.execution_cancel(execution=e)]
+        skipped = queryset.count() - len(canceled)
+        if canceled:
+            self.message_user(request, f"Canceled {len(canceled)}: {', '.join(canceled)}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"{skipped} execution(s) had already ended.", messages.WARNING)
+
+    @admin.action(description="Re-run from failure (failed or canceled executions)", permissions=["operate"])
+    def rerun(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        started, refused = [], []
+        for execution in queryset.select_related("flow", "flow_version", "account"):
+            try:
+                new = services.execution_retry(execution=execution, user=request.user)
+            except ApiError as exc:
+                refused.append(f"{execution.id} ({exc.detail})")
+                continue
+            started.append(f"{execution.id} → {new.id}")
+        if started:
+            self.message_user(request, f"Re-run started: {'; '.join(started)}.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"Not re-run: {'; '.join(refused)}.", messages.WARNING)

@@ -1,0 +1,240 @@
+"""Embedded mode: an in-process Celery worker, the reaper loop and daphne in one process (no Redis needed)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# Variables that would point a process at PostgreSQL or Redis; `flowrunner run` blanks them (an empty value
+# wins over `.env`, since python-dotenv never overrides a variable that is already set).
+SERVER_VARIABLES = ("FLOWRUNNER_POSTGRES_HOST", "FLOWRUNNER_REDIS_URL")
+WORKER_CONCURRENCY = 4
+TIMER_PRECISION = 0.02
+
+
+def use_embedded_environment(*, sqlite_path: Path, keys_file: Path, log_level: str | None = None) -> None:
+    """Point the settings at SQLite + the in-process broker. Must run before Django settings are loaded:
+    settings read the environment once, at import."""
+    if "flowrunner.settings" in sys.modules:
+        raise RuntimeError("use_embedded_environment() must run before the Django settings are imported")
+    for name in SERVER_VARIABLES:
+        os.environ[name] = ""
+    os.environ["FLOWRUNNER_SQLITE_PATH"] = str(sqlite_path)
+    os.environ["FLOWRUNNER_DEV_KEYS_FILE"] = str(keys_file)
+    if log_level:
+        os.environ["FLOWRUNNER_LOG_LEVEL"] = log_level
+    os.environ["DJANGO_SETTINGS_MODULE"] = "flowrunner.settings"
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowrunner.settings")
+    import django
+
+    django.setup()
+
+
+def is_embedded() -> bool:
+    """True when no Redis is configured: the broker and the channel layer only exist inside this process."""
+    from django.conf import settings
+
+    return bool(settings.EMBEDDED)
+
+
+def uses_sqlite() -> bool:
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+
+
+def migrate(*, verbosity: int = 0) -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=verbosity)
+
+
+class Reaper(threading.Thread):
+    """What `celery beat` does in a deployment: run the stuck-run reaper every FLOWRUNNER_REAPER_INTERVAL."""
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="flowrunner-reaper", daemon=True)
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from django.db import close_old_connections, connection
+
+        from workers.reaper import reap
+
+        while not self.stopped.wait(self.interval):
+            try:
+                close_old_connections()
+                reap()
+            except Exception:  # one failed pass must not end the loop: the next one retries everything
+                logger.warning("reaper pass failed", exc_info=True)
+                connection.close()
+        connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+@contextmanager
+def in_process_worker(
+    *,
+    concurrency: int = WORKER_CONCURRENCY,
+    reaper: bool = True,
+    loglevel: str = "error",
+    stop_wait: float = 30.0,
+    warm_stop: bool = True,
+) -> Iterator[object]:
+    """A real Celery worker on a thread pool in this process: countdown retries and chords behave as with a
+    separate worker (no eager mode), over whatever broker the settings name (`memory://` when embedded).
+
+    This is `celery.contrib.testing.worker.start_worker` minus its unbounded shutdown: the worker's loop only
+    notices a stop request between 2-second broker polls, and `flowrunner run` should not pay that after the
+    execution has ended. The thread is a daemon, so whatever is left of it ends with the process.
+    """
+    from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
+    from celery.worker import state as worker_state
+    from django.conf import settings
+
+    from flowrunner.celery import app
+
+    # Tasks are looked up by name when a message arrives: register them before the first one does.
+    import workers.tasks  # noqa: F401
+
+    # `memory://` has no host name, and kombu warns about that on every connection.
+    logging.getLogger("kombu.connection").setLevel(logging.ERROR)
+    setup_app_for_worker(app, loglevel, None)
+    controller = TestWorkController(
+        app=app,
+        hostname=f"embedded-{os.getpid()}@{socket.gethostname()}",
+        concurrency=concurrency,
+        pool="threads",
+        loglevel=loglevel,
+        logfile=None,
+        ready_callback=None,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        # Countdowns (retries, wait nodes, chord polling) fire within 20 ms instead of within Celery's
+        # default 1 s timer precision.
+        timer_precision=TIMER_PRECISION,
+    )
+    thread = threading.Thread(target=controller.start, name="flowrunner-worker", daemon=True)
+    thread.start()
+    controller.ensure_started()
+    loop = Reaper(settings.FLOWRUNNER_REAPER_INTERVAL) if reaper else None
+    if loop is not None:
+        loop.start()
+    try:
+        yield controller
+    finally:
+        if loop is not None:
+            loop.stop()
+        # Warm: running tasks finish first. Cold: nothing more is started or waited for.
+        if warm_stop:
+            worker_state.should_stop = 0
+        else:
+            worker_state.should_terminate = 0
+        thread.join(stop_wait)
+
+
+def asgi_application():  # noqa: ANN201
+    """flowrunner.asgi's application, with static files (admin, dashboard) served like `runserver` does."""
+    from channels.routing import ProtocolTypeRouter
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    from flowrunner.asgi import django_asgi_app
+    from executions.routing import websocket_application
+
+    return ProtocolTypeRouter(
+        {"http": ASGIStaticFilesHandler(django_asgi_app), "websocket": websocket_application}
+    )
+
+
+def run_daphne(host: str, port: int, *, ready: object = None) -> None:
+    """Serve HTTP + WebSocket in the main thread until SIGINT/SIGTERM."""
+    from daphne.access import AccessLogGenerator
+    from daphne.endpoints import build_endpoint_description_strings
+    from daphne.server import Server
+
+    Server(
+        application=asgi_application(),
+        endpoints=build_endpoint_description_strings(host=host, port=port),
+        action_logger=AccessLogGenerator(sys.stdout),
+        ready_callable=ready,
+    ).run()
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    worker: bool | None = None,
+    demo: bool = False,
+    migrate_first: bool | None = None,
+    concurrency: int = WORKER_CONCURRENCY,
+) -> None:
+    """`flowrunner serve`: daphne, plus (embedded, or when asked) an in-process worker and the reaper loop.
+
+    `worker=None` means: start one exactly when no Redis is configured, since nothing outside this process
+    can reach an in-memory broker. `migrate_first=None` means: migrate when the database is SQLite (this
+    process owns it); PostgreSQL deployments migrate as their own step.
+    """
+    # Twisted's reactor must be the asyncio one, installed before anything else imports Twisted.
+    import daphne.server  # noqa: F401
+
+    setup_django()
+    embedded = is_embedded()
+    if migrate_first or (migrate_first is None and uses_sqlite()):
+        migrate()
+    if demo:
+        from flowrunner.demo import demo_setup, print_demo
+
+        print_demo(demo_setup(), base_url=f"http://{_display_host(host)}:{port}")
+    start_worker = embedded if worker is None else worker
+    if embedded and not start_worker:
+        print(
+            "warning: no FLOWRUNNER_REDIS_URL and --no-worker: executions will stay queued "
+            "(an in-memory broker is only reachable from this process)",
+            file=sys.stderr,
+        )
+    _banner(host, port, embedded=embedded, worker=start_worker)
+    if not start_worker:
+        run_daphne(host, port)
+        return
+    with in_process_worker(concurrency=concurrency, reaper=embedded):
+        run_daphne(host, port)
+
+
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _banner(host: str, port: int, *, embedded: bool, worker: bool) -> None:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    where = database["NAME"] if uses_sqlite() else f"PostgreSQL {database['HOST']}:{database['PORT']}"
+    broker = "in-process (memory://)" if embedded else "Redis"
+    workers = f"in-process worker ({WORKER_CONCURRENCY} threads) + reaper" if worker else "none in-process"
+    base = f"http://{_display_host(host)}:{port}"
+    print(
+        f"FlowRunner on {base}  (API {base}/api/v1, docs {base}/api/docs, WebSocket ws://"
+        f"{_display_host(host)}:{port}/api/v1/ws)\n"
+        f"  database: {where}\n  broker:   {broker}\n  workers:  {workers}\n"
+        "  stop with Ctrl-C",
+        flush=True,
+    )

@@ -1,0 +1,142 @@
+"""`flowrunner run FILE`: one flow on the embedded defaults, watched live; the final document goes to stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowrunner.display import EventDisplay
+
+POLL_SECONDS = 0.05
+TERMINAL = ("completed", "failed", "canceled")
+
+
+@dataclass
+class RunOptions:
+    path: str
+    content: str
+    input: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    db_path: Path | None = None
+    json_events: bool = False
+    cancel_after: float | None = None
+    verbose: bool = False
+
+
+def run(options: RunOptions) -> int:
+    """Run the flow in a fresh embedded environment; 0 when it completes, 1 otherwise, 130 on Ctrl-C."""
+    from flowrunner import embedded
+
+    with tempfile.TemporaryDirectory(prefix="flowrunner-run-") as scratch:
+        if options.db_path is None:
+            sqlite_path, keys_file = Path(scratch) / "flowrunner.sqlite3", Path(scratch) / "dev-keys.json"
+        else:
+            # A kept database keeps its key next to it: its secrets must stay readable on the next run.
+            sqlite_path = options.db_path.resolve()
+            keys_file = sqlite_path.with_name(sqlite_path.name + ".keys.json")
+        embedded.use_embedded_environment(
+            sqlite_path=sqlite_path, keys_file=keys_file, log_level="INFO" if options.verbose else "WARNING"
+        )
+        embedded.setup_django()
+        # Syntax and validation first: a bad flow costs no database set-up and says exactly where it is wrong.
+        problems = _problems(options)
+        if problems:
+            for line in problems:
+                print(line, file=sys.stderr)
+            return 2
+        embedded.migrate()
+        account, flow = _prepare(options)
+        # The execution has ended when the block exits: nothing left in the worker is worth waiting for.
+        with embedded.in_process_worker(
+            loglevel="info" if options.verbose else "error", warm_stop=False, stop_wait=0.5
+        ):
+            return _execute(options, account, flow)
+
+
+def _problems(options: RunOptions) -> list[str]:
+    from flowrunner.display import problem_lines
+    from flows.dsl.spec import FlowValidationError
+    from flows.services import flow_parse
+
+    try:
+        flow_parse(content=options.content)
+    except FlowValidationError as exc:
+        return problem_lines(options.path, exc.problems)
+    return []
+
+
+def _prepare(options: RunOptions):  # noqa: ANN202
+    """A throwaway account (no user: nobody logs in), its secrets (stored encrypted) and the flow."""
+    from accounts.models import Account
+    from accounts.services import secret_set
+    from flows.services import flow_create
+
+    account = Account.objects.create(name=f"flowrunner run {Path(options.path).name}")
+    for key, value in options.secrets.items():
+        secret_set(account=account, key=key, value=value)
+    flow = flow_create(account=account, user=None, content=options.content)
+    return account, flow
+
+
+def _execute(options: RunOptions, account, flow) -> int:  # noqa: ANN001
+    from accounts.redaction import Redactor
+    from executions.models import Execution
+    from executions.services import execution_start
+
+    redactor = Redactor(options.secrets.values())
+    display = EventDisplay(
+        flow_name=flow.name, json_events=options.json_events, redact=redactor.data, verbose=options.verbose
+    )
+    execution, _ = execution_start(account=account, flow=flow, input=options.input)
+    interrupted = False
+    with display:
+        try:
+            _follow(execution.id, display, cancel_after=options.cancel_after)
+        except KeyboardInterrupt:
+            interrupted = True
+            _cancel(execution.id, display, reason="interrupted")
+            _follow(execution.id, display, cancel_after=None)
+    execution = Execution.objects.get(id=execution.id)
+    document = execution.results if execution.status == "completed" else execution.data
+    display.summary(execution)
+    sys.stdout.write(json.dumps(redactor.data(document), indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+    if interrupted:
+        return 130
+    return 0 if execution.status == "completed" else 1
+
+
+def _follow(execution_id: Any, display: EventDisplay, *, cancel_after: float | None) -> None:
+    """Show every stored event in seq order until the execution ends (the events are the durable record that
+    the WebSocket sends too; polling them needs no channel layer)."""
+    from executions.models import Execution, ExecutionEvent
+
+    started = time.monotonic()
+    last_seq = 0
+    canceled = False
+    while True:
+        # The status first: a terminal status commits with its events, so reading events afterwards sees all.
+        status = Execution.objects.filter(id=execution_id).values_list("status", flat=True).first()
+        rows = ExecutionEvent.objects.filter(execution_id=execution_id, seq__gt=last_seq).order_by("seq")
+        for seq, payload in rows.values_list("seq", "payload"):
+            display.frame(payload)
+            last_seq = seq
+        if status in TERMINAL:
+            return
+        if cancel_after is not None and not canceled and time.monotonic() - started >= cancel_after:
+            canceled = True
+            _cancel(execution_id, display, reason=f"--cancel-after {cancel_after:g}s")
+        time.sleep(POLL_SECONDS)
+
+
+def _cancel(execution_id: Any, display: EventDisplay, *, reason: str) -> None:
+    from executions.models import Execution
+    from executions.services import execution_cancel
+
+    display.note(f"canceling ({reason})")
+    execution_cancel(execution=Execution.objects.get(id=execution_id))

@@ -1,0 +1,1 @@
+"""Fault-injection tests: real processes, broken on purpose (issue "Reliability under faults")."""

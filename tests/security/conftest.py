@@ -1,0 +1,82 @@
+"""Fixtures of the security tests: the integration harness's live stack (shared when already running)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.integration.conftest import (  # noqa: F401 - fixtures re-exported for this directory
+    _STACK_KEY,
+    live_api,
+    live_database,
+    live_db,
+    live_user,
+    make_live_user,
+    stack,
+)
+from tests.integration.harness import LiveStack
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE in Path(str(item.path)).resolve().parents and "live_stack" in item.fixturenames:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def live_stack(
+    request: pytest.FixtureRequest, live_database, django_db_blocker, tmp_path_factory
+) -> Iterator[LiveStack]:
+    """The stack tests/integration started in this session if there is one, else one of our own."""
+    running = request.config.stash.get(_STACK_KEY, None)
+    if running is not None:
+        yield running
+        return
+    stack = LiveStack.from_django_settings(tmp_path_factory.mktemp("security-stack"), workers=1, beat=True)
+    request.config.stash[_STACK_KEY] = stack
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop_all()
+        if _STACK_KEY in request.config.stash:
+            del request.config.stash[_STACK_KEY]
+
+
+def forget_auth_failures(live_stack: LiveStack) -> None:
+    """Drop the failed-authentication counters (every test talks from 127.0.0.1; one must not block the
+    next). Only the throttle's own keys, in the stack's own Redis db."""
+    client = redis.Redis.from_url(live_stack.env["FLOWRUNNER_REDIS_URL"])
+    try:
+        keys = list(client.scan_iter(match="*fr:authfail*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _auth_failures_forgotten(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "live_stack" in request.fixturenames:
+        with contextlib.suppress(redis.RedisError):
+            forget_auth_failures(request.getfixturevalue("live_stack"))
+
+
+@pytest.fixture
+def bearer(live_stack: LiveStack, live_user) -> str:
+    """A bearer token of `live_user`, from POST /login."""
+    response = httpx.post(
+        f"{live_stack.api_url}/login",
+        json={"username": live_user.username, "password": live_user.password},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["token"]
