@@ -38,7 +38,7 @@ def reconnecting(func):  # noqa: ANN001, ANN201
     return wrapper
 
 
-@shared_task(bind=True, name="flowrunner.run_node")
+@shared_task(bind=True, name="flowrunner.run_node", ignore_result=True)
 @reconnecting
 def run_node(self, node_run_id: int) -> None:
     directive = engine.run_node(
@@ -47,6 +47,7 @@ def run_node(self, node_run_id: int) -> None:
     _retry_or_done(self, directive)
 
 
+# Batch tasks keep their results: the chord counts them to know when to call the join.
 @shared_task(bind=True, name="flowrunner.run_batch")
 @reconnecting
 def run_batch(self, node_run_id: int) -> None:
@@ -56,7 +57,7 @@ def run_batch(self, node_run_id: int) -> None:
     _retry_or_done(self, directive)
 
 
-@shared_task(bind=True, name="flowrunner.join_batches")
+@shared_task(bind=True, name="flowrunner.join_batches", ignore_result=True)
 @reconnecting
 def join_batches(self, node_run_id: int) -> None:
     directive = batches.join(node_run_id)
@@ -64,7 +65,7 @@ def join_batches(self, node_run_id: int) -> None:
         run_node.apply_async(args=[directive.node_run_id], countdown=directive.countdown)
 
 
-@shared_task(bind=True, name="flowrunner.batch_deadline")
+@shared_task(bind=True, name="flowrunner.batch_deadline", ignore_result=True)
 @reconnecting
 def batch_deadline(self, node_run_id: int) -> None:
     directive = batches.join(node_run_id, deadline=True)
@@ -72,13 +73,13 @@ def batch_deadline(self, node_run_id: int) -> None:
         run_node.apply_async(args=[directive.node_run_id], countdown=directive.countdown)
 
 
-@shared_task(bind=True, name="flowrunner.resume_node")
+@shared_task(bind=True, name="flowrunner.resume_node", ignore_result=True)
 @reconnecting
 def resume_node(self, node_run_id: int) -> None:
     engine.resume_node(node_run_id)
 
 
-@shared_task(name="flowrunner.reap")
+@shared_task(name="flowrunner.reap", ignore_result=True)
 def reap() -> dict[str, int]:
     return reaper.reap()
 
