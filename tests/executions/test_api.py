@@ -1,0 +1,177 @@
+"""The runs and executions REST API (no broker: published tasks are captured)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from executions import dispatch
+from executions.models import Execution
+from flows.services import flow_create, flow_delete
+
+FLOW = """
+metadata: {name: api flow}
+nodes:
+  a: {type: transform, params: {script: "return {a: 1}"}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def sent(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        dispatch, "send_now", lambda task, node_run_id, **options: calls.append((task, node_run_id))
+    )
+    return calls
+
+
+@pytest.fixture
+def flow(member):
+    account, user = member
+    return flow_create(account=account, user=user, content=FLOW)
+
+
+def test_run_creates_a_queued_execution_and_enqueues_its_first_node(
+    api, flow, sent, django_capture_on_commit_callbacks
+):
+    # When a flow is run with an input
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/v1/flows/{flow.id}/run", {"input": {"x": 1}}, format="json")
+    # Then 201 with the contract's fields, and the first node's task was published after commit
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert set(body) >= {"execution_id", "status", "flow_id", "flow_version"}
+    assert body["status"] == "queued" and body["flow_id"] == flow.id and body["flow_version"] == "1"
+    assert [task for task, _ in sent] == [dispatch.RUN_NODE]
+    assert Execution.objects.get(id=body["execution_id"]).input == {"x": 1}
+
+
+def test_run_with_the_same_idempotency_key_returns_the_first_execution(api, flow):
+    first = api.post(f"/api/v1/flows/{flow.id}/run", {}, format="json", HTTP_IDEMPOTENCY_KEY="abc")
+    again = api.post(
+        f"/api/v1/flows/{flow.id}/run", {"input": {"n": 2}}, format="json", HTTP_IDEMPOTENCY_KEY="abc"
+    )
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["execution_id"] == again.json()["execution_id"]
+    assert Execution.objects.count() == 1
+
+
+@pytest.mark.parametrize("payload", [{"input": [1, 2]}, {"input": "text"}, {"input": 3}, {"inputs": {}}])
+def test_run_rejects_input_that_is_not_an_object_and_unknown_fields(api, flow, payload):
+    response = api.post(f"/api/v1/flows/{flow.id}/run", payload, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+    assert Execution.objects.count() == 0
+
+
+def test_run_of_a_deleted_or_foreign_flow_is_not_found(api, other_api, flow):
+    assert other_api.post(f"/api/v1/flows/{flow.id}/run", {}, format="json").status_code == 404
+    flow_delete(flow=flow)
+    assert api.post(f"/api/v1/flows/{flow.id}/run", {}, format="json").status_code == 404
+    assert Execution.objects.count() == 0
+
+
+def _run(api, flow, **input):
+    return api.post(f"/api/v1/flows/{flow.id}/run", {"input": input}, format="json").json()["execution_id"]
+
+
+def test_execution_detail_is_the_execution_status_shape(api, flow):
+    execution_id = _run(api, flow, x=1)
+    body = api.get(f"/api/v1/executions/{execution_id}").json()
+    assert set(body) == {
+        "id",
+        "flow_id",
+        "flow_version",
+        "status",
+        "progress",
+        "current_node",
+        "error",
+        "input",
+        "results",
+        "start_time",
+        "end_time",
+        "created_at",
+    }
+    assert body["status"] == "queued" and body["progress"] == 0 and body["end_time"] is None
+
+
+def test_execution_list_is_paginated_and_filtered(api, flow):
+    ids = [_run(api, flow, n=n) for n in range(3)]
+    body = api.get("/api/v1/executions", {"limit": 2}).json()
+    assert body["count"] == 3 and len(body["results"]) == 2 and body["next"]
+    assert {e["id"] for e in api.get("/api/v1/executions", {"flow_id": flow.id}).json()["results"]} == set(
+        ids
+    )
+    assert api.get("/api/v1/executions", {"status": "completed"}).json()["count"] == 0
+    assert api.get("/api/v1/executions", {"status": "bogus"}).status_code == 400
+
+
+def test_executions_of_another_account_are_not_found_and_not_listed(api, other_api, flow):
+    execution_id = _run(api, flow)
+    for path in ("", "/logs", "/nodes"):
+        assert other_api.get(f"/api/v1/executions/{execution_id}{path}").status_code == 404
+    assert other_api.post(f"/api/v1/executions/{execution_id}/cancel").status_code == 404
+    assert other_api.post(f"/api/v1/executions/{execution_id}/retry", {}, format="json").status_code == 404
+    assert other_api.delete(f"/api/v1/executions/{execution_id}").status_code == 404
+    assert other_api.get("/api/v1/executions").json()["count"] == 0
+    assert Execution.objects.get(id=execution_id).status == "queued"
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", "../../etc/passwd", str(uuid.uuid4())])
+def test_execution_unknown_or_malformed_id_is_not_found(api, bad):
+    response = api.get(f"/api/v1/executions/{bad}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_logs_since_returns_only_later_events_in_order(api, flow):
+    execution_id = _run(api, flow)
+    rows = api.get(f"/api/v1/executions/{execution_id}/logs").json()
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert set(rows[0]) == {"seq", "timestamp", "node_id", "level", "message", "data"}
+    later = api.get(f"/api/v1/executions/{execution_id}/logs", {"since": 1}).json()
+    assert [r["seq"] for r in later] == [r["seq"] for r in rows[1:]]
+    assert api.get(f"/api/v1/executions/{execution_id}/logs", {"since": "x"}).status_code == 400
+
+
+def test_nodes_lists_one_row_per_attempt(api, flow):
+    execution_id = _run(api, flow)
+    rows = api.get(f"/api/v1/executions/{execution_id}/nodes").json()
+    assert [(r["node_id"], r["attempt"], r["status"]) for r in rows] == [("a", 1, "queued")]
+    assert set(rows[0]) == {
+        "node_id",
+        "batch_index",
+        "attempt",
+        "status",
+        "action",
+        "error",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "worker",
+    }
+
+
+def test_cancel_then_cancel_again_conflicts_and_delete_cancels(api, flow):
+    execution_id = _run(api, flow)
+    response = api.post(f"/api/v1/executions/{execution_id}/cancel")
+    assert response.status_code == 202 and response.json()["status"] == "canceled"
+    assert api.post(f"/api/v1/executions/{execution_id}/cancel").status_code == 409
+    other = _run(api, flow)
+    assert api.delete(f"/api/v1/executions/{other}").status_code == 204
+    assert Execution.objects.get(id=other).status == "canceled"
+
+
+def test_retry_of_an_unfinished_execution_conflicts_and_of_a_canceled_one_starts_a_linked_run(api, flow):
+    execution_id = _run(api, flow)
+    assert api.post(f"/api/v1/executions/{execution_id}/retry", {}, format="json").status_code == 409
+    api.post(f"/api/v1/executions/{execution_id}/cancel")
+    response = api.post(f"/api/v1/executions/{execution_id}/retry", {"version": "pinned"}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["retry_of"] == execution_id
+    assert Execution.objects.get(id=response.json()["execution_id"]).retry_of_id == uuid.UUID(execution_id)
+    assert (
+        api.post(f"/api/v1/executions/{execution_id}/retry", {"version": "x"}, format="json").status_code
+        == 400
+    )
