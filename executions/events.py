@@ -10,23 +10,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.utils import timezone
 
+from executions.broadcast import (  # noqa: F401  (re-exported: consumers and tests use these names here)
+    EVENT_MESSAGE_TYPE,
+    account_group,
+    broadcast_frames,
+    execution_group,
+)
 from executions.models import ExecutionEvent
 
 logger = logging.getLogger(__name__)
-
-EVENT_MESSAGE_TYPE = "execution.event"
-
-
-def execution_group(execution_id: object) -> str:
-    return f"execution.{execution_id}"
-
-
-def account_group(account_id: object) -> str:
-    return f"account.{account_id}"
 
 
 def _next_seq(execution_id: object, count: int = 1) -> int:
@@ -155,29 +150,3 @@ def record_event(
         execution_id=execution_id, seq=seq, type=type, node_id=node_id, payload=frame, created_at=now
     )
     transaction.on_commit(lambda: broadcast_frames([frame], account_id=account_id))
-
-
-def broadcast_frames(frames: list[dict[str, Any]], *, account_id: Any) -> None:
-    """Send committed events' frames, in seq order, to their execution's and account's groups; never raises."""
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    if layer is None or not frames:
-        return
-    try:
-        async_to_sync(_send_all)(layer, frames, str(account_id))
-    except Exception:  # the events are durable in PostgreSQL; a subscriber catches up by seq
-        logger.warning(
-            "broadcast of %d event(s) of %s failed", len(frames), frames[0]["execution_id"], exc_info=True
-        )
-
-
-def broadcast_frame(frame: dict[str, Any], *, account_id: Any) -> None:
-    broadcast_frames([frame], account_id=account_id)
-
-
-async def _send_all(layer: Any, frames: list[dict[str, Any]], account_id: str) -> None:
-    for frame in frames:
-        message = {"type": EVENT_MESSAGE_TYPE, "frame": frame, "account_id": account_id}
-        await layer.group_send(execution_group(frame["execution_id"]), message)
-        await layer.group_send(account_group(account_id), message)

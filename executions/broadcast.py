@@ -1,0 +1,118 @@
+"""Sends committed events' frames to the Channels groups `execution.<id>` and `account.<id>`.
+
+With Redis, frames go through one background thread per process with its own event loop: the worker that
+committed does not wait for Redis, the loop's connection pool is reused, and frames leave in commit order.
+The in-memory layer (embedded mode) lives in the caller's event loop, so there the send is direct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+EVENT_MESSAGE_TYPE = "execution.event"
+
+
+def execution_group(execution_id: object) -> str:
+    return f"execution.{execution_id}"
+
+
+def account_group(account_id: object) -> str:
+    return f"account.{account_id}"
+
+
+async def _send_all(layer: Any, frames: list[dict[str, Any]], account_id: str) -> None:
+    for frame in frames:
+        message = {"type": EVENT_MESSAGE_TYPE, "frame": frame, "account_id": account_id}
+        await layer.group_send(execution_group(frame["execution_id"]), message)
+        await layer.group_send(account_group(account_id), message)
+
+
+class _Sender:
+    """A daemon thread draining a queue of frame batches into the channel layer, in order."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending = 0
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="flowrunner-broadcast", daemon=True)
+        self.thread.start()
+
+    def submit(self, frames: list[dict[str, Any]], account_id: str) -> None:
+        with self.lock:
+            self.pending += 1
+        self.queue.put((frames, account_id))
+
+    def _run(self) -> None:
+        from channels.layers import get_channel_layer
+
+        loop = asyncio.new_event_loop()
+        layer = get_channel_layer()
+        while True:
+            frames, account_id = self.queue.get()
+            try:
+                loop.run_until_complete(_send_all(layer, frames, account_id))
+            except Exception:  # the events are durable in PostgreSQL; a subscriber catches up by seq
+                logger.warning("broadcast of %d event(s) failed", len(frames), exc_info=True)
+            finally:
+                with self.lock:
+                    self.pending -= 1
+
+    def drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+_sender: _Sender | None = None
+_sender_lock = threading.Lock()
+
+
+def _get_sender() -> _Sender:
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender.pid != os.getpid():  # a forked child needs its own thread
+            _sender = _Sender()
+        return _sender
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    if _sender is not None and _sender.pid == os.getpid():
+        _sender.drain(timeout=2.0)
+
+
+def broadcast_frames(frames: list[dict[str, Any]], *, account_id: Any) -> None:
+    """Send committed events' frames, in seq order; never raises (a lost frame is replayed from PostgreSQL)."""
+    if not frames:
+        return
+    if "channels_redis" in settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""):
+        _get_sender().submit(frames, str(account_id))
+        return
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(_send_all)(layer, frames, str(account_id))
+    except Exception:
+        logger.warning("broadcast of %d event(s) failed", len(frames), exc_info=True)
+
+
+def drain(timeout: float = 2.0) -> None:
+    """Wait until the frames submitted so far have been handed to the channel layer (tests, shutdown)."""
+    if _sender is not None and _sender.pid == os.getpid():
+        _sender.drain(timeout)
