@@ -18,17 +18,21 @@ def _scheme(header: bytes) -> bytes:
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <token>` with a token from POST /login (or api_token_create)."""
+    """`Authorization: Bearer <token>` with a token from POST /login (or api_token_create). `request.auth` is
+    the ApiToken, so POST /logout can revoke exactly the token it was called with."""
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request)
         if _scheme(header) != b"bearer":
             return None
-        from accounts.credentials import user_for_authorization
+        from accounts.credentials import bearer_token, token_for_bearer
         from accounts.throttling import client_ip
 
-        user = user_for_authorization(header, client_ip=client_ip(request), request=request)
-        return (user, None) if user is not None else None
+        raw = bearer_token(header)
+        if raw is None:
+            return None
+        token = token_for_bearer(raw, client_ip=client_ip(request))
+        return (token.user, token)
 
     def authenticate_header(self, request) -> str:
         return WWW_AUTHENTICATE

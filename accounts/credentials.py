@@ -55,9 +55,9 @@ def _user_with_account(**lookup) -> AbstractBaseUser | None:
 # --- Bearer -------------------------------------------------------------------------------------------------
 
 
-def user_for_token(raw_token: str, *, client_ip: str) -> AbstractBaseUser:
-    """The user owning a live API token; unknown, expired or revoked → 401 invalid_token (and a throttled
-    failure for the IP). A valid token is never throttled."""
+def token_for_bearer(raw_token: str, *, client_ip: str) -> ApiToken:
+    """The live API token (its user loaded) behind a raw bearer token; unknown, expired or revoked → 401
+    invalid_token (and a throttled failure for the IP). A valid token is never throttled."""
     token = None
     if 0 < len(raw_token) <= _MAX_TOKEN_CHARS:
         token = (
@@ -85,7 +85,25 @@ def user_for_token(raw_token: str, *, client_ip: str) -> AbstractBaseUser:
         ApiToken.objects.filter(pk=token.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
         ).update(last_used_at=now)
-    return token.user
+    return token
+
+
+def user_for_token(raw_token: str, *, client_ip: str) -> AbstractBaseUser:
+    """The user owning a live API token (see token_for_bearer)."""
+    return token_for_bearer(raw_token, client_ip=client_ip).user
+
+
+def bearer_token(header: str | bytes | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for no header or another scheme; a
+    malformed Bearer header → 401 invalid_header."""
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    parts = (header or "").split()
+    if not parts or parts[0].lower() != "bearer":
+        return None
+    if len(parts) != 2:
+        raise InvalidCredentials("Invalid authorization header.", code="invalid_header")
+    return parts[1]
 
 
 # --- Basic --------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""REST adapters of the accounts app: signup, login, the caller's account and its secrets."""
+"""REST adapters of the accounts app: signup, login, logout, the caller's account and its secrets."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth import logout as session_logout
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -11,8 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services, throttling
-from accounts.authentication import WWW_AUTHENTICATE
+from accounts.authentication import WWW_AUTHENTICATE, SessionAuthentication
 from accounts.credentials import authenticate_password
+from accounts.http import ApiViewMixin
+from accounts.models import ApiToken
 from accounts.serializers import (
     AccountSerializer,
     CredentialsSerializer,
@@ -38,7 +41,7 @@ _KEY = OpenApiParameter(
 )
 
 
-class SignupView(APIView):
+class SignupView(ApiViewMixin, APIView):
     """POST /accounts — anonymous signup, only while FLOWRUNNER_ALLOW_SIGNUP is on."""
 
     # No authentication: a stale session or token must not turn a signup into a 401 or a CSRF failure.
@@ -61,7 +64,7 @@ class SignupView(APIView):
         return Response(SignupResponseSerializer(data).data, status=status.HTTP_201_CREATED)
 
 
-class LoginView(APIView):
+class LoginView(ApiViewMixin, APIView):
     """POST /login — exchange a username and password for a bearer token (shown once)."""
 
     authentication_classes: list = []
@@ -96,7 +99,30 @@ class LoginView(APIView):
         return Response(LoginResponseSerializer(data).data)
 
 
-class AccountMeView(APIView):
+class LogoutView(ApiViewMixin, APIView):
+    """POST /logout — revoke the bearer token this request carries (or end the session)."""
+
+    @extend_schema(
+        operation_id="logout",
+        request=None,
+        responses={204: None, **_errors(400, 401)},
+        description="Revokes the bearer token sent with this request: it answers 401 from then on. With a "
+        "session cookie the session ends. Basic credentials cannot be revoked (400).",
+    )
+    def post(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiToken):
+            services.api_token_revoke(token=request.auth)
+        elif isinstance(request.successful_authenticator, SessionAuthentication):
+            session_logout(request._request)
+        else:
+            raise ApiError(
+                "Only a bearer token or a session can be logged out; Basic credentials stay valid.",
+                code="not_revocable",
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AccountMeView(ApiViewMixin, APIView):
     """GET /accounts/me — the caller's account."""
 
     @extend_schema(operation_id="account_me", responses={200: AccountSerializer, **_errors(401, 403)})
@@ -111,7 +137,7 @@ class AccountMeView(APIView):
         return Response(AccountSerializer(data).data)
 
 
-class SecretListView(APIView):
+class SecretListView(ApiViewMixin, APIView):
     """GET /accounts/{id}/secrets — names and dates of the account's secrets, never their values."""
 
     @extend_schema(
@@ -126,7 +152,7 @@ class SecretListView(APIView):
         return Response(data)
 
 
-class SecretDetailView(APIView):
+class SecretDetailView(ApiViewMixin, APIView):
     """POST/PUT/DELETE /accounts/{id}/secrets/{key}.
 
     POST and PUT are the same upsert: 201 when the key is new, 200 when an existing value was replaced

@@ -72,7 +72,7 @@ class CompletionWatcher:
 
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
-        self.completed: dict[str, tuple[float, str]] = {}
+        self.completed: dict[str, tuple[float, float, str]] = {}
         self._events: dict[str, asyncio.Event] = {}
         self._socket: Any = None
         self._reader: asyncio.Task | None = None
@@ -95,24 +95,24 @@ class CompletionWatcher:
 
     async def _read(self) -> None:
         async for raw in self._socket:
-            now = time.perf_counter()
+            now, wall = time.perf_counter(), time.time()
             frame = json.loads(raw)
             if frame["type"] == "complete":
                 execution_id = frame["execution_id"]
-                self.completed[execution_id] = (now, frame.get("message") or "")
+                self.completed[execution_id] = (now, wall, frame.get("message") or "")
                 self._event(execution_id).set()
 
     def _event(self, execution_id: str) -> asyncio.Event:
         return self._events.setdefault(execution_id, asyncio.Event())
 
-    async def wait(self, execution_id: str, timeout: float = 120.0) -> float:
-        """perf_counter() at the `complete` frame's receipt; raises unless the execution completed."""
+    async def wait(self, execution_id: str, timeout: float = 120.0) -> tuple[float, float]:
+        """(perf_counter(), time.time()) at the `complete` frame's receipt; raises unless it completed."""
         await asyncio.wait_for(self._event(execution_id).wait(), timeout)
-        at, message = self.completed.pop(execution_id)
+        at, wall, message = self.completed.pop(execution_id)
         self._events.pop(execution_id, None)
         if not message.endswith(": completed"):
             raise RuntimeError(f"execution {execution_id} did not complete: {message}")
-        return at
+        return at, wall
 
 
 def pg_counters() -> dict[str, int]:
@@ -126,6 +126,14 @@ def pg_counters() -> dict[str, int]:
         )
         row = cursor.fetchone()
     return dict(zip(columns, (int(v) for v in row), strict=True))
+
+
+def execution_times(ids: list[str]) -> dict[str, tuple[float, float]]:
+    """execution id → (created_at, finished_at) as UNIX times."""
+    from executions.models import Execution
+
+    rows = Execution.objects.filter(id__in=ids).values_list("id", "created_at", "finished_at")
+    return {str(i): (c.timestamp(), f.timestamp()) for i, c, f in rows}
 
 
 def executions_done(ids: list[str]) -> tuple[int, int]:

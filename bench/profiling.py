@@ -33,25 +33,13 @@ CATEGORIES = (
     ("flows/", "FlowRunner flows/ (own code)"),
     ("accounts/", "FlowRunner accounts/ (own code)"),
 )
-# Inclusive time of these FlowRunner steps (a sample counts once per step on its stack).
-PHASES = (
-    ("claim (workers/engine.py)", "claim ("),
-    ("make_context: secrets, document copy", "make_context ("),
-    ("execute: run the node kind", "execute ("),
-    ("sandbox call (workers/sandbox.py _call)", "ScriptSandbox._call ("),
-    ("finish: record result, advance", "finish ("),
-    ("record_event (event insert + seq)", "record_event ("),
-    ("_next_seq (seq UPDATE … RETURNING)", "_next_seq ("),
-    ("execution_status (status frame body)", "execution_status ("),
-    ("on_commit callbacks (after commit)", "run_and_clear_commit_hooks ("),
-    ("broadcast_frame (channel layer)", "broadcast_frame ("),
-    ("send_now (enqueue next node)", "send_now ("),
-    ("transaction commit", "Atomic.__exit__ ("),
-    ("spec_for_version", "flow_version_spec ("),
-    ("secrets_decrypted", "secrets_decrypted ("),
-    ("Celery result store (backend)", "mark_as_done ("),
-    ("Django fixup: close/check connections", "DjangoWorkerFixup.on_task_"),
+# Leaves that mean "this thread is waiting" (for PostgreSQL, Redis, V8's thread, or a lock), not computing.
+WAITING = re.compile(
+    r"^(Connection\.wait|wait_\w+|wait|Condition\.wait|Event\.wait|select|poll|_read_from_socket|recv\w*|"
+    r"read|sleep|BaseConnection\._exec_command|_exec_command)( |$)"
 )
+# Where a FlowRunner node run spends its time: the project's own functions, inclusive.
+PROJECT = ("workers/", "executions/", "flows/", "accounts/")
 
 
 def available() -> bool:
@@ -62,7 +50,7 @@ def available() -> bool:
 
 def start(pid: int, output: Path) -> subprocess.Popen:
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-    argv = [exe, "record", "--pid", str(pid), "--subprocesses", "--idle", "--rate", str(RATE)]
+    argv = [exe, "record", "--pid", str(pid), "--subprocesses", "--idle", "--threads", "--rate", str(RATE)]
     argv += ["--format", "raw", "--output", str(output), "--nonblocking"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -82,65 +70,145 @@ def _frame_name(frame: str) -> str:
     return re.sub(r":\d+\)$", ")", frame)
 
 
-def analyse(path: Path, top: int = 25) -> dict[str, Any]:
-    """Shares of samples: main process vs pool children, in-task vs idle, and inside tasks by function,
-    by self-time category and by FlowRunner phase."""
-    total = main = child = in_task = 0
+def _parse(frame: str) -> tuple[str, str]:
+    """`Class.func (path/file.py:12)` → ("Class.func", "path/file.py")."""
+    match = re.match(r"^(.*) \((.*?)(?::\d+)?\)$", frame)
+    return (match.group(1), match.group(2)) if match else (frame, "")
+
+
+def analyse(path: Path, worker_pid: int, top: int = 25) -> dict[str, Any]:
+    """Shares of wall-clock samples (--idle): the worker's main process, the pool children's main threads
+    (in a task or not) and their other threads; inside tasks: by function, self-time category, and waiting."""
+    counts: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    project: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
     categories: Counter[str] = Counter()
-    phases: Counter[str] = Counter()
+    side_threads: Counter[str] = Counter()
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        count = int(count_text)
+        n = int(count_text)
         frames = stack.split(";")
-        processes = sum(1 for f in frames if f.startswith("process "))
-        total += count
-        if processes <= 1:
-            main += count
+        pids = [int(m.group(1)) for f in frames if (m := re.match(r"^process (\d+):", f))]
+        tids = [int(m.group(1)) for f in frames if (m := re.match(r"^thread \((\d+)\)", f))]
+        body = [f for f in frames if not f.startswith(("process ", "thread ("))]
+        pid = pids[-1] if pids else 0
+        counts["all"] += n
+        if pid == worker_pid:
+            counts["main_process"] += n
             continue
-        child += count
-        frames = [f for f in frames if not f.startswith("process ")]
-        start = next((i for i, f in enumerate(frames) if TASK_FRAME.match(f)), None)
+        if tids and tids[-1] != pid:
+            counts["child_other_threads"] += n
+            if body and not WAITING.match(body[-1]):
+                side_threads[_frame_name(body[-1])] += n
+            continue
+        counts["child_main_threads"] += n
+        start = next((i for i, f in enumerate(body) if TASK_FRAME.match(f)), None)
         if start is None:
             continue
-        in_task += count
-        body = [_frame_name(f) for f in frames[start + 1 :]]
-        for name in set(body):
-            inclusive[name] += count
-        if body:
-            leaf[body[-1]] += count
-        categories[_category(frames)] += count
-        for label, marker in PHASES:
-            if any(marker in f for f in body):
-                phases[label] += count
+        counts["in_task"] += n
+        names = [_frame_name(f) for f in body[start + 1 :]]
+        for name in set(names):
+            inclusive[name] += n
+            if _parse(name)[1].startswith(PROJECT):
+                project[name] += n
+        if names:
+            leaf[names[-1]] += n
+            if WAITING.match(names[-1]):
+                counts["in_task_waiting"] += n
+        categories[_category(body)] += n
 
-    def shares(counter: Counter[str], limit: int | None = None) -> list[dict[str, Any]]:
-        return [
-            {"name": name, "share_of_task_time": round(n / in_task, 4) if in_task else 0.0, "samples": n}
-            for name, n in counter.most_common(limit)
-        ]
+    def share(n: int, of: str) -> float:
+        return round(n / counts[of], 4) if counts[of] else 0.0
+
+    def rows(counter: Counter[str], limit: int | None = None, of: str = "in_task") -> list[dict[str, Any]]:
+        return [{"name": k, "share": share(v, of), "samples": v} for k, v in counter.most_common(limit)]
 
     return {
-        "samples": total,
+        "samples": counts["all"],
         "rate_hz": RATE,
-        "main_process_share": round(main / total, 4) if total else 0.0,
-        "pool_children_share": round(child / total, 4) if total else 0.0,
-        "in_task_share_of_children": round(in_task / child, 4) if child else 0.0,
-        "by_category_self": shares(categories),
-        "by_phase_inclusive": shares(phases),
-        "top_inclusive": shares(inclusive, top),
-        "top_self": shares(leaf, top),
-        "note": "wall-clock samples (--idle) of the pool children while they ran tasks: waiting for "
-        "PostgreSQL/Redis counts, as it delays the node run",
+        "main_process_share": share(counts["main_process"], "all"),
+        "children_main_threads_in_task": share(counts["in_task"], "child_main_threads"),
+        "children_other_threads_share": share(counts["child_other_threads"], "all"),
+        "in_task_waiting_share": share(counts["in_task_waiting"], "in_task"),
+        "by_category_self": rows(categories),
+        "project_inclusive": rows(project, top),
+        "top_inclusive": rows(inclusive, top),
+        "top_self": rows(leaf, top),
+        "other_threads_top_self_incl_waits": rows(side_threads, 10, of="child_other_threads"),
+        "note": "wall-clock samples (py-spy --idle --threads); shares are of the samples taken while a pool "
+        "process's main thread was inside a task, unless named otherwise; waiting on PostgreSQL or Redis "
+        "counts, as it delays the node run",
     }
 
 
 def _category(frames: list[str]) -> str:
     for frame in reversed(frames):
+        file = _parse(frame)[1]
         for marker, name in CATEGORIES:
-            if f"({marker}" in frame or f" {marker}" in frame or f"/{marker}" in frame:
+            if file.startswith(marker):
                 return name
     return "other (interpreter, stdlib)"
+
+
+class ActivitySampler:
+    """Samples pg_stat_activity of the benchmark database in a thread: what its busy backends are doing
+    (running or waiting for a CPU, waiting for a lock, for I/O, or idle in a transaction awaiting the client)."""
+
+    QUERY = (
+        "SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+    )
+
+    def __init__(self, interval: float = 0.02) -> None:
+        import threading
+
+        self.interval = interval
+        self.counts: Counter[str] = Counter()
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-pg-activity", daemon=True)
+
+    def __enter__(self) -> ActivitySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        import psycopg
+        from django.conf import settings
+
+        db = settings.DATABASES["default"]
+        with psycopg.connect(
+            host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"] or None,
+            dbname=db["NAME"], autocommit=True,
+        ) as conn:  # fmt: skip
+            while not self._stop.wait(self.interval):
+                self.polls += 1
+                for state, wait_type, wait_event in conn.execute(self.QUERY).fetchall():
+                    if state == "idle":
+                        continue
+                    if state == "active":
+                        key = (
+                            f"active: {wait_type}:{wait_event}" if wait_type else "active: on CPU or runnable"
+                        )
+                    else:
+                        key = f"{state} (waiting for the client)" if wait_type == "Client" else f"{state}"
+                    self.counts[key] += 1
+
+    def summary(self) -> dict[str, Any]:
+        busy = sum(self.counts.values())
+        return {
+            "polls": self.polls,
+            "busy_backends_mean": round(busy / self.polls, 3) if self.polls else 0.0,
+            "states": [
+                {"state": k, "share": round(v / busy, 4) if busy else 0.0, "samples": v}
+                for k, v in self.counts.most_common()
+            ],
+            "note": "samples of non-idle backends of the benchmark database, every 20 ms",
+        }

@@ -51,7 +51,12 @@ def table(document: dict[str, Any]) -> Table:
 
 def extras(document: dict[str, Any]) -> list[str]:
     """Lines under the table: queries per node run and the profile's hot spots."""
-    lines: list[str] = []
+    meta = document["meta"]
+    lines = [
+        f"Machine load (1/5/15 min) at start {meta['machine']['loadavg_start']}, at end "
+        f"{meta['machine'].get('loadavg_end')}; server floors at start {meta.get('floors_start')}, "
+        f"at end {meta.get('floors_end')}"
+    ]
     for item in document["scenarios"]:
         if item["scenario"] != "c_throughput":
             continue
@@ -59,14 +64,27 @@ def extras(document: dict[str, Any]) -> list[str]:
         lines.append(f"Per node run (3-node flow, {counts['node_runs']} node runs): {counts['per_node_run']}")
         for row in counts["statements_per_node_run"]:
             lines.append(f"  {row['per_node_run']:>5} × {row['statement']}")
+        rounds = item["details"]["rounds"]
+        per_run = [r["cpu_ms_per_node_run"] for r in rounds["flowrunner"]]
+        lines.append(f"CPU ms per node run, by process group (each round): {per_run}")
+        lines.append(
+            f"CPU ms per raw task (each round): {[r['cpu_ms_per_task'] for r in rounds['baseline']]}"
+        )
         profile = item["details"].get("profile") or {}
-        if profile.get("by_phase_inclusive"):
-            lines.append(f"Profile (py-spy, {profile['samples']} samples) — share of in-task time by phase:")
-            for row in profile["by_phase_inclusive"]:
-                lines.append(f"  {row['share_of_task_time']:>6.1%}  {row['name']}")
-            lines.append("  by self-time category:")
-            for row in profile["by_category_self"][:12]:
-                lines.append(f"  {row['share_of_task_time']:>6.1%}  {row['name']}")
+        if profile.get("pg_activity"):
+            states = ", ".join(f"{s['state']} {s['share']:.0%}" for s in profile["pg_activity"]["states"][:6])
+            lines.append(f"PostgreSQL busy backends (profiled round): {states}")
+        if profile.get("project_inclusive"):
+            lines.append(
+                f"Profile (py-spy, {profile['samples']} samples): pool processes in a task "
+                f"{profile['children_main_threads_in_task']:.0%} of the time; in tasks, waiting "
+                f"{profile['in_task_waiting_share']:.0%}. FlowRunner functions, inclusive share of task time:"
+            )
+            for row in profile["project_inclusive"][:15]:
+                lines.append(f"  {row['share']:>6.1%}  {row['name']}")
+            lines.append("  self time by category:")
+            for row in profile["by_category_self"][:10]:
+                lines.append(f"  {row['share']:>6.1%}  {row['name']}")
     return lines
 
 

@@ -63,11 +63,12 @@ def _meta(cfg: bench_config.Config, stamp: str) -> dict:
 def _stack_scenarios(cfg: bench_config.Config, meta: dict, workdir: Path) -> list[dict]:
     from bench.driver import Bench
     from bench.scenarios import endtoend, live, throughput
-    from bench.stack import BenchStack, recreate_database, server_versions
+    from bench.stack import BenchStack, floors, recreate_database, server_versions
     from tests.integration.harness import create_user_orm
 
     recreate_database(cfg)
     meta["servers"] = server_versions()
+    meta["floors_start"] = floors()
     stack = BenchStack.for_benchmark(workdir, cfg.concurrency)
     results: list[dict] = []
     try:
@@ -96,6 +97,7 @@ def _stack_scenarios(cfg: bench_config.Config, meta: dict, workdir: Path) -> lis
         raise
     finally:
         stack.stop_all()
+    meta["floors_end"] = floors()
     return results
 
 

@@ -149,3 +149,44 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
         time.sleep(interval)
+
+
+def floors(samples: int = 200) -> dict[str, float]:
+    """Round trips of the servers themselves, now (machine noise shows here first): median ms of a
+    PostgreSQL `SELECT 1`, of a one-row INSERT + COMMIT, and of a Redis PING."""
+    import statistics
+
+    import psycopg
+    import redis
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+
+    def timed(call: Any) -> float:
+        values = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            call()
+            values.append((time.perf_counter() - started) * 1000)
+        return round(statistics.median(values), 3)
+
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"] or None, dbname=db["NAME"]
+    ) as conn:
+        conn.execute("CREATE TEMP TABLE bench_floor (id serial PRIMARY KEY, v int)")
+        conn.commit()
+
+        def insert_commit() -> None:
+            conn.execute("INSERT INTO bench_floor (v) VALUES (1)")
+            conn.commit()
+
+        conn.autocommit = True
+        select = timed(lambda: conn.execute("SELECT 1").fetchone())
+        conn.autocommit = False
+        commit = timed(insert_commit)
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        ping = timed(client.ping)
+    finally:
+        client.close()
+    return {"pg_select1_ms": select, "pg_insert_commit_ms": commit, "redis_ping_ms": ping}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NODE_WIDTH = 168
+NODE_WIDTH = 176
 NODE_HEIGHT = 48
 DUMMY_WIDTH = 16
 LAYER_GAP = 84
@@ -15,7 +15,7 @@ MARGIN = 28
 LOOP_BULGE = 44
 # Back edges (loops) leave and enter nodes this far right of centre, beside any forward edge.
 BACK_PORT = 22
-LABEL_MAX = 24
+LABEL_MAX = 21
 SWEEPS = 4
 
 

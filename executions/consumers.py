@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -34,6 +36,17 @@ CLIENT_TYPES = ("subscribe", "unsubscribe", "subscribe_account", "ping")
 # Executions seen only through subscribe_account are forgotten oldest-first past this many, so a long-lived
 # account subscription keeps bounded memory (an individually subscribed execution is never forgotten).
 DEDUPE_CAPACITY = 4096
+# daphne queues a client's frames without limit while the consumer answers them one by one, so a client that
+# sends faster than it is served would grow the server's memory without bound. Past either limit of frames
+# waiting, the client gets one `error` and the connection is closed (1008); what it still had queued is
+# dropped. Thousands of small subscribes in a burst stay well inside; megabytes of padding do not.
+MAX_BACKLOG_FRAMES = 10_000
+MAX_BACKLOG_BYTES = 8 * 1024 * 1024
+# Below this many frames waiting the backlog is not measured; its size is re-measured at most this often.
+BACKLOG_CHECK_FROM = 32
+BACKLOG_SCAN_INTERVAL = 0.05
+# Largest `since` accepted (as the REST logs endpoint): event seqs are PostgreSQL integers.
+MAX_SINCE = 2**31
 
 
 class FrameError(Exception):
@@ -98,9 +111,22 @@ def parse_since(frame: dict[str, Any], execution_id: str) -> int | None:
     since = frame.get("since")
     if since is None:
         return None
-    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-        raise FrameError("`since` must be a non-negative integer", execution_id=execution_id)
+    if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= MAX_SINCE:
+        raise FrameError(f"`since` must be an integer from 0 to {MAX_SINCE}", execution_id=execution_id)
     return since
+
+
+def _inbox_of(receive: Any) -> asyncio.Queue | None:
+    """The queue behind the server's `receive` (daphne hands each connection an `asyncio.Queue.get`), so the
+    consumer can see how many client frames wait for it; None under a server that does it otherwise."""
+    queue = getattr(receive, "__self__", None)
+    return queue if isinstance(queue, asyncio.Queue) else None
+
+
+def _message_size(message: Any) -> int:
+    if not isinstance(message, dict):
+        return 0
+    return len(message.get("text") or message.get("bytes") or "")
 
 
 class ExecutionConsumer(AsyncWebsocketConsumer):
@@ -113,6 +139,14 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
         self.account_subscribed = False
         self.last_seq: OrderedDict[str, int] = OrderedDict()
         self.completed: set[str] = set()
+        self._inbox: asyncio.Queue | None = None
+        self._flooded = False
+        self._backlog_scanned_at = 0.0
+        self._backlog_bytes = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        self._inbox = _inbox_of(receive)
+        return await super().__call__(scope, receive, send)
 
     # --- connection -------------------------------------------------------------------------------------
 
@@ -135,6 +169,60 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
 
     # --- client frames ----------------------------------------------------------------------------------
 
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self._flooded:
+            self._drop_backlog()  # the connection is closing: frames still arriving are not answered
+            return
+        if self._over_backlog():
+            self._flooded = True
+            dropped = self._drop_backlog()
+            logger.warning("websocket client %s flooded its connection; closing", self.scope.get("client"))
+            await self._send(
+                server_frame(
+                    "error",
+                    message=f"too many frames waiting (at most {MAX_BACKLOG_FRAMES} frames or "
+                    f"{MAX_BACKLOG_BYTES} bytes); {dropped + 1} frames dropped, closing the connection",
+                )
+            )
+            await self.close(code=1008)
+            return
+        await super().websocket_receive(message)
+
+    def _over_backlog(self) -> bool:
+        queue = self._inbox
+        if queue is None:
+            return False
+        waiting = queue.qsize()
+        if waiting < BACKLOG_CHECK_FROM:
+            self._backlog_bytes = 0
+            return False
+        if waiting > MAX_BACKLOG_FRAMES:
+            return True
+        now = time.monotonic()
+        if now - self._backlog_scanned_at >= BACKLOG_SCAN_INTERVAL:
+            # No await in between: the deque cannot change while it is summed.
+            self._backlog_bytes = sum(_message_size(message) for message in queue._queue)
+            self._backlog_scanned_at = now
+        return self._backlog_bytes > MAX_BACKLOG_BYTES
+
+    def _drop_backlog(self) -> int:
+        """Drop the client frames waiting in the inbox (keeping anything else, e.g. the disconnect)."""
+        queue, dropped, kept = self._inbox, 0, []
+        if queue is None:
+            return 0
+        while True:
+            try:
+                message = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if isinstance(message, dict) and message.get("type") == "websocket.receive":
+                dropped += 1
+            else:
+                kept.append(message)
+        for message in kept:
+            queue.put_nowait(message)
+        return dropped
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
             frame = self._decode(text_data, bytes_data)
@@ -153,6 +241,10 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
                 raise FrameError(f"unknown type {_short(kind)}; expected one of {', '.join(CLIENT_TYPES)}")
         except FrameError as error:
             await self._send(server_frame("error", execution_id=error.execution_id, message=error.message))
+        except Exception:
+            # A bug or an outage (Redis) answers this frame; it does not end the connection with 1011.
+            logger.exception("websocket frame failed")
+            await self._send(server_frame("error", message="internal error; try again"))
 
     def _decode(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if text_data is None:
@@ -165,6 +257,8 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
             frame = json.loads(text_data)
         except ValueError:
             raise FrameError("malformed JSON")
+        except RecursionError:
+            raise FrameError("malformed JSON: nested too deeply")
         if not isinstance(frame, dict):
             raise FrameError("a frame must be a JSON object")
         return frame

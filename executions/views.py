@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import ApiViewMixin
 from accounts.selectors import account_for_user
 from executions import selectors, services
 from executions.models import Execution
@@ -24,6 +25,7 @@ from executions.serializers import (
 )
 from flowrunner.exceptions import Conflict, ValidationFailed
 from flowrunner.pagination import LimitOffsetPagination
+from flows.http import flow_id_or_404
 from flows.selectors import flow_get
 
 
@@ -37,7 +39,7 @@ def _run_response(execution: Execution) -> dict[str, Any]:
     }
 
 
-class FlowRunView(APIView):
+class FlowRunView(ApiViewMixin, APIView):
     @extend_schema(
         request=RunRequestSerializer,
         responses={201: RunResponseSerializer, 200: RunResponseSerializer},
@@ -46,7 +48,7 @@ class FlowRunView(APIView):
     )
     def post(self, request: Request, flow_id: str) -> Response:
         account = account_for_user(request.user)
-        flow = flow_get(account=account, flow_id=flow_id)
+        flow = flow_get(account=account, flow_id=flow_id_or_404(flow_id))
         body = RunRequestSerializer(data=request.data if request.data is not None else {})
         body.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key")
@@ -64,7 +66,7 @@ class FlowRunView(APIView):
         )
 
 
-class ExecutionListView(APIView):
+class ExecutionListView(ApiViewMixin, APIView):
     @extend_schema(
         responses=ExecutionStatusSerializer(many=True),
         parameters=[
@@ -79,9 +81,16 @@ class ExecutionListView(APIView):
     )
     def get(self, request: Request) -> Response:
         account = account_for_user(request.user)
+        flow_id = request.query_params.get("flow_id")
+        if flow_id is not None and "\x00" in flow_id:
+            # PostgreSQL refuses NUL in text; no flow id contains one.
+            raise ValidationFailed(
+                "`flow_id` is not a valid flow id.",
+                details=[{"path": "flow_id", "message": "NUL characters are not allowed."}],
+            )
         queryset = selectors.execution_list(
             account=account,
-            flow_id=request.query_params.get("flow_id"),
+            flow_id=flow_id,
             status=request.query_params.get("status"),
         )
         paginator = LimitOffsetPagination()
@@ -89,7 +98,7 @@ class ExecutionListView(APIView):
         return paginator.get_paginated_response([selectors.redacted_status(execution) for execution in page])
 
 
-class ExecutionDetailView(APIView):
+class ExecutionDetailView(ApiViewMixin, APIView):
     @extend_schema(responses=ExecutionStatusSerializer, summary="The ExecutionStatus of one execution")
     def get(self, request: Request, execution_id: str) -> Response:
         execution = selectors.execution_get(account=account_for_user(request.user), execution_id=execution_id)
@@ -103,7 +112,7 @@ class ExecutionDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ExecutionCancelView(APIView):
+class ExecutionCancelView(ApiViewMixin, APIView):
     @extend_schema(request=None, responses={202: ExecutionStatusSerializer}, summary="Cancel an execution")
     def post(self, request: Request, execution_id: str) -> Response:
         execution = selectors.execution_get(account=account_for_user(request.user), execution_id=execution_id)
@@ -113,7 +122,7 @@ class ExecutionCancelView(APIView):
         return Response(selectors.redacted_status(execution), status=status.HTTP_202_ACCEPTED)
 
 
-class ExecutionRetryView(APIView):
+class ExecutionRetryView(ApiViewMixin, APIView):
     @extend_schema(
         request=RetryRequestSerializer,
         responses={201: RunResponseSerializer},
@@ -131,7 +140,7 @@ class ExecutionRetryView(APIView):
         return Response(_run_response(new), status=status.HTTP_201_CREATED)
 
 
-class ExecutionLogsView(APIView):
+class ExecutionLogsView(ApiViewMixin, APIView):
     @extend_schema(
         responses=LogRowSerializer(many=True),
         parameters=[
@@ -160,7 +169,7 @@ class ExecutionLogsView(APIView):
         return Response(Redactor(secret_values(account=execution.account_id)).data(rows))
 
 
-class ExecutionNodesView(APIView):
+class ExecutionNodesView(ApiViewMixin, APIView):
     @extend_schema(
         responses=NodeRunSerializer(many=True), summary="Node runs: one row per attempt, in start order"
     )

@@ -45,8 +45,13 @@ def parse_input(raw: str | None) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{source}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
     if not isinstance(value, dict):
-        raise UsageError(f"{source}: the input must be a JSON object, got {type(value).__name__}")
+        raise UsageError(f"{source}: the input must be a JSON object, got {_json_type(value)}")
     return value
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def parse_secrets(items: list[str]) -> dict[str, str]:
@@ -159,22 +164,26 @@ def _exec_celery(subcommand: str, extra: list[str]) -> int:
     return EXIT_FAILED  # not reached
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    return _exec_celery("worker", args.celery_args)
+def cmd_worker(extra: list[str]) -> int:
+    return _exec_celery("worker", extra)
 
 
-def cmd_beat(args: argparse.Namespace) -> int:
-    return _exec_celery("beat", args.celery_args)
+def cmd_beat(extra: list[str]) -> int:
+    return _exec_celery("beat", extra)
 
 
-def cmd_createaccount(args: argparse.Namespace) -> int:
+def cmd_createaccount(extra: list[str]) -> int:
     from django.core.management import ManagementUtility
 
     from flowrunner import embedded
 
     embedded.setup_django()
-    ManagementUtility(["flowrunner", "createaccount", *args.command_args]).execute()
+    ManagementUtility(["flowrunner", "createaccount", *extra]).execute()
     return EXIT_OK
+
+
+# Their arguments belong to another parser (celery's, the management command's): passed on untouched.
+PASSTHROUGH = {"worker": cmd_worker, "beat": cmd_beat, "createaccount": cmd_createaccount}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -199,30 +208,42 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     worker = serve.add_mutually_exclusive_group()
     worker.add_argument(
-        "--worker", dest="worker", action="store_true", default=None,
+        "--worker",
+        dest="worker",
+        action="store_true",
+        default=None,
         help="also run a worker in this process (default: only when no FLOWRUNNER_REDIS_URL is set)",
     )
     worker.add_argument("--no-worker", dest="worker", action="store_false", help="never run one in-process")
     serve.add_argument("--concurrency", type=int, default=4, help="threads of the in-process worker")
     migrate = serve.add_mutually_exclusive_group()
     migrate.add_argument(
-        "--migrate", dest="migrate", action="store_true", default=None,
+        "--migrate",
+        dest="migrate",
+        action="store_true",
+        default=None,
         help="apply migrations first (default: only on SQLite)",
     )
     migrate.add_argument("--no-migrate", dest="migrate", action="store_false")
     serve.add_argument("--demo", action="store_true", help="create the demo account once, load examples/")
     serve.set_defaults(func=cmd_serve)
 
-    for name, help_text in (("worker", "a Celery worker (needs Redis)"), ("beat", "Celery beat (the reaper)")):
-        celery = sub.add_parser(name, help=help_text, add_help=False)
-        celery.add_argument("celery_args", nargs=argparse.REMAINDER, help="passed to celery")
-        celery.set_defaults(func=cmd_worker if name == "worker" else cmd_beat)
+    for name, help_text in (
+        ("worker", "a Celery worker (needs Redis)"),
+        ("beat", "Celery beat (the reaper)"),
+    ):
+        sub.add_parser(name, help=help_text + "; arguments go to celery", add_help=False)
 
-    run = sub.add_parser("run", help="run one flow in-process (SQLite, in-memory broker) and print its result")
+    run = sub.add_parser(
+        "run", help="run one flow in-process (SQLite, in-memory broker) and print its result"
+    )
     run.add_argument("file", help="the flow's YAML file")
     run.add_argument("--input", metavar="JSON", help="the input object: JSON text, @file.json or @- (stdin)")
     run.add_argument(
-        "--secret", action="append", default=[], metavar="KEY=VALUE",
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="an account secret (repeatable); a bare KEY reads the environment variable KEY",
     )
     run.add_argument("--db", metavar="PATH", help="keep the SQLite database here (default: a temp dir)")
@@ -236,9 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("-q", "--quiet", action="store_true", help="print nothing for a valid file")
     validate.set_defaults(func=cmd_validate)
 
-    account = sub.add_parser("createaccount", help="manage.py createaccount USERNAME [--password P]", add_help=False)
-    account.add_argument("command_args", nargs=argparse.REMAINDER)
-    account.set_defaults(func=cmd_createaccount)
+    sub.add_parser(
+        "createaccount", help="USERNAME [--password P] [--name N]: a user and its account", add_help=False
+    )
 
     demo = sub.add_parser("demo", help="create the demo account once and load the example flows")
     demo.add_argument("--examples", metavar="DIR", help="default: examples/ of the source tree")
@@ -248,12 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PASSTHROUGH:
+        raise SystemExit(PASSTHROUGH[argv[0]](argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
     except UsageError as exc:
         print(f"flowrunner {args.command}: {exc}", file=sys.stderr)
         code = EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"flowrunner {args.command}: interrupted", file=sys.stderr)
+        code = 130
     raise SystemExit(code)
 
 

@@ -62,15 +62,13 @@ def _ensure_secrets(account) -> None:  # noqa: ANN001
 def _load_examples(account, user, directory: Path) -> list[str]:  # noqa: ANN001
     from flows.dsl.spec import FlowValidationError
     from flows.selectors import flow_list
-    from flows.services import flow_create
+    from flows.services import flow_create, flow_parse
 
     have = set(flow_list(account=account).values_list("name", flat=True))
     loaded = []
     for path in sorted(directory.glob("*.yaml")):
         content = path.read_text(encoding="utf-8")
         try:
-            from flows.services import flow_parse
-
             name = flow_parse(content=content).name
             if name in have:
                 continue

@@ -107,10 +107,9 @@ def in_process_worker(
     from celery.worker import state as worker_state
     from django.conf import settings
 
-    from flowrunner.celery import app
-
     # Tasks are looked up by name when a message arrives: register them before the first one does.
     import workers.tasks  # noqa: F401
+    from flowrunner.celery import app
 
     # `memory://` has no host name, and kombu warns about that on every connection.
     logging.getLogger("kombu.connection").setLevel(logging.ERROR)
@@ -149,20 +148,33 @@ def in_process_worker(
         thread.join(stop_wait)
 
 
+def use_embedded_channel_layer() -> None:
+    """Swap Channels' in-memory layer for the thread-safe one (flowrunner/layers.py) before it is first used:
+    the in-process worker broadcasts from its own threads."""
+    from django.conf import settings
+
+    layer = settings.CHANNEL_LAYERS.get("default", {})
+    if layer.get("BACKEND") == "channels.layers.InMemoryChannelLayer":
+        settings.CHANNEL_LAYERS = {
+            **settings.CHANNEL_LAYERS,
+            "default": {**layer, "BACKEND": "flowrunner.layers.EmbeddedChannelLayer"},
+        }
+
+
 def asgi_application():  # noqa: ANN201
     """flowrunner.asgi's application, with static files (admin, dashboard) served like `runserver` does."""
     from channels.routing import ProtocolTypeRouter
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    from flowrunner.asgi import django_asgi_app
     from executions.routing import websocket_application
+    from flowrunner.asgi import django_asgi_app
 
     return ProtocolTypeRouter(
         {"http": ASGIStaticFilesHandler(django_asgi_app), "websocket": websocket_application}
     )
 
 
-def run_daphne(host: str, port: int, *, ready: object = None) -> None:
+def run_daphne(host: str, port: int) -> None:
     """Serve HTTP + WebSocket in the main thread until SIGINT/SIGTERM."""
     from daphne.access import AccessLogGenerator
     from daphne.endpoints import build_endpoint_description_strings
@@ -172,7 +184,6 @@ def run_daphne(host: str, port: int, *, ready: object = None) -> None:
         application=asgi_application(),
         endpoints=build_endpoint_description_strings(host=host, port=port),
         action_logger=AccessLogGenerator(sys.stdout),
-        ready_callable=ready,
     ).run()
 
 
@@ -196,6 +207,8 @@ def serve(
 
     setup_django()
     embedded = is_embedded()
+    if embedded:
+        use_embedded_channel_layer()
     if migrate_first or (migrate_first is None and uses_sqlite()):
         migrate()
     if demo:
@@ -209,7 +222,7 @@ def serve(
             "(an in-memory broker is only reachable from this process)",
             file=sys.stderr,
         )
-    _banner(host, port, embedded=embedded, worker=start_worker)
+    _banner(host, port, embedded=embedded, worker=start_worker, concurrency=concurrency)
     if not start_worker:
         run_daphne(host, port)
         return
@@ -223,13 +236,17 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _banner(host: str, port: int, *, embedded: bool, worker: bool) -> None:
+def _banner(host: str, port: int, *, embedded: bool, worker: bool, concurrency: int) -> None:
     from django.conf import settings
 
     database = settings.DATABASES["default"]
     where = database["NAME"] if uses_sqlite() else f"PostgreSQL {database['HOST']}:{database['PORT']}"
     broker = "in-process (memory://)" if embedded else "Redis"
-    workers = f"in-process worker ({WORKER_CONCURRENCY} threads) + reaper" if worker else "none in-process"
+    workers = (
+        f"in-process worker ({concurrency} threads)" + (" + reaper" if embedded else "")
+        if worker
+        else "none in-process (start `flowrunner worker` and `flowrunner beat`)"
+    )
     base = f"http://{_display_host(host)}:{port}"
     print(
         f"FlowRunner on {base}  (API {base}/api/v1, docs {base}/api/docs, WebSocket ws://"

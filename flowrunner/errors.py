@@ -1,9 +1,11 @@
 """Django-level error handlers: API paths get the JSON envelope, never an HTML page or a stack trace."""
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-from flowrunner.exceptions import json_error
+from flowrunner.exceptions import error_body, json_error
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -12,6 +14,13 @@ def _is_api(request: HttpRequest) -> bool:
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if _is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            # Django reports an over-limit body as a SuspiciousOperation (400); the API documents 413.
+            limit = settings.FLOWRUNNER_MAX_BODY_BYTES
+            body = error_body(
+                "payload_too_large", f"The request body is larger than {limit} bytes.", {"limit": limit}
+            )
+            return JsonResponse(body, status=413)
         return json_error(400, "bad_request", "Bad request.")
     return defaults.bad_request(request, exception)
 

@@ -50,7 +50,14 @@ def run(options: RunOptions) -> int:
                 print(line, file=sys.stderr)
             return 2
         embedded.migrate()
-        account, flow = _prepare(options)
+        from flowrunner.exceptions import ApiError
+
+        try:
+            account, flow = _prepare(options)
+        except ApiError as exc:  # e.g. a secret key or value over the size limits
+            details = "; ".join(f"{d.get('path')}: {d.get('message')}" for d in exc.details or [])
+            print(f"flowrunner run: {exc.detail}{' ' + details if details else ''}", file=sys.stderr)
+            return 2
         # The execution has ended when the block exits: nothing left in the worker is worth waiting for.
         with embedded.in_process_worker(
             loglevel="info" if options.verbose else "error", warm_stop=False, stop_wait=0.5
@@ -94,13 +101,14 @@ def _execute(options: RunOptions, account, flow) -> int:  # noqa: ANN001
     )
     execution, _ = execution_start(account=account, flow=flow, input=options.input)
     interrupted = False
+    seen = [0]  # the last seq shown, kept across the interruption so no event is shown twice
     with display:
         try:
-            _follow(execution.id, display, cancel_after=options.cancel_after)
+            _follow(execution.id, display, seen, cancel_after=options.cancel_after)
         except KeyboardInterrupt:
             interrupted = True
             _cancel(execution.id, display, reason="interrupted")
-            _follow(execution.id, display, cancel_after=None)
+            _follow(execution.id, display, seen, cancel_after=None)
     execution = Execution.objects.get(id=execution.id)
     document = execution.results if execution.status == "completed" else execution.data
     display.summary(execution)
@@ -111,21 +119,20 @@ def _execute(options: RunOptions, account, flow) -> int:  # noqa: ANN001
     return 0 if execution.status == "completed" else 1
 
 
-def _follow(execution_id: Any, display: EventDisplay, *, cancel_after: float | None) -> None:
+def _follow(execution_id: Any, display: EventDisplay, seen: list[int], *, cancel_after: float | None) -> None:
     """Show every stored event in seq order until the execution ends (the events are the durable record that
     the WebSocket sends too; polling them needs no channel layer)."""
     from executions.models import Execution, ExecutionEvent
 
     started = time.monotonic()
-    last_seq = 0
     canceled = False
     while True:
         # The status first: a terminal status commits with its events, so reading events afterwards sees all.
         status = Execution.objects.filter(id=execution_id).values_list("status", flat=True).first()
-        rows = ExecutionEvent.objects.filter(execution_id=execution_id, seq__gt=last_seq).order_by("seq")
+        rows = ExecutionEvent.objects.filter(execution_id=execution_id, seq__gt=seen[0]).order_by("seq")
         for seq, payload in rows.values_list("seq", "payload"):
             display.frame(payload)
-            last_seq = seq
+            seen[0] = seq
         if status in TERMINAL:
             return
         if cancel_after is not None and not canceled and time.monotonic() - started >= cancel_after:

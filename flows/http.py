@@ -1,4 +1,4 @@
-"""DRF plumbing for the flows API: raw YAML bodies in, YAML text out, and the request body size limit."""
+"""DRF plumbing for the flows API: raw YAML bodies in, YAML text out, flow ids that cannot exist refused."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from typing import Any
 
 import yaml
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions, parsers, renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from flowrunner.exceptions import PayloadTooLarge
+from accounts.http import BodyLimitMixin, SafeJSONParser  # noqa: F401 - re-exported for the flows views
+from flowrunner.exceptions import NotFound
+from flows.models import Flow
 
 YAML_MEDIA_TYPE = "application/yaml"
 
@@ -55,30 +56,6 @@ class YamlTextRenderer(renderers.BaseRenderer):
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode(self.charset)
 
 
-class BodyLimitMixin:
-    """Rejects a body over FLOWRUNNER_MAX_BODY_BYTES with 413 before any parser reads it.
-
-    DRF parsers read the request stream directly, skipping Django's DATA_UPLOAD_MAX_MEMORY_SIZE check, so the
-    body is read here through `HttpRequest.body` (checks Content-Length and the buffered size), then measured.
-    """
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        limit = settings.FLOWRUNNER_MAX_BODY_BYTES
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise exceptions.ParseError("The Content-Length header is not a number.")
-        if declared > limit:
-            raise _too_large(limit)
-        try:
-            body = request._request.body
-        except RequestDataTooBig:
-            raise _too_large(limit)
-        if len(body) > limit:
-            raise _too_large(limit)
-
-
 class JsonErrorsMixin:
     """Errors stay in the JSON envelope even when the client asked for YAML."""
 
@@ -90,5 +67,9 @@ class JsonErrorsMixin:
         return super().finalize_response(request, response, *args, **kwargs)
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"The request body is larger than {limit} bytes.", details={"limit": limit})
+def flow_id_or_404(flow_id: str) -> str:
+    """A path `{flow_id}` that cannot name a stored flow (a NUL, which PostgreSQL refuses in text, or longer
+    than the column) answers exactly like a missing flow instead of reaching the database."""
+    if "\x00" in flow_id or len(flow_id) > Flow._meta.get_field("id").max_length:
+        raise NotFound("Flow not found.")
+    return flow_id

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
+from django.db import DataError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import generics, parsers, renderers, status
+from rest_framework import generics, renderers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,9 +18,19 @@ from accounts.models import Account
 from flowrunner.exceptions import ValidationFailed
 from flows import selectors, services
 from flows.dsl.spec import FlowValidationError
-from flows.http import YAML_MEDIA_TYPE, YAML_PARSERS, BodyLimitMixin, JsonErrorsMixin, YamlTextRenderer
+from flows.http import (
+    YAML_MEDIA_TYPE,
+    YAML_PARSERS,
+    BodyLimitMixin,
+    JsonErrorsMixin,
+    SafeJSONParser,
+    YamlTextRenderer,
+    flow_id_or_404,
+)
 from flows.models import Flow
 from flows.serializers import FlowSerializer, FlowVersionSerializer, FlowWriteSerializer
+
+logger = logging.getLogger(__name__)
 
 _WRITE_BODY = {"application/json": FlowWriteSerializer, YAML_MEDIA_TYPE: OpenApiTypes.STR}
 _ERRORS = {
@@ -46,8 +58,28 @@ def _invalid_flow(exc: FlowValidationError) -> ValidationFailed:
     return ValidationFailed(message="The flow is not valid.", details=[p.to_json() for p in exc.problems])
 
 
+def _unstorable_flow(exc: Exception) -> ValidationFailed:
+    """A flow the parser let through but that cannot be stored or converted: a NUL or an unpaired surrogate
+    from a YAML escape (`"\\0"`, which PostgreSQL refuses in text and jsonb), or an integer longer than Python
+    converts (4300 digits). The DSL should report these itself; until it does, they are a 400, not a 500."""
+    first_line = (str(exc).splitlines() or [""])[0][:200]
+    logger.warning("flow refused after parsing: %s: %s", type(exc).__name__, first_line)
+    return ValidationFailed(
+        message="The flow is not valid.",
+        details=[
+            {
+                "path": "",
+                "line": None,
+                "column": None,
+                "message": "the flow contains a value that cannot be stored (a NUL character, an unpaired "
+                "surrogate, or an integer with too many digits)",
+            }
+        ],
+    )
+
+
 class _FlowApiView(BodyLimitMixin, JsonErrorsMixin, generics.GenericAPIView):
-    parser_classes = [parsers.JSONParser, *YAML_PARSERS]
+    parser_classes = [SafeJSONParser, *YAML_PARSERS]
     renderer_classes = [renderers.JSONRenderer]
 
 
@@ -73,6 +105,8 @@ class FlowListView(_FlowApiView):
             )
         except FlowValidationError as exc:
             raise _invalid_flow(exc)
+        except (DataError, ValueError) as exc:
+            raise _unstorable_flow(exc)
         return Response(FlowSerializer(flow).data, status=status.HTTP_201_CREATED)
 
 
@@ -82,7 +116,11 @@ class FlowDetailView(_FlowApiView):
     renderer_classes = [renderers.JSONRenderer, YamlTextRenderer]
 
     def _flow(self, request: Request, flow_id: str) -> Flow:
-        return selectors.flow_get(account=_account(request), flow_id=flow_id)
+        return selectors.flow_get(account=_account(request), flow_id=flow_id_or_404(flow_id))
+
+    def get_object(self) -> Flow:
+        # DRF's OPTIONS metadata asks for the object behind PUT; without this it asserts on a missing queryset.
+        return self._flow(self.request, self.kwargs["flow_id"])
 
     def _flow_response(self, request: Request, flow: Flow) -> Response:
         if isinstance(request.accepted_renderer, YamlTextRenderer):
@@ -119,6 +157,8 @@ class FlowDetailView(_FlowApiView):
             )
         except FlowValidationError as exc:
             raise _invalid_flow(exc)
+        except (DataError, ValueError) as exc:
+            raise _unstorable_flow(exc)
         return self._flow_response(request, flow)
 
     @extend_schema(operation_id="flows_destroy", responses={204: None, 404: _ERRORS[404]})
@@ -135,6 +175,6 @@ class FlowVersionListView(_FlowApiView):
         responses={200: FlowVersionSerializer(many=True), 404: _ERRORS[404]},
     )
     def get(self, request: Request, flow_id: str) -> Response:
-        flow = selectors.flow_get(account=_account(request), flow_id=flow_id)
+        flow = selectors.flow_get(account=_account(request), flow_id=flow_id_or_404(flow_id))
         page = self.paginate_queryset(selectors.flow_versions(flow=flow))
         return self.get_paginated_response(FlowVersionSerializer(page, many=True).data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from statistics import median
 from typing import Any
 
 from celery import chain, chord
@@ -12,7 +13,7 @@ from celery import chain, chord
 from bench import flows
 from bench.baseline_tasks import batch, join, step
 from bench.config import Sizes
-from bench.driver import Bench, CompletionWatcher, start_run
+from bench.driver import Bench, CompletionWatcher, execution_times, start_run
 from bench.stats import interleaved, scenario_result, summary
 
 CHAIN_LENGTH = 10
@@ -41,25 +42,38 @@ def _chord_run(items: list[int], size: int) -> float:
 
 async def _ab_runs(
     bench: Bench, flow_id: str, input: dict[str, Any], baseline: Callable[[], float], runs: int, warmup: int
-) -> tuple[list[float], list[float]]:
-    """FlowRunner run, then baseline run, `warmup + runs` times; the warm-up pairs are dropped."""
+) -> tuple[list[float], list[float], dict[str, Any]]:
+    """FlowRunner run, then baseline run, `warmup + runs` times; the warm-up pairs are dropped.
+
+    Also splits FlowRunner's time (medians, ms): the run request until its 201, the execution's own life
+    (created_at → finished_at, in PostgreSQL) and finished_at → receipt of `complete`."""
     ours: list[float] = []
     theirs: list[float] = []
+    marks: list[tuple[str, float, float, float]] = []
     async with bench.http() as http, CompletionWatcher(bench) as watcher:
         for _, measured in interleaved(runs, warmup):
-            started = time.perf_counter()
+            wall, started = time.time(), time.perf_counter()
             execution_id = await start_run(http, flow_id, input)
-            ended = await watcher.wait(execution_id, TIMEOUT)
+            answered = time.time()
+            ended, received = await watcher.wait(execution_id, TIMEOUT)
             raw = await asyncio.to_thread(baseline)
             if measured:
                 ours.append((ended - started) * 1000)
                 theirs.append(raw)
-    return ours, theirs
+                marks.append((execution_id, wall, answered, received))
+    times = await asyncio.to_thread(execution_times, [m[0] for m in marks])
+    split = {
+        "run_request_ms": [(answered - wall) * 1000 for _, wall, answered, _ in marks],
+        "request_to_created_ms": [(times[i][0] - wall) * 1000 for i, wall, _, _ in marks],
+        "created_to_finished_ms": [(times[i][1] - times[i][0]) * 1000 for i, _, _, _ in marks],
+        "finished_to_complete_frame_ms": [(received - times[i][1]) * 1000 for i, _, _, received in marks],
+    }
+    return ours, theirs, {name: round(median(values), 2) for name, values in split.items() if values}
 
 
 def latency(bench: Bench, sizes: Sizes) -> dict[str, Any]:
     flow_id = bench.create_flow("linear10", flows.linear("bench-linear-10", CHAIN_LENGTH))
-    ours, theirs = asyncio.run(
+    ours, theirs, split = asyncio.run(
         _ab_runs(
             bench, flow_id, {}, lambda: _chain_run(CHAIN_LENGTH), sizes.latency_runs, sizes.latency_warmup
         )
@@ -77,6 +91,7 @@ def latency(bench: Bench, sizes: Sizes) -> dict[str, Any]:
             "flowrunner_measures": "POST /flows/{id}/run (HTTP, daphne) → `complete` frame on a WebSocket "
             "subscribed to the account (subscribe_account, opened beforehand)",
             "baseline_measures": "chain(10 × bench.step).apply_async() → result.get() (Redis result backend)",
+            "flowrunner_split_median_ms": split,
             "per_node_ms": fr["median"] / CHAIN_LENGTH,
             "per_task_ms": base["median"] / CHAIN_LENGTH,
             "warmup_pairs_discarded": sizes.latency_warmup,
@@ -89,7 +104,7 @@ def fanout(bench: Bench, sizes: Sizes) -> dict[str, Any]:
     items = list(range(sizes.fanout_items))
     batches = -(-len(items) // size)
     flow_id = bench.create_flow("fanout", flows.fanout("bench-fanout", size))
-    ours, theirs = asyncio.run(
+    ours, theirs, split = asyncio.run(
         _ab_runs(
             bench,
             flow_id,
@@ -112,6 +127,7 @@ def fanout(bench: Bench, sizes: Sizes) -> dict[str, Any]:
             "flowrunner_measures": "POST run → `complete` frame (one parallel_batch node: start task, "
             f"{batches} batch tasks in a chord, join task)",
             "baseline_measures": f"chord({batches} × bench.batch)(bench.join).get()",
+            "flowrunner_split_median_ms": split,
             "warmup_pairs_discarded": sizes.fanout_warmup,
         },
     )

@@ -39,7 +39,7 @@ class Receipts:
     def shape(self) -> tuple[int, float, int]:
         """(frames per subscriber, seconds between frames, payload filler) for the baseline to mimic."""
         count = max(1, round(median(self.frames))) if self.frames else 1
-        gap = min(0.02, median(self.spans) / count) if self.spans else 0.0
+        gap = min(0.005, median(self.spans) / count) if self.spans else 0.0
         filler = max(0, round(median(self.sizes)) - 120) if self.sizes else 0
         return count, gap, filler
 

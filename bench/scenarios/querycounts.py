@@ -8,10 +8,12 @@ from typing import Any
 
 from bench import flows, querycount
 from bench.config import Config
-from bench.driver import Bench, executions_done
+from bench.driver import Bench, executions_done, pg_counters
 from bench.stack import COUNT_QUEUE, COUNT_WORKER, wait_until
 
 NODES = 3
+# An idle PostgreSQL backend that flushed its statistics less than a second ago flushes again only after 10 s.
+PG_STATS_SETTLE = 11.0
 
 
 def _start_runs(bench: Bench, flow_id: str, count: int) -> tuple[list[str], Counter[str]]:
@@ -58,18 +60,50 @@ def measure(bench: Bench, cfg: Config) -> dict[str, Any]:
             COUNT_WORKER, queues=(COUNT_QUEUE,), concurrency=1, env={"FLOWRUNNER_BENCH_COUNT_QUERIES": "1"}
         )
         try:
-            ids, start_statements = _start_runs(bench, flow_id, max(1, cfg.sizes.count_executions))
-            wait_until(lambda: executions_done(ids)[0] == len(ids), 300, what="counted executions")
-            if executions_done(ids)[1]:
-                raise RuntimeError("a counted execution failed")
-            time.sleep(0.3)  # the last task's postrun flush
+            ids, start_statements, server = _counted_phase(bench, flow_id, cfg)
             counts, samples = querycount.read_from_redis(client)
         finally:
             stack.stop_worker(COUNT_WORKER)
         runs = _node_runs(ids)
     finally:
         client.close()
-    return summarise(counts, samples, runs, len(ids), start_statements)
+    result = summarise(counts, samples, runs, len(ids), start_statements)
+    if server is not None:
+        result["per_node_run"]["server_transactions"] = round(server / runs, 2)
+    return result
+
+
+def _counted_phase(bench: Bench, flow_id: str, cfg: Config) -> tuple[list[str], Counter[str], int | None]:
+    """Start and wait for the executions; with a settle time, also the server's transaction count
+    (pg_stat_database) minus this process's own, as a cross-check of the client-side counts."""
+    from django.db import connection
+
+    settle = 0.0 if cfg.quick else PG_STATS_SETTLE
+    mine: Counter[str] = Counter()
+
+    def own(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        mine["in_transaction" if context["connection"].in_atomic_block else "autocommit"] += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(own):
+        before = None
+        if settle:
+            time.sleep(settle)
+            before = pg_counters()
+        ids, start_statements = _start_runs(bench, flow_id, max(1, cfg.sizes.count_executions))
+        wait_until(lambda: executions_done(ids)[0] == len(ids), 300, what="counted executions")
+        if executions_done(ids)[1]:
+            raise RuntimeError("a counted execution failed")
+        time.sleep(0.3)  # the last task's postrun flush to Redis
+        if before is None:
+            return ids, start_statements, None
+        time.sleep(settle)
+        after = pg_counters()
+    server = sum(after[k] - before[k] for k in ("xact_commit", "xact_rollback"))
+    # This process: each autocommit statement (the last pg_counters excluded: it is not in the delta) and
+    # one transaction per started execution.
+    server -= (mine["autocommit"] - 1) + len(ids)
+    return ids, start_statements, server
 
 
 def summarise(

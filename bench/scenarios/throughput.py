@@ -3,34 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
 from celery import group
 
-from bench import flows, profiling
+from bench import cpu, flows, profiling
 from bench.baseline_tasks import step
 from bench.config import Config
-from bench.driver import Bench, pg_counters, start_many, wait_executions
+from bench.driver import Bench, start_many, wait_executions
 from bench.scenarios import querycounts
 from bench.stats import scenario_result, summary
 
 NODES = 3
-STATS_SETTLE = 1.2  # PostgreSQL backends flush their statistics at most once a second, when idle
 WARMUP_EXECUTIONS = 100
 TIMEOUT = 600.0
 
 
-def _finished_window(ids: list[str]) -> tuple[float, int]:
-    """(last finished_at as a UNIX time, node runs) of the executions."""
-    from django.db.models import Max
+def _finished_window(ids: list[str]) -> tuple[float, float, int]:
+    """(first node run started_at, last execution finished_at, node runs) of the executions, UNIX times."""
+    from django.db.models import Max, Min
 
     from executions.models import Execution, NodeRun
 
     last = Execution.objects.filter(id__in=ids).aggregate(last=Max("finished_at"))["last"]
-    runs = NodeRun.objects.filter(execution_id__in=ids).count()
-    return last.timestamp(), runs
+    runs = NodeRun.objects.filter(execution_id__in=ids)
+    first = runs.aggregate(first=Min("started_at"))["first"]
+    return first.timestamp(), last.timestamp(), runs.count()
 
 
 async def _flowrunner_round(
@@ -42,32 +43,31 @@ async def _flowrunner_round(
     async with bench.http() as http:
         ids = await start_many(http, flow_id, count)
     submitted = time.perf_counter() - submit_started
-    await asyncio.sleep(STATS_SETTLE)
-    before = await asyncio.to_thread(pg_counters)
     spy = None
     if profile_to is not None:
         main_pid, _ = stack.worker_pids()
         spy = profiling.start(main_pid, profile_to)
         await asyncio.sleep(1.0)  # py-spy attaches to every process of the worker
+    window = cpu.CpuWindow(cpu.stack_groups(stack, _database()))
+    activity = profiling.ActivitySampler() if spy is not None else contextlib.nullcontext()
     started = time.time()
-    await asyncio.to_thread(stack.resume)
-    polls = await wait_executions(ids, TIMEOUT)
+    with window, activity:
+        await asyncio.to_thread(stack.resume)
+        await wait_executions(ids, TIMEOUT)
     spy_log = profiling.stop(spy) if spy is not None else ""
-    last, runs = await asyncio.to_thread(_finished_window, ids)
-    await asyncio.sleep(STATS_SETTLE)
-    after = await asyncio.to_thread(pg_counters)
-    delta = {key: after[key] - before[key] for key in after}
-    # The driver's own statements in the window: each poll is one autocommit SELECT (a transaction), plus
-    # the closing _finished_window (two) and pg_counters itself (one).
-    delta["xact_commit"] -= polls + 3
+    first, last, runs = await asyncio.to_thread(_finished_window, ids)
+    if first < started:  # the consumer was not paused: the backlog did not wait for the clock
+        raise RuntimeError(f"a node run started {started - first:.3f}s before the worker was resumed")
     elapsed = last - started
     return {
+        "cpu_ms_per_node_run": {k: round(v * 1000 / runs, 2) for k, v in window.seconds().items()},
         "rate": runs / elapsed,
         "elapsed_s": elapsed,
         "node_runs": runs,
         "submit_s": submitted,
-        "pg": delta,
+        "first_start_after_resume_s": first - started,
         "py_spy": spy_log,
+        "pg_activity": activity.summary() if spy is not None else None,
     }
 
 
@@ -75,12 +75,25 @@ def _baseline_round(bench: Bench, tasks: int) -> dict[str, Any]:
     stack = bench.stack
     stack.pause()
     result = group(step.s({}, i) for i in range(tasks)).apply_async()
+    window = cpu.CpuWindow(cpu.stack_groups(stack, _database()))
     started = time.time()
-    stack.resume()
-    values = result.get(timeout=TIMEOUT)
+    with window:
+        stack.resume()
+        values = result.get(timeout=TIMEOUT)
     last = max(v["t"] for v in values)
     result.forget()
-    return {"rate": tasks / (last - started), "elapsed_s": last - started, "tasks": tasks}
+    return {
+        "cpu_ms_per_task": {k: round(v * 1000 / tasks, 2) for k, v in window.seconds().items()},
+        "rate": tasks / (last - started),
+        "elapsed_s": last - started,
+        "tasks": tasks,
+    }
+
+
+def _database() -> str:
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["NAME"]
 
 
 async def _rounds(bench: Bench, cfg: Config, flow_id: str) -> tuple[list[dict], list[dict], dict | None]:
@@ -102,9 +115,15 @@ async def _rounds(bench: Bench, cfg: Config, flow_id: str) -> tuple[list[dict], 
         path = cfg.results_dir / f"{cfg.stamp}-profile-throughput.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         round_ = await _flowrunner_round(bench, flow_id, sizes.throughput_executions, profile_to=path)
-        profile = {"raw_file": str(path), "py_spy": round_["py_spy"][-400:]}
+        profile = {
+            "raw_file": str(path),
+            "py_spy": round_["py_spy"][-400:],
+            "rate_while_sampled": round_["rate"],
+            "cpu_ms_per_node_run_while_sampled": round_["cpu_ms_per_node_run"],
+            "pg_activity": round_["pg_activity"],
+        }
         if path.exists():
-            profile.update(profiling.analyse(path))
+            profile.update(profiling.analyse(path, bench.stack.worker_pids()[0]))
     return ours, theirs, profile
 
 
@@ -115,8 +134,6 @@ def throughput(bench: Bench, cfg: Config) -> dict[str, Any]:
     fr = summary([r["rate"] for r in ours], "node runs/s")
     base = summary([r["rate"] for r in theirs], "tasks/s")
     counts = querycounts.measure(bench, cfg)
-    runs = sum(r["node_runs"] for r in ours)
-    pg = {key: sum(r["pg"][key] for r in ours) for key in ours[0]["pg"]}
     ratio = fr["median"] / base["median"]
     queries = counts["per_node_run"]["queries"]
     return scenario_result(
@@ -134,7 +151,6 @@ def throughput(bench: Bench, cfg: Config) -> dict[str, Any]:
             "transactions_per_node_run": counts["per_node_run"]["transactions"],
             "round_trips_per_node_run": counts["per_node_run"]["postgres_round_trips"],
             "query_counts": counts,
-            "pg_stat_database_per_node_run": {k: round(v / runs, 2) for k, v in pg.items()},
             "rounds": {"flowrunner": ours, "baseline": theirs},
             "profile": profile,
         },

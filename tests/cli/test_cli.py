@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from tests.cli.conftest import EXAMPLES
+from tests.cli.conftest import EXAMPLES, cli_env
 
 SMALL = """\
 metadata:
@@ -186,6 +189,34 @@ def test_cancel_after_cancels_a_waiting_execution(cli):
     assert "after_wait" not in result.stderr
 
 
+def test_ctrl_c_cancels_the_execution_and_exits_130(cli):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowrunner.cli", "run", str(EXAMPLES / "wait_and_cancel.yaml")],
+        cwd=cli.dir,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        shown = []
+        for line in process.stderr:  # wait until the wait node runs
+            shown.append(line)
+            if re.search(r"hold\s+running", line):
+                break
+        process.send_signal(signal.SIGINT)
+        stdout, rest = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    stderr = "".join(shown) + rest
+    assert process.returncode == 130, stderr
+    assert "canceling (interrupted)" in stderr
+    assert re.search(r"hold\s+canceled", stderr)
+    assert len(re.findall(r"announce\s+succeeded", stderr)) == 1  # nothing shown twice
+    assert stderr.splitlines()[-1].startswith("canceled in")
+    assert stdout.strip() == "{}"
+
+
 # --- run: secrets -------------------------------------------------------------------------------------------
 
 
@@ -206,7 +237,13 @@ def test_secrets_reach_the_script_and_are_never_printed(cli):
 def test_a_bare_secret_key_reads_the_environment(cli):
     cli.write("secretive.yaml", SECRETIVE)
     result = cli(
-        "run", "secretive.yaml", "--secret", "TOKEN", "--secret", "GREETING=hi!!", TOKEN="from-the-environment"
+        "run",
+        "secretive.yaml",
+        "--secret",
+        "TOKEN",
+        "--secret",
+        "GREETING=hi!!",
+        TOKEN="from-the-environment",
     )
     assert result.code == 0, result.stderr
     assert result.document["token_length"] == len("from-the-environment")
@@ -220,11 +257,20 @@ def test_a_bare_secret_key_reads_the_environment(cli):
     ("args", "expected"),
     [
         (["missing.yaml"], r"flowrunner run: missing\.yaml: no such file"),
-        (["small.yaml", "--input", "{not json"], r"flowrunner run: --input: invalid JSON: .+ \(line 1, column 2\)"),
-        (["small.yaml", "--input", "[1, 2]"], r"flowrunner run: --input: the input must be a JSON object, got .+"),
+        (
+            ["small.yaml", "--input", "{not json"],
+            r"flowrunner run: --input: invalid JSON: .+ \(line 1, column 2\)",
+        ),
+        (
+            ["small.yaml", "--input", "[1, 2]"],
+            r"flowrunner run: --input: the input must be a JSON object, got .+",
+        ),
         (["small.yaml", "--input", "@absent.json"], r"flowrunner run: absent\.json: no such file"),
         (["small.yaml", "--secret", "1BAD=x"], r"flowrunner run: --secret '1BAD': .+"),
-        (["small.yaml", "--secret", "UNSET_SECRET_FOR_TEST"], r"flowrunner run: --secret UNSET_SECRET_FOR_TEST: .+"),
+        (
+            ["small.yaml", "--secret", "UNSET_SECRET_FOR_TEST"],
+            r"flowrunner run: --secret UNSET_SECRET_FOR_TEST: .+",
+        ),
         (["small.yaml", "--cancel-after", "soon"], r"flowrunner run: --cancel-after 'soon': .+"),
     ],
 )

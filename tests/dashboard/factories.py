@@ -53,15 +53,26 @@ def fail(execution: Execution, *, node_error: str = "boom: TypeError") -> Execut
         execution, to=ExecutionStatus.RUNNING, expected=[ExecutionStatus.QUEUED], started_at=now
     )
     transitions.node_run_transition(
-        run, to=NodeRunStatus.RUNNING, expected=[NodeRunStatus.QUEUED], account_id=execution.account_id,
-        started_at=now, worker="w1@host",
+        run,
+        to=NodeRunStatus.RUNNING,
+        expected=[NodeRunStatus.QUEUED],
+        account_id=execution.account_id,
+        started_at=now,
+        worker="w1@host",
     )
     transitions.node_run_transition(
-        run, to=NodeRunStatus.FAILED, expected=[NodeRunStatus.RUNNING], account_id=execution.account_id,
-        finished_at=timezone.now(), error=node_error,
+        run,
+        to=NodeRunStatus.FAILED,
+        expected=[NodeRunStatus.RUNNING],
+        account_id=execution.account_id,
+        finished_at=timezone.now(),
+        error=node_error,
     )
     transitions.execution_transition(
-        execution, to=ExecutionStatus.FAILED, expected=[ExecutionStatus.RUNNING], error=node_error,
+        execution,
+        to=ExecutionStatus.FAILED,
+        expected=[ExecutionStatus.RUNNING],
+        error=node_error,
         current_node=run.node_id,
     )
     return execution

@@ -6,7 +6,10 @@ from dashboard.graph import NODE_HEIGHT, layout
 
 
 def spec(start: str, **edges: dict[str, str]) -> dict:
-    return {"start": start, "nodes": {name: {"type": "transform", "next": nxt} for name, nxt in edges.items()}}
+    return {
+        "start": start,
+        "nodes": {name: {"type": "transform", "next": nxt} for name, nxt in edges.items()},
+    }
 
 
 def rows(graph) -> dict[str, int]:
@@ -62,7 +65,9 @@ def test_long_edges_bend_around_nodes_and_nothing_overlaps():
             assert one[2] <= other[0] or other[2] <= one[0] or one[3] <= other[1] or other[3] <= one[1]
     long_edge = next(edge for edge in graph.edges if edge.label == "error")
     assert long_edge.path.count("C") >= 2
-    assert all(0 <= n.x and n.x + n.width <= graph.width and n.y + n.height <= graph.height for n in graph.nodes)
+    assert all(
+        0 <= n.x and n.x + n.width <= graph.width and n.y + n.height <= graph.height for n in graph.nodes
+    )
 
 
 def test_empty_spec_and_a_long_chain():

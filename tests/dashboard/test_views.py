@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from executions.models import Execution
-from tests.conftest import PASSWORD, make_member
+from tests.conftest import PASSWORD
 from tests.dashboard.factories import fail, make_execution, make_flow
 
 pytestmark = pytest.mark.django_db

@@ -105,6 +105,18 @@ function showPendingFlash() {
   }
 }
 
+// JSON with keys sorted at every level, as the server renders it (PostgreSQL's jsonb has its own key order).
+export function prettyJson(value) {
+  const sorted = (item) => {
+    if (Array.isArray(item)) return item.map(sorted);
+    if (item && typeof item === "object") {
+      return Object.fromEntries(Object.keys(item).sort().map((key) => [key, sorted(item[key])]));
+    }
+    return item;
+  };
+  return JSON.stringify(sorted(value), null, 2);
+}
+
 export function formatTime(iso) {
   if (!iso) return "—";
   const date = new Date(iso);

@@ -8,6 +8,7 @@ import {
   formatTime,
   isTerminal,
   liveSocket,
+  prettyJson,
   readConfig,
   setTime,
 } from "./common.js";
@@ -65,7 +66,7 @@ function applyStatus(next) {
   $("rerun").textContent = ["failed", "canceled"].includes(next.status) ? "Re-run from failure" : "Run again";
   const hasDocument = next.results !== null && next.results !== undefined;
   $("document").hidden = !hasDocument;
-  $("document").textContent = hasDocument ? JSON.stringify(next.results, null, 2) : "";
+  $("document").textContent = hasDocument ? prettyJson(next.results) : "";
   $("document-empty").hidden = hasDocument;
   $("document-empty").textContent = terminal
     ? "No final document: the execution did not complete."

@@ -15,6 +15,24 @@ document.querySelectorAll("#filters select").forEach((select) => {
 const matches = (status) =>
   (!config.status || status.status === config.status) && (!config.flow_id || status.flow_id === config.flow_id);
 
+// Flow names known at page load; a flow created since is looked up once (its id shows meanwhile).
+const flowNames = { ...(config.flow_names || {}) };
+const pendingNames = new Set();
+
+async function lookUpFlowName(flowId) {
+  if (pendingNames.has(flowId)) return;
+  pendingNames.add(flowId);
+  try {
+    const flow = await api("GET", `/flows/${encodeURIComponent(flowId)}`);
+    flowNames[flowId] = flow.name;
+  } catch (error) {
+    flowNames[flowId] = flowId; // deleted since: keep showing the id, and do not ask again
+  }
+  tbody.querySelectorAll(`tr[data-flow="${CSS.escape(flowId)}"] [data-field="flow"]`).forEach((link) => {
+    link.textContent = flowNames[flowId];
+  });
+}
+
 function field(row, name) {
   return row.querySelector(`[data-field="${name}"]`);
 }
@@ -28,7 +46,8 @@ function fill(row, status) {
   link.textContent = status.id.slice(0, 8);
   const flow = field(row, "flow");
   flow.href = `/flows/${encodeURIComponent(status.flow_id)}`;
-  flow.textContent = (config.flow_names || {})[status.flow_id] || status.flow_id;
+  flow.textContent = flowNames[status.flow_id] || status.flow_id;
+  if (!(status.flow_id in flowNames)) lookUpFlowName(status.flow_id);
   const badge = field(row, "status");
   badge.dataset.status = status.status;
   badge.textContent = status.status;

@@ -1,0 +1,1 @@
+"""Browser tests: headless chromium (Playwright) against the real live stack."""

@@ -1,0 +1,111 @@
+"""Database blips: terminate every backend of the test database mid-run, a few times; nothing is left stuck."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.faults.steps import (
+    BATCH_FLOW,
+    BATCH_MS,
+    BATCH_RUNS,
+    BLIPS,
+    LINEAR_FLOW,
+    LINEAR_RUNS,
+    LINEAR_STEPS,
+    NODE_MS,
+    batch_input,
+    check_batch_result,
+    env_float,
+    log_mark,
+    logs_since,
+    open_node_runs,
+    reaper_actions,
+    recovery_bound,
+    wait_all,
+    wait_until,
+)
+from tests.integration.api_steps import create_flow, run_to_end, start_run, wait_for
+
+pytestmark = pytest.mark.faults
+
+BLIP_GAP = env_float("FLOWRUNNER_FAULTS_BLIP_GAP", 1.5)  # seconds between two rounds of terminations
+
+
+def terminate_backends() -> int:
+    """pg_terminate_backend every other connection to this test database (never another database's)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _lost_runs(ids: list[str]) -> int:
+    from executions.models import NodeRun
+
+    return NodeRun.objects.filter(execution_id__in=ids, error__startswith="worker lost").count()
+
+
+def test_terminated_database_connections_are_replaced_and_nothing_is_stuck(stack, live_api, live_db):
+    # Given batch and linear executions in flight
+    batch_flow = create_flow(live_api, BATCH_FLOW)
+    linear_flow = create_flow(live_api, LINEAR_FLOW)
+    inputs = {start_run(live_api, batch_flow, batch_input(k)): batch_input(k) for k in range(BATCH_RUNS)}
+    linear_ids = [start_run(live_api, linear_flow, {"busy_ms": NODE_MS}) for _ in range(LINEAR_RUNS)]
+    ids = [*inputs, *linear_ids]
+    from executions.models import NodeRun
+
+    wait_until(
+        lambda: (
+            NodeRun.objects.filter(
+                execution_id__in=ids, status="succeeded", batch_index__isnull=False
+            ).count()
+            >= 2
+        ),
+        60,
+        "batches under way",
+    )
+    # When every connection of web, workers and beat's reaper to the database is killed, a few times
+    mark = log_mark(stack)
+    started = time.monotonic()
+    left = open_node_runs(ids)
+    terminated = []
+    for _ in range(BLIPS):
+        terminated.append(terminate_backends())
+        time.sleep(BLIP_GAP)
+    # Then every execution completes, nothing is left queued or running
+    work = (
+        sum(1 for run in left if run[2] is not None) * BATCH_MS
+        + sum(1 for run in left if run[1] in LINEAR_STEPS) * NODE_MS
+    ) / 1000
+    bound = BLIPS * BLIP_GAP + recovery_bound(work)
+    final = wait_all(ids, timeout=bound + 30)
+    recovery = time.monotonic() - started
+    assert not open_node_runs(ids)
+    actions = reaper_actions(stack, mark)
+    retried = logs_since(stack, mark).count("; retrying")
+    print(
+        f"\n[database blips] {len(ids)} executions; {BLIPS} rounds of pg_terminate_backend, {BLIP_GAP:g}s apart, "
+        f"terminated {terminated} backends; all terminal {recovery:.1f}s after the first (bound {bound:.1f}s); "
+        f"tasks retried on a database error: {retried}; node runs re-driven as lost: {_lost_runs(ids)}; "
+        f"reaper {dict(actions)}"
+    )
+    assert set(final.values()) == {"completed"}, final
+    assert all(count >= 1 for count in terminated), terminated
+    assert recovery < bound, f"recovery took {recovery:.1f}s, over the bound of {bound:.1f}s"
+    for execution_id, given in inputs.items():
+        check_batch_result(wait_for(live_api, execution_id), given["numbers"])
+    for execution_id in linear_ids:
+        assert wait_for(live_api, execution_id)["results"]["trail"] == list(LINEAR_STEPS)
+    # And the web process answers (its pool replaced the dead connections), and a new run goes through
+    assert all(child.alive() for child in stack.children.values())
+    health = stack.wait_healthy(min_workers=1, timeout=30)
+    assert health["database"] == "ok", health
+    assert live_api.get("/executions", params={"limit": 5}).status_code == 200
+    _, status = run_to_end(live_api, LINEAR_FLOW, {"busy_ms": 10}, timeout=60)
+    assert status["status"] == "completed", status
