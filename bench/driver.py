@@ -1,4 +1,4 @@
-"""What every scenario shares: the running stack, a benchmark account, its flows, HTTP and WebSocket helpers."""
+"""What every scenario shares: the running stack, a benchmark account, its flows, HTTP and WebSocket."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ async def start_many(http: httpx.AsyncClient, flow_id: str, count: int, parallel
 
 
 class CompletionWatcher:
-    """One WebSocket subscribed to the whole account: records when each execution's `complete` frame arrives."""
+    """One WebSocket subscribed to the whole account: when each execution's `complete` frame arrives."""
 
     def __init__(self, bench: Bench) -> None:
         self.bench = bench

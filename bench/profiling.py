@@ -155,7 +155,7 @@ def _category(frames: list[str]) -> str:
 
 class ActivitySampler:
     """Samples pg_stat_activity of the benchmark database in a thread: what its busy backends are doing
-    (running or waiting for a CPU, waiting for a lock, for I/O, or idle in a transaction awaiting the client)."""
+    (running or waiting for a CPU, for a lock, for I/O, or idle in a transaction awaiting the client)."""
 
     QUERY = (
         "SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE datname = current_database() "

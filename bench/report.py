@@ -26,7 +26,8 @@ def _side(stats: dict[str, Any], tail: str) -> str:
 def table(document: dict[str, Any]) -> Table:
     meta = document["meta"]
     caption = (
-        f"{meta['date']} · commit {meta['commit']} · {meta['machine']['nproc']} CPUs ({meta['machine']['cpu']}) · "
+        f"{meta['date']} · commit {meta['commit']} · "
+        f"{meta['machine']['nproc']} CPUs ({meta['machine']['cpu']}) · "
         f"worker: {meta['worker']['command']}"
     )
     out = Table(title="FlowRunner vs raw Celery (same broker, same worker, same run)", caption=caption)

@@ -1,4 +1,4 @@
-"""Run the benchmarks (`make bench`, or `python bench/run.py --help`) and write bench/results/<date>-<commit>.json."""
+"""Run the benchmarks (`make bench`; `--help` lists the options), write bench/results/<date>-<commit>.json."""
 
 from __future__ import annotations
 

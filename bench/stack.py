@@ -1,4 +1,4 @@
-"""The benchmark's processes and database: a fresh PostgreSQL database, daphne and the bench Celery workers."""
+"""The benchmark's processes and database: a fresh PostgreSQL database, daphne, the bench Celery workers."""
 
 from __future__ import annotations
 

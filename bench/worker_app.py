@@ -1,4 +1,4 @@
-"""Celery entry point of the benchmark's workers: FlowRunner's app plus the raw baseline tasks (and counters)."""
+"""Celery entry point of the bench workers: FlowRunner's app plus the raw baseline tasks (and counters)."""
 
 from __future__ import annotations
 

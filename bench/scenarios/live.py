@@ -1,4 +1,4 @@
-"""Scenario d: commit-to-receipt latency of live frames for many WebSocket subscribers vs raw Redis pub/sub."""
+"""Scenario d: commit-to-receipt latency of live frames to many WebSocket subscribers vs raw Redis pub/sub."""
 
 from __future__ import annotations
 

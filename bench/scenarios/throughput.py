@@ -145,8 +145,8 @@ def throughput(bench: Bench, cfg: Config) -> dict[str, Any]:
         target="≥0.5× raw group's task rate and ≤4 queries per node run",
         met=ratio >= 0.5 and queries <= 4,
         details={
-            "measures": "the backlog is queued with the worker's consumer paused (cancel_consumer); the clock "
-            "starts at add_consumer and stops at the last execution's finished_at / the last task's end",
+            "measures": "the backlog is queued with the worker's consumer paused (cancel_consumer); the "
+            "clock starts at add_consumer and stops at the last execution's finished_at / last task's end",
             "queries_per_node_run": queries,
             "transactions_per_node_run": counts["per_node_run"]["transactions"],
             "round_trips_per_node_run": counts["per_node_run"]["postgres_round_trips"],

@@ -1,4 +1,4 @@
-"""The benchmark runs end to end at tiny sizes (`bench/run.py --quick --json`); timing goals are not tested."""
+"""The benchmark runs end to end at tiny sizes (`bench/run.py --quick --json`); no timing goal is tested."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The embedded mode is a real Celery worker: countdown retries wait their backoff, batches join in a chord,
-and `flowrunner serve` runs flows through its API with no PostgreSQL or Redis."""
+"""Embedded mode is a real Celery worker: countdown retries, chord joins, `serve` with API, WebSocket, reaper."""
 
 from __future__ import annotations
 
