@@ -72,8 +72,14 @@ ifndef FLOWRUNNER_REDIS_URL
 test: export FLOWRUNNER_REDIS_URL = redis://127.0.0.1:6379/15
 endif
 
+# Two pytest sessions: unit tests first (their django_db teardown TRUNCATEs tables), then everything that
+# runs real daphne/celery processes, so no flush ever races a live worker. `make test PYTEST_ARGS=...` passes
+# the arguments to both.
+LIVE_MARKS := integration or faults or browser
+
 test: $(INSTALLED)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m "not ($(LIVE_MARKS))" $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -m "$(LIVE_MARKS)" $(PYTEST_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
