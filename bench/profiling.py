@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-RATE = 200
+RATE = 100  # py-spy's own CPU competes with the workers on a small machine
 # Frames that mark a sample as "inside a task" (Celery's tracer calls the task body from here).
 TASK_FRAME = re.compile(r"^(trace_task|build_tracer\.<locals>\.trace_task) \(celery/app/trace\.py")
 # Leaf-first: the first frame whose file matches names the sample's category (its self time).
@@ -19,6 +19,10 @@ CATEGORIES = (
     ("psycopg/", "PostgreSQL client (psycopg: send, wait, parse)"),
     ("py_mini_racer/", "V8 sandbox (mini-racer)"),
     ("channels_redis/", "Channels layer (channels_redis)"),
+    ("channels/", "Channels (consumers, routing)"),
+    ("daphne/", "daphne"),
+    ("twisted/", "Twisted (daphne's reactor)"),
+    ("autobahn/", "autobahn (WebSocket protocol)"),
     ("redis/", "Redis client (broker publish, results, channel layer)"),
     ("kombu/", "kombu (message encoding, publish)"),
     ("django/db/models/sql/", "Django ORM: SQL compilation"),
@@ -48,9 +52,11 @@ def available() -> bool:
     )
 
 
-def start(pid: int, output: Path) -> subprocess.Popen:
+def start(pid: int, output: Path, *, wall_clock: bool = True) -> subprocess.Popen:
+    """Sample `pid` and its children; `wall_clock` also samples threads that wait (py-spy --idle)."""
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-    argv = [exe, "record", "--pid", str(pid), "--subprocesses", "--idle", "--threads", "--rate", str(RATE)]
+    argv = [exe, "record", "--pid", str(pid), "--subprocesses", "--threads", "--rate", str(RATE)]
+    argv += ["--idle"] if wall_clock else []
     argv += ["--format", "raw", "--output", str(output), "--nonblocking"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -141,6 +147,45 @@ def analyse(path: Path, worker_pid: int, top: int = 25) -> dict[str, Any]:
         "note": "wall-clock samples (py-spy --idle --threads); shares are of the samples taken while a pool "
         "process's main thread was inside a task, unless named otherwise; waiting on PostgreSQL or Redis "
         "counts, as it delays the node run",
+    }
+
+
+def analyse_cpu(path: Path, top: int = 20) -> dict[str, Any]:
+    """A CPU-only profile (no --idle) of one process, e.g. daphne: top functions inclusive and self."""
+    inclusive: Counter[str] = Counter()
+    project: Counter[str] = Counter()
+    leaf: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        n = int(count_text)
+        body = [f for f in stack.split(";") if not f.startswith(("process ", "thread ("))]
+        total += n
+        names = [_frame_name(f) for f in body]
+        for name in set(names):
+            inclusive[name] += n
+            if _parse(name)[1].startswith(PROJECT):
+                project[name] += n
+        if names:
+            leaf[names[-1]] += n
+        categories[_category(body)] += n
+
+    def rows(counter: Counter[str], limit: int | None = None) -> list[dict[str, Any]]:
+        return [
+            {"name": k, "share": round(v / total, 4), "samples": v} for k, v in counter.most_common(limit)
+        ]
+
+    return {
+        "cpu_samples": total,
+        "rate_hz": RATE,
+        "by_category_self": rows(categories),
+        "project_inclusive": rows(project, top),
+        "top_inclusive": rows(inclusive, top),
+        "top_self": rows(leaf, top),
+        "note": "CPU samples only (no --idle): shares of the time the process was on a CPU",
     }
 
 

@@ -38,6 +38,11 @@ def table(document: dict[str, Any]) -> Table:
     out.add_column("target")
     out.add_column("met", justify="center")
     for item in document["scenarios"]:
+        if "error" in item:
+            out.add_row(
+                item["scenario"], f"[red]failed: {item['error'][:200]}[/red]", "", "", "", "[red]–[/red]"
+            )
+            continue
         tail = "p99" if item["scenario"].startswith("d_") else "p90"
         out.add_row(
             f"{item['scenario']}\n[dim]{item['title']}[/dim]",
@@ -59,6 +64,17 @@ def extras(document: dict[str, Any]) -> list[str]:
         f"at end {meta.get('floors_end')}"
     ]
     for item in document["scenarios"]:
+        if item["scenario"].startswith("d_") and item["details"]["subscribers_without_complete"]:
+            d = item["details"]
+            lines.append(
+                f"{item['scenario']}: {d['subscribers_without_complete']} of {d['subscribers']} subscribers "
+                f"never got `complete` (first: {d['without_complete'][:3]})"
+            )
+        web = item["details"].get("web_profile") if item["scenario"] == "d_live_one" else None
+        if web and web.get("top_self"):
+            lines.append(f"daphne CPU profile during d_live_one ({web['cpu_samples']} samples), self time:")
+            for row in web["by_category_self"][:8]:
+                lines.append(f"  {row['share']:>6.1%}  {row['name']}")
         if item["scenario"] != "c_throughput":
             continue
         counts = item["details"]["query_counts"]
@@ -72,19 +88,22 @@ def extras(document: dict[str, Any]) -> list[str]:
             f"CPU ms per raw task (each round): {[r['cpu_ms_per_task'] for r in rounds['baseline']]}"
         )
         profile = item["details"].get("profile") or {}
-        if profile.get("pg_activity"):
-            states = ", ".join(f"{s['state']} {s['share']:.0%}" for s in profile["pg_activity"]["states"][:6])
+        wall, cpu = profile.get("wall_clock") or {}, profile.get("cpu") or {}
+        if wall.get("pg_activity"):
+            states = ", ".join(f"{s['state']} {s['share']:.0%}" for s in wall["pg_activity"]["states"][:6])
             lines.append(f"PostgreSQL busy backends (profiled round): {states}")
-        if profile.get("project_inclusive"):
+        for name, prof in (("wall clock", wall), ("CPU", cpu)):
+            if not prof.get("project_inclusive"):
+                continue
             lines.append(
-                f"Profile (py-spy, {profile['samples']} samples): pool processes in a task "
-                f"{profile['children_main_threads_in_task']:.0%} of the time; in tasks, waiting "
-                f"{profile['in_task_waiting_share']:.0%}. FlowRunner functions, inclusive share of task time:"
+                f"Worker profile, {name} (py-spy, {prof['samples']} samples, "
+                f"{prof['rate_while_sampled']:.0f} node runs/s while sampled). "
+                "FlowRunner functions, inclusive share of in-task samples:"
             )
-            for row in profile["project_inclusive"][:15]:
+            for row in prof["project_inclusive"][3:15]:
                 lines.append(f"  {row['share']:>6.1%}  {row['name']}")
             lines.append("  self time by category:")
-            for row in profile["by_category_self"][:10]:
+            for row in prof["by_category_self"][:8]:
                 lines.append(f"  {row['share']:>6.1%}  {row['name']}")
     return lines
 

@@ -7,8 +7,9 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +61,18 @@ def _meta(cfg: bench_config.Config, stamp: str) -> dict:
     }
 
 
+def _guarded(name: str, run: Callable[[], list[dict]], stack: object = None) -> list[dict]:
+    """A scenario that fails is reported as an error object; the other scenarios still run."""
+    try:
+        return run()
+    except Exception as exc:
+        detail = traceback.format_exc()
+        print(f"scenario {name} failed:\n{detail}", file=sys.stderr)
+        if stack is not None:
+            print(stack.logs_report(lines=40), file=sys.stderr)
+        return [{"scenario": name, "error": f"{type(exc).__name__}: {exc}", "traceback": detail[-4000:]}]
+
+
 def _stack_scenarios(cfg: bench_config.Config, meta: dict, workdir: Path) -> list[dict]:
     from bench.driver import Bench
     from bench.scenarios import endtoend, live, throughput
@@ -84,17 +97,15 @@ def _stack_scenarios(cfg: bench_config.Config, meta: dict, workdir: Path) -> lis
             "web": "one daphne process (flowrunner.asgi:application); no beat (the reaper is off)",
         }
         bench = Bench(stack=stack, creds=create_user_orm())
-        if "latency" in cfg.scenarios:
-            results.append(endtoend.latency(bench, cfg.sizes))
-        if "fanout" in cfg.scenarios:
-            results.append(endtoend.fanout(bench, cfg.sizes))
-        if "throughput" in cfg.scenarios:
-            results.append(throughput.throughput(bench, cfg))
-        if "live" in cfg.scenarios:
-            results.extend(live.live(bench, cfg))
-    except BaseException:
-        print(stack.logs_report(lines=40), file=sys.stderr)
-        raise
+        plan = {
+            "latency": lambda: [endtoend.latency(bench, cfg.sizes)],
+            "fanout": lambda: [endtoend.fanout(bench, cfg.sizes)],
+            "throughput": lambda: [throughput.throughput(bench, cfg)],
+            "live": lambda: live.live(bench, cfg),
+        }
+        for name, run in plan.items():
+            if name in cfg.scenarios:
+                results.extend(_guarded(name, run, stack))
     finally:
         stack.stop_all()
     meta["floors_end"] = floors()
@@ -118,12 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     if "scripts" in cfg.scenarios:
         from bench.scenarios import scripts
 
-        scenarios.extend(scripts.scripts(cfg))
+        scenarios.extend(_guarded("scripts", lambda: scripts.scripts(cfg)))
     if cfg.needs_stack:
-        with tempfile.TemporaryDirectory(prefix="flowrunner-bench-") as workdir:
-            scenarios.extend(_stack_scenarios(cfg, meta, Path(workdir)))
+        # The children's logs stay next to the results (git-ignored) for a look after the run.
+        workdir = cfg.results_dir / f"{stamp}-logs"
+        meta["logs"] = str(workdir)
+        scenarios.extend(_stack_scenarios(cfg, meta, workdir))
     order = {name: i for i, name in enumerate(("a", "b", "c", "d", "e"))}
-    scenarios.sort(key=lambda item: order.get(item["scenario"][0], 9))
+    scenarios.sort(key=lambda item: order.get(item["scenario"][0], 9) if "error" not in item else 10)
     meta["duration_s"] = round(time.monotonic() - started, 1)
     meta["machine"]["loadavg_end"] = os.getloadavg()
     document = {"meta": meta, "scenarios": scenarios}
@@ -135,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         report.show(document)
         print(f"\nwritten to {path}")
-    return 0
+    return 1 if any("error" in item for item in scenarios) else 0
 
 
 if __name__ == "__main__":

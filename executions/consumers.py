@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -16,6 +14,7 @@ from django.utils import timezone
 
 from executions.events import account_group, execution_group
 from executions.models import TERMINAL_EXECUTION_STATUSES
+from executions.ws_inbox import FLOOD_CLOSE_CODE, MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Inbox
 from executions.ws_selectors import events_between, subscription_open
 from flowrunner.exceptions import NotFound
 
@@ -36,15 +35,6 @@ CLIENT_TYPES = ("subscribe", "unsubscribe", "subscribe_account", "ping")
 # Executions seen only through subscribe_account are forgotten oldest-first past this many, so a long-lived
 # account subscription keeps bounded memory (an individually subscribed execution is never forgotten).
 DEDUPE_CAPACITY = 4096
-# daphne queues a client's frames without limit while the consumer answers them one by one, so a client that
-# sends faster than it is served would grow the server's memory without bound. Past either limit of frames
-# waiting, the client gets one `error` and the connection is closed (1008); what it still had queued is
-# dropped. Thousands of small subscribes in a burst stay well inside; megabytes of padding do not.
-MAX_BACKLOG_FRAMES = 10_000
-MAX_BACKLOG_BYTES = 8 * 1024 * 1024
-# Below this many frames waiting the backlog is not measured; its size is re-measured at most this often.
-BACKLOG_CHECK_FROM = 32
-BACKLOG_SCAN_INTERVAL = 0.05
 # Largest `since` accepted (as the REST logs endpoint): event seqs are PostgreSQL integers.
 MAX_SINCE = 2**31
 
@@ -116,19 +106,6 @@ def parse_since(frame: dict[str, Any], execution_id: str) -> int | None:
     return since
 
 
-def _inbox_of(receive: Any) -> asyncio.Queue | None:
-    """The queue behind the server's `receive` (daphne hands each connection an `asyncio.Queue.get`), so the
-    consumer can see how many client frames wait for it; None under a server that does it otherwise."""
-    queue = getattr(receive, "__self__", None)
-    return queue if isinstance(queue, asyncio.Queue) else None
-
-
-def _message_size(message: Any) -> int:
-    if not isinstance(message, dict):
-        return 0
-    return len(message.get("text") or message.get("bytes") or "")
-
-
 class ExecutionConsumer(AsyncWebsocketConsumer):
     """One connection. The handshake guard (executions.ws_auth) has put `account_id` in the scope."""
 
@@ -139,13 +116,11 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
         self.account_subscribed = False
         self.last_seq: OrderedDict[str, int] = OrderedDict()
         self.completed: set[str] = set()
-        self._inbox: asyncio.Queue | None = None
-        self._flooded = False
-        self._backlog_scanned_at = 0.0
-        self._backlog_bytes = 0
+        self.inbox: Inbox | None = None
+        self._closing = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
-        self._inbox = _inbox_of(receive)
+        self.inbox = Inbox(receive, send)
         return await super().__call__(scope, receive, send)
 
     # --- connection -------------------------------------------------------------------------------------
@@ -170,58 +145,27 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
     # --- client frames ----------------------------------------------------------------------------------
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
-        if self._flooded:
-            self._drop_backlog()  # the connection is closing: frames still arriving are not answered
-            return
-        if self._over_backlog():
-            self._flooded = True
-            dropped = self._drop_backlog()
-            logger.warning("websocket client %s flooded its connection; closing", self.scope.get("client"))
-            await self._send(
-                server_frame(
-                    "error",
-                    message=f"too many frames waiting (at most {MAX_BACKLOG_FRAMES} frames or "
-                    f"{MAX_BACKLOG_BYTES} bytes); {dropped + 1} frames dropped, closing the connection",
+        inbox = self.inbox
+        if inbox is not None:
+            inbox.taken(message)
+            if inbox.flooded and not self._closing:
+                self._closing = True
+                dropped = inbox.drop_waiting()
+                logger.warning(
+                    "websocket client %s flooded its connection; closing", self.scope.get("client")
                 )
-            )
-            await self.close(code=1008)
-            return
+                await self._send(
+                    server_frame(
+                        "error",
+                        message=f"too many frames waiting (at most {MAX_BACKLOG_FRAMES} frames or "
+                        f"{MAX_BACKLOG_BYTES} bytes); {dropped} dropped, closing the connection",
+                    )
+                )
+                await self.close(code=FLOOD_CLOSE_CODE)
+            if self._closing:
+                inbox.drop_waiting()
+                return
         await super().websocket_receive(message)
-
-    def _over_backlog(self) -> bool:
-        queue = self._inbox
-        if queue is None:
-            return False
-        waiting = queue.qsize()
-        if waiting < BACKLOG_CHECK_FROM:
-            self._backlog_bytes = 0
-            return False
-        if waiting > MAX_BACKLOG_FRAMES:
-            return True
-        now = time.monotonic()
-        if now - self._backlog_scanned_at >= BACKLOG_SCAN_INTERVAL:
-            # No await in between: the deque cannot change while it is summed.
-            self._backlog_bytes = sum(_message_size(message) for message in queue._queue)
-            self._backlog_scanned_at = now
-        return self._backlog_bytes > MAX_BACKLOG_BYTES
-
-    def _drop_backlog(self) -> int:
-        """Drop the client frames waiting in the inbox (keeping anything else, e.g. the disconnect)."""
-        queue, dropped, kept = self._inbox, 0, []
-        if queue is None:
-            return 0
-        while True:
-            try:
-                message = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            if isinstance(message, dict) and message.get("type") == "websocket.receive":
-                dropped += 1
-            else:
-                kept.append(message)
-        for message in kept:
-            queue.put_nowait(message)
-        return dropped
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

@@ -34,7 +34,9 @@ def _loop() -> None:
             continue
         try:
             close_old_connections()
-            NodeRun.objects.filter(id__in=ids, status=NodeRunStatus.RUNNING).update(heartbeat_at=timezone.now())
+            NodeRun.objects.filter(id__in=ids, status=NodeRunStatus.RUNNING).update(
+                heartbeat_at=timezone.now()
+            )
         except Exception:  # a database blip: the next beat tries again
             logger.warning("heartbeat failed", exc_info=True)
             connection.close()

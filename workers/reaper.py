@@ -245,7 +245,16 @@ def _recover_running(stale: Any, now: Any) -> int:
         if _is_batch_parent(run):
             continue  # its batches carry the heartbeats; the join (chord or _join_orphans) finishes it
         with transaction.atomic():
+            # Every claim and finish of the execution's runs holds this lock: once we have it, a run that is
+            # still running with the heartbeat we saw was not re-claimed meanwhile.
             execution = type(run.execution).objects.select_for_update().get(id=run.execution_id)
+            if not NodeRun.objects.filter(
+                id=run.id,
+                status=NodeRunStatus.RUNNING,
+                heartbeat_at=run.heartbeat_at,
+                started_at=run.started_at,
+            ).exists():
+                continue
             if not transitions.node_run_transition(
                 run, to=NodeRunStatus.FAILED, expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
                 error=f"worker lost: no heartbeat for {settings.FLOWRUNNER_STALE_AFTER:g}s", finished_at=now,

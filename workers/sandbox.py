@@ -1,218 +1,59 @@
-"""The V8 script sandbox: one reused mini-racer context per worker process, per-call globals and limits."""
+"""The V8 script sandbox: per-call globals and limits, run in a host process (workers.sandbox_host) per worker.
+
+The worker keeps one host process, started on first use (or by warm_up() at worker start) and reused across
+calls, which are serialized by a lock (the embedded worker is threaded). A script that crashes V8 kills only the
+host: the call fails with kind "crash" and the next call starts a new host. A host that does not answer within
+its script's time limit plus a grace period is killed (kind "timeout").
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import re
+import select
+import signal
+import subprocess
 import sys
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, MiniRacer
+from workers.sandbox_host import _LENGTH, MAX_DEPTH, MIN_FINISH_SECONDS, frame, write_all
 
 MIB = 1024 * 1024
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MEMORY_MB = 128
 DEFAULT_MAX_OUTPUT_BYTES = MIB
 # The hard limit is checked after GCs, so an allocation burst overshoots it; V8's own heap ceiling (~1.5 GB)
-# is fatal to the whole process, so the per-call limit must stay well below it.
+# aborts the host process, so the per-call limit must stay well below it.
 MAX_MEMORY_MB = 512
-# A promise callback runs after the main eval returns and the closing eval waits behind it: that one gets at
-# least this long even when the script used up its own time.
-MIN_FINISH_SECONDS = 0.1
 # new Function() puts "function anonymous(\n) {\n" before the body, so body line 1 is source line 3.
 FUNCTION_HEADER_LINES = 2
+# The host enforces the script's time limit itself; past the limit plus this, it is presumed stuck and killed.
+HOST_GRACE_SECONDS = 5.0
+HOST_START_TIMEOUT = 60.0
+# What the host may inherit of the worker's environment: nothing of FlowRunner's (keys, database password).
+_HOST_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
+_PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
 
-# Run once per context. Everything a script could change and the next script could see is frozen, removed
-# or swept: builtins (prototypes and constructors), the global object's properties and prototype, RegExp's
-# legacy last-match statics. Only `__flowrunner.run/finish` is left for Python to call.
-BOOTSTRAP_JS = r"""
-(() => {
-'use strict';
-const G = globalThis, FunctionCtor = Function, ErrorCtor = Error, StringCtor = String;
-const { defineProperty, freeze, getOwnPropertyDescriptor: describeKey, getPrototypeOf, isExtensible } =
-  Object;
-const { ownKeys, deleteProperty } = Reflect;
-const { stringify, parse } = JSON;
-const MAX_LINES = 1000, MAX_MESSAGE = 8192, MAX_DATA = 65536, MAX_LOG_CHARS = 1 << 20;
-const own = (value) => ({ value, writable: true, enumerable: true, configurable: true });
-
-// Binary buffers live outside the V8 heap, where the memory limit does not see them; FinalizationRegistry
-// callbacks would run during some later call.
-for (const n of ['ArrayBuffer', 'SharedArrayBuffer', 'DataView', 'Atomics', 'WebAssembly',
-  'FinalizationRegistry', 'Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array',
-  'Int32Array', 'Uint32Array', 'Float16Array', 'Float32Array', 'Float64Array', 'BigInt64Array',
-  'BigUint64Array']) deleteProperty(G, n);
-// mini-racer's setTimeout shim is made of `var`s (non-configurable): they can only be emptied.
-for (const n of ['setTimeout', 'clearTimeout', '__timer_manager']) defineProperty(G, n, { value: undefined });
-// RegExp.$1, lastMatch... would show the next script what the previous one matched.
-for (const n of ['input', '$_', 'lastMatch', '$&', 'lastParen', '$+', 'leftContext', '$`', 'rightContext',
-  "$'", '$1', '$2', '$3', '$4', '$5', '$6', '$7', '$8', '$9']) deleteProperty(RegExp, n);
-
-let logs = [], logChars = 0, dropped = 0, reported = 0;
-const json = (value) => {  // JSON that survives BigInt and cycles, for console output
-  const ancestors = [];
-  return stringify(value, function (key, v) {
-    if (typeof v === 'bigint') return v + 'n';
-    if (typeof v !== 'object' || v === null) return v;
-    while (ancestors.length > 0 && ancestors[ancestors.length - 1] !== this) ancestors.pop();
-    if (ancestors.includes(v)) return '[Circular]';
-    ancestors.push(v);
-    return v;
-  });
-};
-const errorText = (e) => {
-  const name = StringCtor(e.name), message = StringCtor(e.message);
-  return message ? name + ': ' + message : name;
-};
-const text = (v) => {  // as Node prints a console argument, except that objects are JSON
-  if (typeof v === 'string') return v;
-  if (typeof v === 'number') return Object.is(v, -0) ? '-0' : StringCtor(v);
-  if (typeof v === 'bigint') return v + 'n';
-  if (typeof v === 'symbol') return v.toString();
-  if (typeof v === 'function') return '[Function: ' + (v.name || '(anonymous)') + ']';
-  if (typeof v !== 'object' || v === null) return StringCtor(v);
-  try {
-    if (v instanceof ErrorCtor) return errorText(v);
-    const s = json(v);
-    if (s !== undefined) return s;
-  } catch (e) { /* fall back to String() */ }
-  try { return StringCtor(v); } catch (e) { return '[object]'; }
-};
-const record = (level, args) => {
-  if (logs.length >= MAX_LINES || logChars >= MAX_LOG_CHARS) { dropped++; return; }
-  let message = args.map((a) => text(a)).join(' '), data = 'null';
-  if (message.length > MAX_MESSAGE) message = message.slice(0, MAX_MESSAGE) + '... [truncated]';
-  try {
-    const objects = args.filter((a) => a !== null && typeof a === 'object' && !(a instanceof ErrorCtor));
-    if (objects.length) data = json(objects.length === 1 ? objects[0] : objects) ?? 'null';
-  } catch (e) { /* data is optional */ }
-  if (data.length > MAX_DATA) data = 'null';
-  const line = '[' + stringify(level) + ',' + stringify(message) + ',' + data + ']';
-  logChars += line.length;
-  logs.push(line);
-};
-const consoleObject = {};
-for (const [method, level] of [['log', 'info'], ['info', 'info'], ['warn', 'warn'], ['error', 'error'],
-  ['debug', 'debug'], ['trace', 'debug']]) {
-  consoleObject[method] = function (...args) { record(level, args); };
-}
-defineProperty(G, 'console', { value: consoleObject, writable: true, configurable: true });
-
-// Frozen builtins would break `obj.toString = ...` or `this.name = ...` in an Error subclass (assigning over
-// an inherited read-only property); as in SES, such properties become accessors setting an own property.
-const tame = (obj, key) => {
-  const d = describeKey(obj, key);
-  if (!d || !('value' in d) || !d.writable || !d.configurable) return;
-  const set = function (v) {
-    if (this === obj) throw new TypeError('Cannot assign to read only property of a built-in');
-    if (Object(this) === this) defineProperty(this, key, own(v));
-  };
-  defineProperty(obj, key, { enumerable: d.enumerable, configurable: false, get: () => d.value, set });
-};
-for (const k of ownKeys(Object.prototype)) tame(Object.prototype, k);
-const OVERRIDDEN = ['constructor', 'toString', 'toLocaleString', 'valueOf', 'toJSON', 'name', 'message'];
-for (const k of ownKeys(G)) {
-  const proto = typeof G[k] === 'function' ? G[k].prototype : undefined;
-  if (Object(proto) === proto) for (const n of OVERRIDDEN) tame(proto, n);
-}
-// Freeze everything reachable from the globals, and intrinsics no global names (async and generator
-// functions, iterators, iterator helpers, segments).
-const globalProto = getPrototypeOf(G), roots = [globalProto, consoleObject], seen = new Set();
-for (const k of ownKeys(G)) roots.push(describeKey(G, k).value);
-for (const make of [() => async function () {}, () => function* () {}, () => async function* () {},
-  () => (function* () {})(), () => (async function* () {})(), () => [][Symbol.iterator](),
-  () => new Map()[Symbol.iterator](), () => new Set()[Symbol.iterator](), () => ''[Symbol.iterator](),
-  () => /x/[Symbol.matchAll](''), () => [].values().map((x) => x),
-  () => Iterator.from({ next: () => ({ done: true }) }), () => new Intl.Segmenter().segment(''),
-  () => new Intl.Segmenter().segment('')[Symbol.iterator](), () => (function () { return arguments; })()]) {
-  try { roots.push(make()); } catch (e) { /* not in this V8 */ }
-}
-while (roots.length) {
-  const o = roots.pop();
-  if (Object(o) !== o || o === G || seen.has(o)) continue;
-  seen.add(o);
-  freeze(o);
-  roots.push(getPrototypeOf(o));
-  for (const k of ownKeys(o)) {
-    const d = describeKey(o, k);
-    roots.push(d.value, d.get, d.set);
-  }
-}
-
-// JSON.stringify escapes lone surrogates, so encodeURIComponent cannot throw here.
-const encode = encodeURIComponent, bytes = unescape, utf8Length = (s) => bytes(encode(s)).length;
-const describe = (e) => {  // line: the innermost frame in the user's code (counted from the Function header)
-  try {
-    if (!(e instanceof ErrorCtor)) return { message: 'Uncaught ' + text(e), line: null };
-    const m = /flowscript:(\d+):\d+/.exec(StringCtor(e.stack));
-    return { message: errorText(e), line: m ? Number(m[1]) : null };
-  } catch (x) {
-    return { message: 'Uncaught exception', line: null };
-  }
-};
-const logsJson = () => {
-  const lines = logs.slice();
-  const limits = '(limit ' + MAX_LINES + ' lines, ' + MAX_LOG_CHARS + ' characters)';
-  if (dropped) lines.push(stringify(['warn', dropped + ' more console lines dropped ' + limits, null]));
-  reported = logs.length;
-  return '[' + lines.join(',') + ']';
-};
-const fail = (message, line = null) => '[0,' + stringify({ message, line }) + ',' + logsJson() + ']';
-const sweep = () => {
-  for (const k of ownKeys(G)) if (!baseline.has(k)) deleteProperty(G, k);
-  // The shim's class is a script-scope binding, the one global binding a script can reassign.
-  try { __TimerManager = undefined; } catch (e) { /* absent in this mini-racer */ }
-};
-
-const runner = freeze({
-  run(body, globalsJson, maxOutput) {
-    sweep();
-    logs = []; logChars = 0; dropped = 0; reported = 0;
-    const values = parse(globalsJson);
-    for (const k of ownKeys(values)) if (!baseline.has(k)) defineProperty(G, k, own(values[k]));
-    // new Function parses the body on its own, so it cannot close the wrapper and leave code at global
-    // scope. A SyntaxError escapes uncaught: mini-racer's message carries its line.
-    const fn = new FunctionCtor(body + '\n//# sourceURL=flowscript');
-    let value, out, d;
-    try { value = fn(); } catch (e) { return fail((d = describe(e)).message, d.line); }
-    try {
-      if (Object(value) === value && typeof value.then === 'function') {
-        return fail('script returned a Promise: scripts run synchronously and async results are not awaited');
-      }
-      out = stringify(value) ?? 'null';
-    } catch (e) {
-      d = describe(e);
-      return fail('script returned a value that cannot be converted to JSON: ' + d.message, d.line);
-    }
-    if (out.length * 3 > maxOutput) {  // UTF-8 takes at most 3 bytes per UTF-16 unit
-      const size = utf8Length(out);
-      if (size > maxOutput) return fail(`script output is ${size} bytes, over the limit of ${maxOutput}`);
-    }
-    return '[1,' + out + ',' + logsJson() + ']';
-  },
-  finish() {  // a separate eval: promise callbacks run between the two, so sweep after them
-    sweep();
-    const clean = isExtensible(G) && getPrototypeOf(G) === globalProto
-      && ownKeys(G).every((k) => baseline.has(k));
-    const late = '[' + logs.slice(reported).join(',') + ']';
-    reported = logs.length;
-    return '[' + clean + ',' + late + ']';
-  },
-});
-defineProperty(G, '__flowrunner', { value: runner });
-for (const k of ownKeys(G)) {  // a builtin global can be neither replaced nor deleted
-  const d = describeKey(G, k);
-  defineProperty(G, k, 'value' in d ? { writable: false, configurable: false } : { configurable: false });
-}
-const baseline = new Set(ownKeys(G));
-})();
-"""
+__all__ = [
+    "MAX_DEPTH",
+    "LogLine",
+    "ScriptCrash",
+    "ScriptError",
+    "ScriptMemoryError",
+    "ScriptOutcome",
+    "ScriptSandbox",
+    "ScriptTimeout",
+    "get_sandbox",
+    "warm_up",
+]
 
 
 @dataclass(frozen=True)
@@ -229,7 +70,8 @@ class ScriptOutcome:
 
 
 class ScriptError(Exception):
-    """A script failed; `line` is 1-based in the user's script, `kind` is "error", "timeout" or "memory"."""
+    """A script failed; `line` is 1-based in the user's script, `kind` is "error", "timeout", "memory" or
+    "crash" (V8 aborted the host process, e.g. on an allocation too large for any heap limit)."""
 
     kind = "error"
 
@@ -248,6 +90,10 @@ class ScriptMemoryError(ScriptError):
     kind = "memory"
 
 
+class ScriptCrash(ScriptError):
+    kind = "crash"
+
+
 _COMPILE_ERROR = re.compile(r"^[^\n]*?:(\d+): ([^\n]*)")  # "flowscript:5: SyntaxError: ..."
 # Comments and string/template literals, blanked before looking for `import(` (newlines kept for the line).
 _LITERALS = re.compile(
@@ -264,33 +110,122 @@ def _dynamic_import_line(source: str) -> int | None:
     return source.count("\n", 0, match.start()) + 1 if match else None
 
 
-def _quiet_closed_loop(previous: Any, unraisable: Any) -> None:
-    # mini-racer closes its event loop before freeing the context, so the answer to a task it just cancelled
-    # (the timed-out script) lands on a closed loop and is printed as an ignored exception; drop only that.
-    exc = unraisable.exc_value
-    if not (isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)):
-        previous(unraisable)
+class _HostGone(Exception):
+    """The host process closed its pipe (it died) or, with `timed_out`, did not answer in time."""
+
+    def __init__(self, reason: str, *, timed_out: bool = False, before_request: bool = False) -> None:
+        super().__init__(reason)
+        self.timed_out = timed_out
+        self.before_request = before_request
+
+
+class _Host:
+    """One host process and its pipes; used by one ScriptSandbox under its lock."""
+
+    def __init__(self) -> None:
+        env = {key: os.environ[key] for key in _HOST_ENV_KEYS if key in os.environ}
+        env["PYTHONPATH"] = _PROJECT_ROOT
+        self.process = subprocess.Popen(
+            [sys.executable, "-s", "-c", "from workers.sandbox_host import main; main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=_PROJECT_ROOT,
+            close_fds=True,
+            bufsize=0,
+        )
+        self._out = self.process.stdin.fileno()
+        self._in = self.process.stdout.fileno()
+        try:
+            reply, _bodies = self._receive(time.monotonic() + HOST_START_TIMEOUT, bodies=0)
+        except _HostGone as exc:
+            self.kill()
+            raise ScriptError(f"the script sandbox could not start: {exc}") from None
+        if reply.get("status") != "ready":
+            self.kill()
+            raise ScriptError(f"the script sandbox could not start: {reply}")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def call(self, code: str, timeout: float, max_memory: int) -> tuple[dict[str, Any], str, str]:
+        header = json.dumps({"op": "call", "timeout": timeout, "max_memory": max_memory}).encode()
+        try:
+            write_all(self._out, frame(header) + frame(code.encode("utf-8", "surrogatepass")))
+        except OSError as exc:  # BrokenPipeError: the host was gone before it got the request
+            raise _HostGone(str(exc), before_request=True) from None
+        reply, (envelope, finish) = self._receive(
+            time.monotonic() + timeout + MIN_FINISH_SECONDS + HOST_GRACE_SECONDS, bodies=2
+        )
+        return reply, envelope, finish
+
+    def _receive(self, deadline: float, *, bodies: int) -> tuple[dict[str, Any], list[str]]:
+        header = self._read_frame(deadline)
+        texts = [self._read_frame(deadline).decode("utf-8", "surrogatepass") for _ in range(bodies)]
+        return json.loads(header), texts
+
+    def _read_frame(self, deadline: float) -> bytes:
+        size = _LENGTH.unpack(self._read_exactly(_LENGTH.size, deadline))[0]
+        return self._read_exactly(size, deadline)
+
+    def _read_exactly(self, size: int, deadline: float) -> bytes:
+        chunks, missing = [], size
+        while missing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._in], [], [], remaining)[0]:
+                raise _HostGone("no answer in time", timed_out=True)
+            chunk = os.read(self._in, min(missing, 1 << 20))
+            if not chunk:
+                raise _HostGone("the process ended")
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
+
+    def exit_description(self) -> str:
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "it stopped answering"
+        if code < 0:
+            try:
+                return f"V8 aborted it with signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"it died of signal {-code}"
+        return f"it exited with status {code}"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+        self.forget()
+
+    def forget(self) -> None:
+        """Close this process's ends of the pipes without touching the host (a forked child's copy)."""
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 _live: weakref.WeakSet[ScriptSandbox] = weakref.WeakSet()
 
 
 class ScriptSandbox:
-    """One V8 context reused across calls, serialized by a lock (the embedded worker is threaded)."""
+    """One host process (one V8 context) reused across calls, serialized by a lock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._racer: MiniRacer | None = None
+        self._host: _Host | None = None
         _live.add(self)
 
     def warm_up(self) -> None:
-        """Create the context now (at worker start) rather than on the first script."""
+        """Start the host (and its V8 context) now, at worker start, rather than on the first script."""
         with self._lock:
-            self._context()
+            self._running_host()
 
     def close(self) -> None:
         with self._lock:
-            self._discard()
+            self._stop_host()
 
     def run(
         self,
@@ -330,63 +265,75 @@ class ScriptSandbox:
         body = f"return (\n{expression}\n);"
         return self._call(body, 1, globals, timeout, memory_mb, max_output_bytes)[0]
 
-    def _context(self) -> MiniRacer:
-        if self._racer is None:
-            racer = MiniRacer()
-            racer.eval(BOOTSTRAP_JS)
-            self._racer = racer
-        return self._racer
+    def _running_host(self) -> _Host:
+        if self._host is not None and not self._host.alive():
+            self._stop_host()  # died while idle (killed from outside): replace it quietly
+        if self._host is None:
+            self._host = _Host()
+        return self._host
 
-    def _discard(self) -> None:
-        racer, self._racer = self._racer, None
-        if racer is not None:
-            previous = sys.unraisablehook
-            sys.unraisablehook = functools.partial(_quiet_closed_loop, previous)
-            try:
-                racer.close()  # also stops a promise callback still looping in the isolate
-            finally:
-                sys.unraisablehook = previous
+    def _stop_host(self) -> None:
+        host, self._host = self._host, None
+        if host is not None:
+            host.kill()
+
+    def _forget_host(self) -> None:
+        host, self._host = self._host, None
+        if host is not None:
+            host.forget()
 
     def _call(self, body, line_offset, values, timeout, memory_mb, max_output) -> tuple[Any, list[LogLine]]:
         memory_mb = max(1, min(int(memory_mb), MAX_MEMORY_MB))
-        limit = memory_mb * MIB
         # NaN has no JSON form; refusing it here beats a JSON.parse error blamed on the script.
         globals_json = json.dumps(values or {}, separators=(",", ":"), default=str, allow_nan=False)
         code = f"__flowrunner.run({json.dumps(body)},{json.dumps(globals_json)},{int(max_output)})"
         with self._lock:
-            racer, started, compile_error, envelope = self._context(), time.monotonic(), None, None
-            try:
-                try:
-                    envelope = racer.eval(code, timeout_sec=timeout, max_memory=limit)
-                except (JSTimeoutException, JSOOMException):
-                    raise
-                except JSEvalException as exc:  # only a compile error escapes the bootstrap's try/catch
-                    compile_error = str(exc)
-                # Promise callbacks run after `run` returns; this eval waits behind them, within the limit.
-                remaining = max(timeout - (time.monotonic() - started), MIN_FINISH_SECONDS)
-                clean, late_logs = json.loads(racer.eval("__flowrunner.finish()", timeout_sec=remaining))
-            except JSTimeoutException:
-                self._discard()
-                raise ScriptTimeout(f"script exceeded its time limit of {timeout:g}s") from None
-            except JSOOMException:
-                self._discard()  # the context keeps the leaked heap
-                raise ScriptMemoryError(f"script exceeded its memory limit of {memory_mb} MB") from None
-            except JSEvalException as exc:
-                self._discard()
-                raise ScriptError(f"script was terminated: {str(exc).splitlines()[0]}") from None
-            if not clean:
-                self._discard()  # an undeletable global, a frozen or re-parented globalThis: start afresh
+            reply, envelope, finish = self._host_call(code, float(timeout), memory_mb)
+        status = reply.get("status")
+        if status == "timeout":
+            raise ScriptTimeout(f"script exceeded its time limit of {timeout:g}s")
+        if status == "memory":
+            raise ScriptMemoryError(f"script exceeded its memory limit of {memory_mb} MB")
+        if status != "ok":
+            raise ScriptError(f"script was terminated: {reply.get('message') or status}")
+        compile_error = reply.get("compile_error")
         if compile_error is not None:
             match = _COMPILE_ERROR.match(compile_error)
             if not match:
                 raise ScriptError(compile_error.splitlines()[0])
             raise ScriptError(match.group(2), line=self._user_line(int(match.group(1)), line_offset))
-        ok, payload, raw_logs = json.loads(envelope)
+        try:
+            ok, payload, raw_logs = json.loads(envelope)
+            _clean, late_logs = json.loads(finish)
+        except RecursionError:  # the bootstrap refuses deep values first; this is the last line of defence
+            raise ScriptError(f"script output is nested more than {MAX_DEPTH} levels deep") from None
         logs = [LogLine(level, message, data) for level, message, data in raw_logs + late_logs]
         if not ok:
             line = self._user_line(payload["line"], line_offset)
             raise ScriptError(payload["message"], line=line, logs=logs)
         return payload, logs
+
+    def _host_call(self, code: str, timeout: float, memory_mb: int) -> tuple[dict[str, Any], str, str]:
+        for attempt in (1, 2):
+            host = self._running_host()
+            try:
+                return host.call(code, timeout, memory_mb * MIB)
+            except _HostGone as gone:
+                self._stop_host()
+                if gone.before_request and attempt == 1:
+                    continue  # it died while idle, between the liveness check and the request: retry once
+                if gone.timed_out:
+                    raise ScriptTimeout(f"script exceeded its time limit of {timeout:g}s") from None
+                raise ScriptCrash(
+                    f"script crashed the sandbox ({host.exit_description()}); the usual cause is an "
+                    f"allocation too large for the {memory_mb} MB memory limit"
+                ) from None
+            except BaseException:
+                # Interrupted mid-request (Celery's soft time limit, KeyboardInterrupt): the host's answer would
+                # be read by the next call, so this host cannot be trusted any more.
+                self._stop_host()
+                raise
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _user_line(raw_line: int | None, line_offset: int) -> int | None:
@@ -399,7 +346,7 @@ _instance_lock = threading.Lock()
 
 
 def get_sandbox() -> ScriptSandbox:
-    """The process-wide sandbox, created on first use (its V8 context is created lazily too)."""
+    """The process-wide sandbox, created on first use (its host process is started lazily too)."""
     global _instance
     with _instance_lock:
         if _instance is None:
@@ -407,24 +354,20 @@ def get_sandbox() -> ScriptSandbox:
         return _instance
 
 
-def _close_before_fork() -> None:
-    # A forked child could neither use nor even close (it hangs) a V8 context copied from its parent, whose
-    # isolate thread is not copied: close them all first, each process then makes its own on first use.
-    for sandbox in list(_live):
-        sandbox.close()
-
-
-def _new_locks_in_child() -> None:
-    # Another thread of the parent may have held a lock at the moment of the fork.
+def _after_fork_in_child() -> None:
+    # The child shares the parent's pipes to the parent's host: it must neither use nor stop that host. It
+    # forgets it (closing only its own copies of the pipe ends) and starts its own on first use. Another thread
+    # of the parent may have held a lock at the moment of the fork.
     global _instance_lock
     _instance_lock = threading.Lock()
     for sandbox in list(_live):
         sandbox._lock = threading.Lock()
+        sandbox._forget_host()
 
 
-os.register_at_fork(before=_close_before_fork, after_in_child=_new_locks_in_child)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def warm_up() -> None:
-    """Create this process's V8 context now; call it from the worker's process-init signal."""
+    """Start this process's sandbox host now; call it from the worker's process-init signal."""
     get_sandbox().warm_up()

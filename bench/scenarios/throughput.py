@@ -35,7 +35,7 @@ def _finished_window(ids: list[str]) -> tuple[float, float, int]:
 
 
 async def _flowrunner_round(
-    bench: Bench, flow_id: str, count: int, profile_to: Path | None = None
+    bench: Bench, flow_id: str, count: int, profile_to: Path | None = None, wall_clock: bool = True
 ) -> dict[str, Any]:
     stack = bench.stack
     await asyncio.to_thread(stack.pause)
@@ -46,7 +46,7 @@ async def _flowrunner_round(
     spy = None
     if profile_to is not None:
         main_pid, _ = stack.worker_pids()
-        spy = profiling.start(main_pid, profile_to)
+        spy = profiling.start(main_pid, profile_to, wall_clock=wall_clock)
         await asyncio.sleep(1.0)  # py-spy attaches to every process of the worker
     window = cpu.CpuWindow(cpu.stack_groups(stack, _database()))
     activity = profiling.ActivitySampler() if spy is not None else contextlib.nullcontext()
@@ -111,19 +111,24 @@ async def _rounds(bench: Bench, cfg: Config, flow_id: str) -> tuple[list[dict], 
             theirs.append(b)
     profile = None
     if cfg.profile and profiling.available():
-        # An extra, unmeasured round: sampling costs CPU on the same cores.
-        path = cfg.results_dir / f"{cfg.stamp}-profile-throughput.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        round_ = await _flowrunner_round(bench, flow_id, sizes.throughput_executions, profile_to=path)
-        profile = {
-            "raw_file": str(path),
-            "py_spy": round_["py_spy"][-400:],
-            "rate_while_sampled": round_["rate"],
-            "cpu_ms_per_node_run_while_sampled": round_["cpu_ms_per_node_run"],
-            "pg_activity": round_["pg_activity"],
-        }
-        if path.exists():
-            profile.update(profiling.analyse(path, bench.stack.worker_pids()[0]))
+        profile = {}
+        # Extra, unmeasured rounds (sampling costs CPU on the same cores): wall clock, then CPU only.
+        for kind, wall_clock in (("wall_clock", True), ("cpu", False)):
+            path = cfg.results_dir / f"{cfg.stamp}-profile-throughput-{kind}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            round_ = await _flowrunner_round(
+                bench, flow_id, sizes.throughput_executions, profile_to=path, wall_clock=wall_clock
+            )
+            result = {
+                "raw_file": str(path),
+                "py_spy": round_["py_spy"][-400:],
+                "rate_while_sampled": round_["rate"],
+                "cpu_ms_per_node_run_while_sampled": round_["cpu_ms_per_node_run"],
+                "pg_activity": round_["pg_activity"],
+            }
+            if path.exists():
+                result.update(profiling.analyse(path, bench.stack.worker_pids()[0]))
+            profile[kind] = result
     return ours, theirs, profile
 
 

@@ -203,6 +203,23 @@ def logs_since(stack: LiveStack, mark: dict[str, int], prefix: str = "worker-") 
     return "\n".join(text)
 
 
+def wait_tasks_done(stack: LiveStack, task_ids: Iterable[str], timeout: float = 60.0) -> None:
+    """Wait until a worker logged the end of every task id (node tasks ignore their results: the log is the
+    only trace of a task that claimed nothing)."""
+    pending = set(task_ids)
+    deadline = time.monotonic() + timeout
+    while pending:
+        text = logs_since(stack, {})
+        pending = {
+            task_id
+            for task_id in pending
+            if not any(f"[{task_id}] {end}" in text for end in ("succeeded", "retry", "raised"))
+        }
+        if pending and time.monotonic() > deadline:
+            raise AssertionError(f"tasks {sorted(pending)} did not finish in {timeout:.0f}s")
+        time.sleep(0.1)
+
+
 def reaper_actions(stack: LiveStack, mark: dict[str, int]) -> Counter:
     """What the reaper did since `mark`, summed from its log lines (`reaper: {'resent': 2, ...}`)."""
     total: Counter = Counter()
@@ -290,6 +307,20 @@ class FaultStack(LiveStack):
         if self._client is None:
             self._client = make_client_app(self.env["FLOWRUNNER_REDIS_URL"])
         return self._client
+
+    def core(self) -> dict[str, int | None]:
+        """pid of each process of the stack proper (web, beat, default workers) that is running."""
+        names = ["web", "beat", *(f"worker-{name}" for name in self.default_workers)]
+        return {name: self.children[name].pid for name in names if self.children[name].alive()}
+
+    def _check_children_alive(self, only: Iterable[str] | None = None) -> None:
+        # The harness checks every child ever started; workers a test stopped on purpose are not failures.
+        names = (
+            list(only)
+            if only is not None
+            else ["web", "beat", *(f"worker-{n}" for n in self.default_workers)]
+        )
+        super()._check_children_alive(only=names)
 
     def close_client(self) -> None:
         if self._client is not None:

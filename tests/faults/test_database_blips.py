@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from tests.faults.steps import (
@@ -26,7 +29,7 @@ from tests.faults.steps import (
     wait_all,
     wait_until,
 )
-from tests.integration.api_steps import create_flow, run_to_end, start_run, wait_for
+from tests.integration.api_steps import create_flow, run_to_end, start_run
 
 pytestmark = pytest.mark.faults
 
@@ -51,14 +54,16 @@ def _lost_runs(ids: list[str]) -> int:
     return NodeRun.objects.filter(execution_id__in=ids, error__startswith="worker lost").count()
 
 
-def test_terminated_database_connections_are_replaced_and_nothing_is_stuck(stack, live_api, live_db):
+def test_terminated_database_connections_are_replaced_and_nothing_is_stuck(
+    stack, live_api, live_db, live_user
+):
     # Given batch and linear executions in flight
     batch_flow = create_flow(live_api, BATCH_FLOW)
     linear_flow = create_flow(live_api, LINEAR_FLOW)
     inputs = {start_run(live_api, batch_flow, batch_input(k)): batch_input(k) for k in range(BATCH_RUNS)}
     linear_ids = [start_run(live_api, linear_flow, {"busy_ms": NODE_MS}) for _ in range(LINEAR_RUNS)]
     ids = [*inputs, *linear_ids]
-    from executions.models import NodeRun
+    from executions.models import Execution, NodeRun
 
     wait_until(
         lambda: (
@@ -71,6 +76,7 @@ def test_terminated_database_connections_are_replaced_and_nothing_is_stuck(stack
         "batches under way",
     )
     # When every connection of web, workers and beat's reaper to the database is killed, a few times
+    _fill_web_pool(stack, live_user.auth)
     mark = log_mark(stack)
     started = time.monotonic()
     left = open_node_runs(ids)
@@ -98,14 +104,52 @@ def test_terminated_database_connections_are_replaced_and_nothing_is_stuck(stack
     assert set(final.values()) == {"completed"}, final
     assert all(count >= 1 for count in terminated), terminated
     assert recovery < bound, f"recovery took {recovery:.1f}s, over the bound of {bound:.1f}s"
+    documents = dict(Execution.objects.filter(id__in=ids).values_list("id", "results"))
     for execution_id, given in inputs.items():
-        check_batch_result(wait_for(live_api, execution_id), given["numbers"])
+        check_batch_result({"results": documents[uuid.UUID(execution_id)]}, given["numbers"])
     for execution_id in linear_ids:
-        assert wait_for(live_api, execution_id)["results"]["trail"] == list(LINEAR_STEPS)
-    # And the web process answers (its pool replaced the dead connections), and a new run goes through
-    assert all(child.alive() for child in stack.children.values())
+        assert documents[uuid.UUID(execution_id)]["trail"] == list(LINEAR_STEPS)
+    # And the web process answers again (its pool replaced the dead connections), and a new run goes through
+    assert len(stack.core()) == 3  # web, beat and w1 still alive
+    wait_until(lambda: _answers(live_api), 30, "the API answering again", poll=0.5)
     health = stack.wait_healthy(min_workers=1, timeout=30)
     assert health["database"] == "ok", health
-    assert live_api.get("/executions", params={"limit": 5}).status_code == 200
     _, status = run_to_end(live_api, LINEAR_FLOW, {"busy_ms": 10}, timeout=60)
     assert status["status"] == "completed", status
+
+
+def _answers(api: httpx.Client) -> bool:
+    try:
+        return api.get("/executions", params={"limit": 1}).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _fill_web_pool(stack, auth, clients: int = 8) -> None:  # noqa: ANN001
+    """Several requests at once: the web process's pool grows to hold several idle connections."""
+
+    def get(_: int) -> int:
+        with stack.client(auth=auth) as api:
+            return api.get("/executions", params={"limit": 50}).status_code
+
+    with ThreadPoolExecutor(clients) as pool:
+        assert set(pool.map(get, range(clients * 4))) == {200}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="psycopg_pool backs off 1, 2, 4, 8 s between idle connections that fail their check: with several "
+    "dead ones the first request waits out the 10 s pool timeout and answers 500 (fix proposed in "
+    "docs/reliability.md: purge the whole pool on the first failed check)",
+)
+def test_the_first_request_after_a_blip_is_answered_at_once(stack, live_api, live_db, live_user):
+    # Given a web process whose pool holds several idle connections
+    _fill_web_pool(stack, live_user.auth)
+    # When all of them are terminated
+    assert terminate_backends() >= 1
+    # Then the next request is answered at once, not after the pool's timeout
+    started = time.monotonic()
+    response = live_api.get("/executions", params={"limit": 1})
+    elapsed = time.monotonic() - started
+    print(f"\n[database blips] first request after the blip: {response.status_code} in {elapsed:.2f}s")
+    assert response.status_code == 200 and elapsed < 2.0, (response.status_code, elapsed)

@@ -12,6 +12,7 @@ from tests.faults.steps import (
     LINEAR_FLOW,
     batch_input,
     node_run_rows,
+    wait_tasks_done,
     wait_until,
 )
 from tests.integration.api_steps import create_flow, start_run, wait_for
@@ -49,15 +50,12 @@ def shape(execution_id: str) -> dict[str, Any]:
     }
 
 
-def _send_and_wait(client, task: str, node_run_id: int, copies: int = 1) -> None:  # noqa: ANN001
-    results = [client.send_task(task, args=[node_run_id]) for _ in range(copies)]
-    for result in results:
-        result.get(timeout=60)  # the task ran (and returned None: it claimed nothing)
+def _send_and_wait(stack, task: str, node_run_id: int, copies: int = 1) -> None:  # noqa: ANN001
+    client = stack.client_app()
+    wait_tasks_done(stack, [client.send_task(task, args=[node_run_id]).id for _ in range(copies)])
 
 
-def test_tasks_redelivered_for_finished_and_running_runs_change_nothing(
-    stack, live_api, live_db, celery_client
-):
+def test_tasks_redelivered_for_finished_and_running_runs_change_nothing(stack, live_api, live_db):
     # Given a finished batch execution and a finished linear one
     batch_id = start_run(live_api, create_flow(live_api, BATCH_FLOW), batch_input(0, items=4, busy_ms=10))
     linear_flow = create_flow(live_api, LINEAR_FLOW)
@@ -70,9 +68,9 @@ def test_tasks_redelivered_for_finished_and_running_runs_change_nothing(
         for run in before[execution_id]["node_runs"]:
             is_parent = run["batch_index"] is None and run["node_id"] == "fan_out"
             task = "flowrunner.run_node" if run["batch_index"] is None else "flowrunner.run_batch"
-            _send_and_wait(celery_client, task, run["id"], copies=2)
+            _send_and_wait(stack, task, run["id"], copies=2)
             if is_parent:
-                _send_and_wait(celery_client, "flowrunner.join_batches", run["id"], copies=2)
+                _send_and_wait(stack, "flowrunner.join_batches", run["id"], copies=2)
     # Then nothing changed: no node run, no event, not a byte of the document
     for execution_id in (batch_id, linear_id):
         assert snapshot(execution_id) == before[execution_id]
@@ -82,7 +80,7 @@ def test_tasks_redelivered_for_finished_and_running_runs_change_nothing(
     control_id = start_run(live_api, linear_flow, {"busy_ms": 2000})
     first = wait_until(lambda: _running(slow_id, "a"), 30, "node a running")
     # When its task is delivered twice more while it runs
-    _send_and_wait(celery_client, "flowrunner.run_node", first, copies=2)
+    _send_and_wait(stack, "flowrunner.run_node", first, copies=2)
     # Then it ends exactly like an execution nobody disturbed
     for execution_id in (slow_id, control_id):
         assert wait_for(live_api, execution_id, timeout=60)["status"] == "completed"
@@ -108,12 +106,12 @@ def test_a_queued_run_delivered_three_times_at_once_runs_once(stack, live_api, l
     first = NodeRun.objects.get(execution_id=execution_id, node_id="a")
     assert first.status == "queued"
     # When the same task is sent twice more, and a worker with 4 processes takes all three at once
-    for _ in range(2):
-        celery_client.send_task("flowrunner.run_node", args=[first.id])
+    copies = [celery_client.send_task("flowrunner.run_node", args=[first.id]).id for _ in range(2)]
     started = time.monotonic()
     stack.start_worker("dup", concurrency=4)
     try:
         status = wait_for(live_api, execution_id, timeout=60)
+        wait_tasks_done(stack, copies)
     finally:
         stack.stop_worker("dup")
     print(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,25 +94,6 @@ def test_sigkilled_worker_loses_nothing_and_duplicates_nothing(stack, live_api, 
     for execution_id, given in inputs.items():
         check_batch_result(wait_for(live_api, execution_id), given["numbers"])
         # the re-driven lanes kept max_parallel (2): the reaper re-sent each lane as a chain
-        if max_batch_overlap(execution_id) > 2:  # DEBUG
-            from executions.models import NodeRun
-
-            for r in (
-                NodeRun.objects.filter(execution_id=execution_id)
-                .order_by("started_at")
-                .values_list(
-                    "id",
-                    "batch_index",
-                    "attempt",
-                    "status",
-                    "worker",
-                    "queued_at",
-                    "started_at",
-                    "finished_at",
-                    "error",
-                )
-            ):
-                print(r)
         assert max_batch_overlap(execution_id) <= 2
     for execution_id in linear_ids:
         assert wait_for(live_api, execution_id)["results"]["trail"] == list(LINEAR_STEPS)
@@ -122,3 +107,43 @@ def test_sigkilled_worker_loses_nothing_and_duplicates_nothing(stack, live_api, 
         for row in node_run_rows(execution_id):
             latest[(row["node_id"], row["batch_index"])] = row
         assert all(row["status"] == "succeeded" for row in latest.values()), latest
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def test_sigkilled_pool_processes_are_replaced_and_their_runs_run_again(stack, live_api, live_db):
+    # Given linear executions whose nodes take NODE_MS * 5 each, two of them running on w1's pool processes
+    linear_flow = create_flow(live_api, LINEAR_FLOW)
+    busy = NODE_MS * 5
+    ids = [start_run(live_api, linear_flow, {"busy_ms": busy}) for _ in range(2)]
+    w1 = stack.worker_hostname("w1")
+    wait_until(lambda: len(_running_on(w1, ids)) >= 2, 60, "both pool processes busy")
+    # When the pool processes (not the worker's main process) are SIGKILLed
+    lost = _running_on(w1, ids)
+    main = stack.children["worker-w1"].pid
+    pool = _children(main)
+    assert pool, "no pool process found"
+    killed_at = time.monotonic()
+    for pid in pool:
+        os.kill(pid, signal.SIGKILL)
+    # Then the worker forks new ones and both executions complete, the killed nodes run again
+    bound = recovery_bound(len(LINEAR_STEPS) * busy / 1000)
+    final = wait_all(ids, timeout=bound + 30)
+    recovery = time.monotonic() - killed_at
+    rows = {row["id"]: row for execution_id in ids for row in node_run_rows(execution_id)}
+    redriven = sum(1 for run_id in lost if rows[run_id]["status"] == "failed")
+    print(
+        f"\n[pool process death] {len(pool)} pool processes killed while running {len(lost)} nodes; all terminal "
+        f"{recovery:.1f}s later (bound {bound:.1f}s); runs the reaper had to re-drive as lost: {redriven}"
+    )
+    assert set(final.values()) == {"completed"}, final
+    assert stack.children["worker-w1"].alive() and stack.children["worker-w1"].pid == main
+    assert recovery < bound
+    for execution_id in ids:
+        assert wait_for(live_api, execution_id)["results"]["trail"] == list(LINEAR_STEPS)

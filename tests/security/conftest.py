@@ -6,20 +6,20 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
-from tests.integration.conftest import (  # noqa: F401 - fixtures re-exported for this directory
-    _STACK_KEY,
-    live_api,
-    live_database,
-    live_db,
-    live_user,
-    make_live_user,
-    stack,
-)
+from tests.integration import conftest as integration
 from tests.integration.harness import LiveStack
+
+# The integration harness's fixtures, for this directory too (a non-root conftest cannot use pytest_plugins).
+live_database = integration.live_database
+live_db = integration.live_db
+make_live_user = integration.make_live_user
+live_user = integration.live_user
+live_api = integration.live_api
+stack = integration.stack
+_STACK_KEY = integration._STACK_KEY
 
 _HERE = Path(__file__).resolve().parent
 
@@ -39,13 +39,13 @@ def live_stack(
     if running is not None:
         yield running
         return
-    stack = LiveStack.from_django_settings(tmp_path_factory.mktemp("security-stack"), workers=1, beat=True)
-    request.config.stash[_STACK_KEY] = stack
+    own = LiveStack.from_django_settings(tmp_path_factory.mktemp("security-stack"), workers=1, beat=True)
+    request.config.stash[_STACK_KEY] = own
     try:
-        stack.start()
-        yield stack
+        own.start()
+        yield own
     finally:
-        stack.stop_all()
+        own.stop_all()
         if _STACK_KEY in request.config.stash:
             del request.config.stash[_STACK_KEY]
 
@@ -68,15 +68,3 @@ def _auth_failures_forgotten(request: pytest.FixtureRequest) -> Iterator[None]:
     if "live_stack" in request.fixturenames:
         with contextlib.suppress(redis.RedisError):
             forget_auth_failures(request.getfixturevalue("live_stack"))
-
-
-@pytest.fixture
-def bearer(live_stack: LiveStack, live_user) -> str:
-    """A bearer token of `live_user`, from POST /login."""
-    response = httpx.post(
-        f"{live_stack.api_url}/login",
-        json={"username": live_user.username, "password": live_user.password},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["token"]
