@@ -1,0 +1,78 @@
+"""What running a node came to: the Outcome of a kind's hook (never an exception) and the retry directive."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from flows.nodes.base import NodeError, NodeResult, NodeTimeoutError
+from workers.context import EngineContext, LogEntry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What running a node came to, before the engine decides what follows."""
+
+    ok: bool
+    output: Any = None
+    action: str = "success"
+    error: str = ""
+    error_type: str = "error"
+    retryable: bool = True
+    timed_out: bool = False
+    defer_seconds: float | None = None
+    logs: list[LogEntry] = field(default_factory=list)
+
+
+@dataclass
+class RetryLater:
+    """The task must hand `node_run_id` back to Celery's retry machinery with this countdown."""
+
+    node_run_id: int
+    countdown: float
+
+
+def execute(kind_call: Any, ctx: EngineContext) -> Outcome:
+    """Run a kind's hook and turn whatever it returns or raises into an Outcome (never raises)."""
+    try:
+        result = kind_call(ctx)
+        if not isinstance(result, NodeResult):
+            result = NodeResult(output=result)
+        return Outcome(
+            ok=True,
+            output=result.output,
+            action=result.action or "success",
+            defer_seconds=result.defer_seconds,
+            logs=ctx.redacted_logs(),
+        )
+    except NodeTimeoutError as exc:
+        return _failure(ctx, exc.message, exc.type, retryable=True, timed_out=True)
+    except NodeError as exc:
+        return _failure(ctx, exc.message, exc.type, retryable=exc.retryable, timed_out=False)
+    except SoftTimeLimitExceeded:
+        limit = f" of {ctx.timeout:g}s" if ctx.timeout else ""
+        return _failure(ctx, f"node exceeded its timeout{limit}", "timeout", retryable=True, timed_out=True)
+    except Exception as exc:  # a bug in a kind must fail the node, not wedge the execution
+        logger.exception("node %s raised unexpectedly", ctx.node.id)
+        return _failure(
+            ctx, f"{type(exc).__name__}: {exc}", "internal_error", retryable=True, timed_out=False
+        )
+
+
+def _failure(
+    ctx: EngineContext, message: str, error_type: str, *, retryable: bool, timed_out: bool
+) -> Outcome:
+    return Outcome(
+        ok=False,
+        error=ctx.redactor.text(message),
+        error_type=error_type,
+        retryable=retryable,
+        timed_out=timed_out,
+        action="timeout" if timed_out else "error",
+        logs=ctx.redacted_logs(),
+    )
