@@ -53,10 +53,11 @@ def available() -> bool:
 
 
 def start(pid: int, output: Path, *, wall_clock: bool = True) -> subprocess.Popen:
-    """Sample `pid` and its children; `wall_clock` also samples threads that wait (py-spy --idle)."""
+    """Sample `pid` and its children: `wall_clock` samples threads that wait too (py-spy --idle); otherwise
+    only threads holding the GIL (--gil: Python CPU time; a C-level wait such as psycopg's is not counted)."""
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
     argv = [exe, "record", "--pid", str(pid), "--subprocesses", "--threads", "--rate", str(RATE)]
-    argv += ["--idle"] if wall_clock else []
+    argv += ["--idle"] if wall_clock else ["--gil"]
     argv += ["--format", "raw", "--output", str(output), "--nonblocking"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -185,7 +186,7 @@ def analyse_cpu(path: Path, top: int = 20) -> dict[str, Any]:
         "project_inclusive": rows(project, top),
         "top_inclusive": rows(inclusive, top),
         "top_self": rows(leaf, top),
-        "note": "CPU samples only (no --idle): shares of the time the process was on a CPU",
+        "note": "GIL-holding samples only (--gil): shares of the process's Python CPU time",
     }
 
 

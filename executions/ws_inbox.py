@@ -1,4 +1,4 @@
-"""Flow control of a WebSocket connection's incoming frames under daphne: pause the socket, or drop and close."""
+"""Flow control of a WebSocket connection's incoming frames: pause the socket, or drop and close."""
 
 from __future__ import annotations
 

@@ -119,7 +119,7 @@ class FlowDetailView(_FlowApiView):
         return selectors.flow_get(account=_account(request), flow_id=flow_id_or_404(flow_id))
 
     def get_object(self) -> Flow:
-        # DRF's OPTIONS metadata asks for the object behind PUT; without this it asserts on a missing queryset.
+        # DRF's OPTIONS metadata asks for the object behind PUT; without this it asserts (no queryset).
         return self._flow(self.request, self.kwargs["flow_id"])
 
     def _flow_response(self, request: Request, flow: Flow) -> Response:

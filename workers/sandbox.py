@@ -1,9 +1,9 @@
-"""The V8 script sandbox: per-call globals and limits, run in a host process (workers.sandbox_host) per worker.
+"""The V8 script sandbox: per-call globals and limits; V8 runs in a host process (workers.sandbox_host).
 
 The worker keeps one host process, started on first use (or by warm_up() at worker start) and reused across
-calls, which are serialized by a lock (the embedded worker is threaded). A script that crashes V8 kills only the
-host: the call fails with kind "crash" and the next call starts a new host. A host that does not answer within
-its script's time limit plus a grace period is killed (kind "timeout").
+calls, which are serialized by a lock (the embedded worker is threaded). A script that crashes V8 kills only
+the host: the call fails with kind "crash" and the next call starts a new host. A host that does not answer
+within its script's time limit plus a grace period is killed (kind "timeout").
 """
 
 from __future__ import annotations
@@ -329,8 +329,8 @@ class ScriptSandbox:
                     f"allocation too large for the {memory_mb} MB memory limit"
                 ) from None
             except BaseException:
-                # Interrupted mid-request (Celery's soft time limit, KeyboardInterrupt): the host's answer would
-                # be read by the next call, so this host cannot be trusted any more.
+                # Interrupted mid-request (Celery's soft time limit, KeyboardInterrupt): the host's answer
+                # would be read by the next call, so this host cannot be trusted any more.
                 self._stop_host()
                 raise
         raise AssertionError("unreachable")
@@ -356,8 +356,8 @@ def get_sandbox() -> ScriptSandbox:
 
 def _after_fork_in_child() -> None:
     # The child shares the parent's pipes to the parent's host: it must neither use nor stop that host. It
-    # forgets it (closing only its own copies of the pipe ends) and starts its own on first use. Another thread
-    # of the parent may have held a lock at the moment of the fork.
+    # forgets it (closing only its own copies of the pipe ends) and starts its own on first use. Another
+    # thread of the parent may have held a lock at the moment of the fork.
     global _instance_lock
     _instance_lock = threading.Lock()
     for sandbox in list(_live):

@@ -1,17 +1,17 @@
-"""The sandbox host: a child process of the worker that owns the V8 isolate, so V8 crashing cannot take the worker.
+"""The sandbox host: a child process of the worker that owns the V8 isolate, so a V8 crash spares the worker.
 
 V8 stops the whole process on some allocations no heap limit catches (`new Array(2**30).fill(0)` aborts with
 "Fatal JavaScript out of memory: invalid table size"). Run in the worker itself, such a script killed the pool
-process, lost the task, and the reaper re-drove it into the next crash. Here only this process dies; the worker
-(workers.sandbox) reports the node failed and starts a new host. It talks to the worker over its stdin and stdout
-in frames (4-byte big-endian length, then the bytes), one request at a time:
+process, lost the task, and the reaper re-drove it into the next crash. Here only this process dies; the
+worker (workers.sandbox) reports the node failed and starts a new host. It talks to the worker over its stdin
+and stdout in frames (4-byte big-endian length, then the bytes), one request at a time:
 
     request: header {"op": "call", "timeout": s, "max_memory": bytes} (JSON), then the code to eval
     reply:   header {"status": "ok" | "timeout" | "memory" | "terminated", ...}, then the envelope and the
              finish() answer (empty when the status is not ok)
 
-The host runs with a minimal environment (no FlowRunner settings, keys or passwords), no core dumps, and is not
-dumpable: a script that broke out of V8 would find nothing of the worker's in it.
+The host runs with a minimal environment (no FlowRunner settings, keys or passwords), no core dumps, and is
+not dumpable: a script that broke out of V8 would find nothing of the worker's in it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import functools
 import json
 import os
 import resource
+import signal
 import struct
 import sys
 import time
+import traceback
 from typing import Any
 
 from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, MiniRacer
@@ -244,7 +246,7 @@ const baseline = new Set(ownKeys(G));
 BOOTSTRAP_JS = BOOTSTRAP_JS.replace("__MAX_DEPTH__", str(MAX_DEPTH))
 
 
-# --- framing (shared with the worker side) --------------------------------------------------------------------
+# --- framing (shared with the worker side) --------------------------------------------------------------
 
 
 def frame(data: bytes) -> bytes:
@@ -275,7 +277,7 @@ def _read_frame(fd: int) -> bytes | None:
     return _read_exactly(fd, _LENGTH.unpack(head)[0])
 
 
-# --- the V8 context -------------------------------------------------------------------------------------------
+# --- the V8 context -------------------------------------------------------------------------------------
 
 
 def _quiet_closed_loop(previous: Any, unraisable: Any) -> None:
@@ -337,11 +339,16 @@ class Engine:
         return reply, envelope, finish
 
 
-# --- the host process -----------------------------------------------------------------------------------------
+# --- the host process -----------------------------------------------------------------------------------
 
 
 def _harden() -> None:
-    """No core file (it would hold the call's secrets) and no ptrace or /proc/<pid>/mem by same-user processes."""
+    """No core file (it would hold the call's secrets), no ptrace or /proc/<pid>/mem by same-user processes.
+    SIGTERM and SIGINT (sent to the worker's whole process group on shutdown) are ignored: the host lives as
+    long as its worker process, whose warm shutdown may still be running a script; it leaves when the pipe
+    closes."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if sys.platform.startswith("linux"):
@@ -379,13 +386,16 @@ def main() -> None:
                 body.decode("utf-8", "surrogatepass"), float(request["timeout"]), int(request["max_memory"])
             )
             _send(replies, reply, envelope, finish)
-    except (BrokenPipeError, KeyboardInterrupt):
-        pass
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Interpreter shutdown with a live V8 context can hang in mini-racer's teardown: leave at once.
-        os._exit(0)
+    except BrokenPipeError:
+        status = 0
+    except BaseException:
+        traceback.print_exc()  # to the worker's log: e.g. V8 could not start
+        status = 1
+    else:
+        status = 0
+    sys.stderr.flush()
+    # Interpreter shutdown with a live V8 context can hang in mini-racer's teardown: leave at once.
+    os._exit(status)
 
 
 if __name__ == "__main__":

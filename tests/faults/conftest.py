@@ -1,14 +1,9 @@
-"""Fixtures for fault tests: a private Redis server and a live stack on it, tuned to recover in seconds.
+"""Fault-test fixtures: this package's own live stack (package-scoped) on a private redis-server it may kill."""
 
-The stack here is this package's own (`live_stack`, package-scoped, torn down when the package's last test
-ends): it runs on a redis-server started for it, so a test may kill -9 that Redis without touching the shared
-one, and its reaper works with a short `FLOWRUNNER_STALE_AFTER`. The fixture names mirror
-tests/integration/conftest.py (`live_stack`, `stack`, `live_db`, `make_live_user`, `live_user`, `live_api`);
-`faults_redis` is the private Redis (`url`, `kill()`, `start()`), `celery_client` a Celery app in the test
-process that talks to that broker (pings, `send_task`).
-
-Sizes and timings come from the environment (modest defaults for CI): see `tests/faults/steps.py`.
-"""
+# The fixture names mirror tests/integration/conftest.py (`live_stack`, `stack`, `live_db`, `make_live_user`,
+# `live_user`, `live_api`); `faults_redis` is the private Redis (`url`, `kill()`, `start()`), `celery_client` a
+# Celery app in the test process on that broker. The stack is torn down when the package's last test ends, so it
+# never runs next to tests/integration's stack. Sizes and timings come from the environment (tests/faults/steps.py).
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Small steps the security tests share: flows, tokens, source addresses, WebSocket clients, process memory."""
+"""Steps the security tests share: flows, runs, tokens, client addresses, process memory, the envelope."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hostile scripts on a real worker: each fails its node clearly, the worker stays whole; secrets stay per account."""
+"""Hostile scripts on a real worker: each node fails clearly, the worker stays whole; secrets per account."""
 
 from __future__ import annotations
 

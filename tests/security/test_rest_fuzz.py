@@ -1,4 +1,4 @@
-"""Schemathesis against the live stack's own OpenAPI schema: no 5xx, every error in the JSON error envelope."""
+"""Schemathesis against the live stack's own OpenAPI schema: no 5xx, every error in the JSON envelope."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hostile REST input on the live stack: oversized, deeply nested, bombs, bad bytes, path tricks; nothing stored."""
+"""Hostile REST input on the live stack: oversized, nested, bombs, bad bytes, path tricks; nothing stored."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Secret values appear nowhere but as ciphertext: PostgreSQL, API answers, logs, events, frames, the broker."""
+"""Secret values appear nowhere but as ciphertext: PostgreSQL, API answers, logs, events, frames, broker."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ nodes:
     params:
       script: "throw new Error('upstream said ' + input.error.message + ' for ' + secrets.OTHER)"
 """
-# Two nodes waiting in the broker: one on a queue no worker consumes, one a countdown the worker holds unacked.
+# Runs waiting in the broker: one on a queue no worker consumes, one a countdown the worker holds unacked.
 PENDING = """
 metadata: {name: pending}
 nodes:
@@ -217,7 +217,7 @@ def test_secret_values_appear_nowhere_but_as_ciphertext(live_stack, live_user, l
 RETURNS_SECRET = """
 metadata: {name: returns a secret}
 nodes:
-  copy: {type: transform, params: {script: "return {copied: secrets.RETURNED, shape: secrets.RETURNED.length}"}}
+  copy: {type: transform, params: {script: "return {copied: secrets.RETURNED, n: secrets.RETURNED.length}"}}
 """
 
 

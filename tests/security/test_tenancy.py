@@ -1,4 +1,4 @@
-"""A second account probes every route and WebSocket frame with the first one's ids: 404s it cannot tell apart."""
+"""A second account probes every route and WebSocket frame with the first one's ids: identical 404s."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ VALID_FLOW = transform_flow("probe", "return 1")
 WAITING_FLOW = "metadata: {name: waiting}\nnodes:\n  nap: {type: wait, params: {duration: 10m}}\n"
 SHORT_FLOW = (
     "metadata: {name: short}\nnodes:\n"
-    "  a: {type: transform, params: {script: 'console.log(\"owner only\"); return {x: 1}'}, next: {success: b}}\n"
+    "  a: {type: transform, params: {script: 'console.log(\"mine\"); return {x: 1}'}, next: {success: b}}\n"
     "  b: {type: wait, params: {duration: 300ms}}\n"
 )
 # Bodies that would be accepted, so that only the ownership check can refuse the request.
@@ -164,7 +164,7 @@ def test_websocket_frames_with_another_accounts_ids_learn_nothing(live_stack, li
         return aimed, absent, account_frames
 
     aimed, absent, account_frames = asyncio.run(scenario())
-    # then each of the owner's ids got the very answer a missing id gets, and no frame of the owner's run arrived
+    # then each of the owner's ids got the very answer a missing id gets, and no frame of the owner's run came
     assert aimed == absent
     assert {answer["message"] for answer in aimed} == {"execution not found"}
     assert {answer["type"] for answer in aimed} == {"error"}
