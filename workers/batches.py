@@ -152,6 +152,7 @@ def run_batch(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLa
         outcome = execute(
             lambda c: kind.process(c, (part.input or {}).get("items", []), part.batch_index, batch_count), ctx
         )
+    outcome.output = ctx.redacted_output(outcome.output)
     return finish_batch(part.id, outcome, redactor=ctx.redactor)
 
 

@@ -41,6 +41,11 @@ class EngineContext:
         self._secrets: dict[str, str] | None = None
         self.redactor = LazyRedactor(lambda: self.secrets.values())
 
+    def redacted_output(self, output: Any) -> Any:
+        """The output as it may be stored: when this node saw the account's secrets, their values are masked,
+        so a script (or an HTTP echo) that returns one does not put it in PostgreSQL in clear."""
+        return output if self._secrets is None else self.redactor.data(output)
+
     @property
     def secrets(self) -> dict[str, str]:
         """The account's secrets, decrypted on first use only (most nodes never touch them)."""

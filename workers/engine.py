@@ -167,6 +167,7 @@ def run_node(node_run_id: int, *, task_id: str = "", hostname: str = "") -> Retr
 
             return batches.start(node_run, execution, spec, node, kind, ctx)
         outcome = execute(kind.run, ctx)
+    outcome.output = ctx.redacted_output(outcome.output)
     return finish(node_run.id, outcome, redactor=ctx.redactor)
 
 
@@ -219,17 +220,35 @@ def _finish_locked(
     if outcome.ok and outcome.defer_seconds and not resuming:
         return _defer(node_run, execution, node, outcome)
     if outcome.ok:
-        size = len(json.dumps(outcome.output, default=str))
-        if size > settings.FLOWRUNNER_MAX_DOCUMENT_BYTES:
-            outcome = Outcome(
-                ok=False,
-                error=f"node output is {size} bytes, over the limit of {settings.FLOWRUNNER_MAX_DOCUMENT_BYTES}",
-                error_type="output_too_large",
-                retryable=False,
-            )
+        problem = output_problem(outcome.output)
+        if problem is not None:
+            outcome = Outcome(ok=False, error=problem, error_type="output_too_large", retryable=False)
     if outcome.ok:
         return _succeed(node_run, execution, spec, node, outcome, redactor)
     return _fail(node_run, execution, spec, node, outcome, redactor)
+
+
+# As for JSON request bodies and flow YAML: deeper values exhaust Python's stack in redaction and copies.
+MAX_OUTPUT_DEPTH = 100
+
+
+def output_problem(output: Any) -> str | None:
+    """Why a node's output cannot join the document (too deep, too large), or None. For every kind, not only
+    scripts (the sandbox refuses deep values itself): an http.request body parsed from a 900-level JSON answer
+    would otherwise raise RecursionError in redaction after the node finished, outside execute(), and leave
+    the run `running` for the reaper to re-drive forever."""
+    stack = [(output, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_OUTPUT_DEPTH:
+                return f"node output is nested more than {MAX_OUTPUT_DEPTH} levels deep"
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    size = len(json.dumps(output, default=str))
+    if size > settings.FLOWRUNNER_MAX_DOCUMENT_BYTES:
+        return f"node output is {size} bytes, over the limit of {settings.FLOWRUNNER_MAX_DOCUMENT_BYTES}"
+    return None
 
 
 def _defer(node_run: NodeRun, execution: Execution, node: NodeSpec, outcome: Outcome) -> None:

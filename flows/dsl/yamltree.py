@@ -10,6 +10,7 @@ Paths reached through an alias carry the line and column of the anchored node.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,9 @@ MAX_DEPTH = 100
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _TAG = "tag:yaml.org,2002:"
+# PostgreSQL refuses NUL in text and jsonb, and an unpaired surrogate is not text: a `"\0"` escape must be a
+# problem with a line, not a database error.
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 _PLAIN_SCALARS = {_TAG + name for name in ("int", "float", "bool", "null")}
 
 
@@ -155,6 +159,11 @@ class _Converter:
 
     def scalar(self, node: ScalarNode, path: str) -> Any:
         if node.tag == _TAG + "str":
+            if _UNSTORABLE_TEXT.search(node.value):
+                self.problem(
+                    path, _position(node), "text may not contain NUL or unpaired surrogate characters"
+                )
+                return ""
             return node.value
         if node.tag == _TAG + "timestamp":
             # Keep dates as the text written: the spec is stored as JSON.
@@ -167,6 +176,9 @@ class _Converter:
             value = self.constructor.construct_object(node)
         except ConstructorError as exc:
             self.problem(path, _position(node), f"invalid value: {exc.problem}")
+            return None
+        except ValueError:  # an integer past Python's 4300-digit conversion limit
+            self.problem(path, _position(node), f"number too large ({len(node.value)} digits)")
             return None
         if isinstance(value, float) and not math.isfinite(value):
             self.problem(
@@ -199,6 +211,11 @@ class _Converter:
                 continue
             # The key as written: `true:` in `next` is the action "true", `1:` the node id "1".
             key = key_node.value
+            if _UNSTORABLE_TEXT.search(key):
+                self.problem(
+                    path, _position(key_node), "keys may not contain NUL or unpaired surrogate characters"
+                )
+                continue
             key_path = child_path(path, key)
             if key in first_line:
                 self.problem(

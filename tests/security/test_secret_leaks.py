@@ -244,10 +244,6 @@ def test_a_secret_a_script_returns_is_masked_in_every_answer(
     assert not [text for text in [*answers, *frames] if value in text]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine stores node outputs, the document and the results unredacted (docs/security.md)",
-)
 def test_a_secret_a_script_returns_is_not_stored_in_clear(live_db, returned_secret):
     _, value = returned_secret
     assert _postgres_hits([value]) == []

@@ -24,8 +24,9 @@ nodes:
 def sent(monkeypatch):
     """Tasks the engine publishes (after commit), captured instead of sent to a broker."""
     calls: list[tuple[str, int, dict]] = []
-    monkeypatch.setattr(dispatch, "send_now", lambda task, node_run_id, **options: calls.append(
-        (task, node_run_id, options)))
+    monkeypatch.setattr(
+        dispatch, "send_now", lambda task, node_run_id, **options: calls.append((task, node_run_id, options))
+    )
     return calls
 
 
@@ -66,7 +67,11 @@ def test_engine_duplicate_delivery_changes_nothing(member, sent):
     first_run = sent[0][1]
     _drain(sent)
     execution.refresh_from_db()
-    before = (execution.last_event_seq, NodeRun.objects.filter(execution=execution).count(), execution.results)
+    before = (
+        execution.last_event_seq,
+        NodeRun.objects.filter(execution=execution).count(),
+        execution.results,
+    )
     # When the first node's task is delivered again
     assert engine.run_node(first_run, task_id="dup", hostname="other@host") is None
     # Then no row, event or document changed and nothing was published
@@ -126,7 +131,9 @@ def test_engine_failure_with_retries_left_asks_for_a_celery_retry(member, sent):
 
 def test_engine_output_over_the_document_limit_fails_the_node(member, sent, settings):
     settings.FLOWRUNNER_MAX_DOCUMENT_BYTES = 2048
-    execution = _start(member, LINEAR.replace("return {a: input.x + 1}", "return {a: 'x'.repeat(5000)}"), {"x": 1})
+    execution = _start(
+        member, LINEAR.replace("return {a: input.x + 1}", "return {a: 'x'.repeat(5000)}"), {"x": 1}
+    )
     _drain(sent)
     execution.refresh_from_db()
     assert execution.status == "failed"
