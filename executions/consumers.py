@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -37,6 +40,11 @@ CLIENT_TYPES = ("subscribe", "unsubscribe", "subscribe_account", "ping")
 DEDUPE_CAPACITY = 4096
 # Largest `since` accepted (as the REST logs endpoint): event seqs are PostgreSQL integers.
 MAX_SINCE = 2**31
+# A subscribed execution that has not ended and sent nothing for this long is read back from PostgreSQL: the
+# channel layer may drop a frame (Redis restarted, a full channel), and a lost *last* frame would otherwise
+# never be noticed — the gap fill only runs when a later frame arrives.
+CATCH_UP_AFTER = 2.0
+CATCH_UP_EVERY = 1.0
 
 
 class FrameError(Exception):
@@ -118,6 +126,9 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
         self.completed: set[str] = set()
         self.inbox: Inbox | None = None
         self._closing = False
+        self.last_frame_at: dict[str, float] = {}
+        self._delivery = asyncio.Lock()
+        self._catch_up_task: asyncio.Task | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
         self.inbox = Inbox(receive, send)
@@ -132,8 +143,14 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
             return
         self.account_id = str(account_id)
         await self.accept()
+        self._catch_up_task = asyncio.create_task(self._catch_up_loop())
 
     async def disconnect(self, code: int) -> None:
+        if self._catch_up_task is not None:
+            self._catch_up_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._catch_up_task
+            self._catch_up_task = None
         groups = [execution_group(execution_id) for execution_id in self.subscriptions]
         if self.account_subscribed:
             groups.append(account_group(self.account_id))
@@ -229,19 +246,21 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
             logger.exception("websocket subscribe to %s failed", execution_id)
             await self.channel_layer.group_discard(group, self.channel_name)
             raise FrameError("subscription failed; try again", execution_id=execution_id)
-        self.subscriptions.add(execution_id)
-        # The stored events go out verbatim, even a terminal status among them: `complete` follows the
-        # snapshot, so a late subscriber sees it exactly once.
-        for payload in opened.replay:
-            await self._send(payload)
-        snapshot = opened.snapshot
-        await self._send(snapshot)
-        if opened.terminal:
-            await self._send(complete_frame(snapshot))
-            self.completed.add(execution_id)
-        else:
-            self.completed.discard(execution_id)
-        self._remember(execution_id, max(snapshot["seq"], self.last_seq.get(execution_id, 0)))
+        async with self._delivery:
+            self.subscriptions.add(execution_id)
+            # The stored events go out verbatim, even a terminal status among them: `complete` follows the
+            # snapshot, so a late subscriber sees it exactly once.
+            for payload in opened.replay:
+                await self._send(payload)
+            snapshot = opened.snapshot
+            await self._send(snapshot)
+            if opened.terminal:
+                await self._send(complete_frame(snapshot))
+                self.completed.add(execution_id)
+            else:
+                self.completed.discard(execution_id)
+            self._remember(execution_id, max(snapshot["seq"], self.last_seq.get(execution_id, 0)))
+            self.last_frame_at[execution_id] = time.monotonic()
 
     async def _unsubscribe(self, frame: dict[str, Any]) -> None:
         execution_id = parse_execution_id(frame)
@@ -253,6 +272,7 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
             # A later subscribe starts a new subscription (with its own snapshot) from scratch.
             self.last_seq.pop(execution_id, None)
             self.completed.discard(execution_id)
+        self.last_frame_at.pop(execution_id, None)
 
     async def _subscribe_account(self) -> None:
         if self.account_subscribed:
@@ -281,6 +301,10 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
         )
         if not wanted:  # e.g. still queued from before an unsubscribe, or a subscribe that was refused
             return
+        async with self._delivery:
+            await self._fill_and_deliver(frame, execution_id, seq)
+
+    async def _fill_and_deliver(self, frame: dict[str, Any], execution_id: str, seq: int) -> None:
         last = self.last_seq.get(execution_id)
         if last is not None and seq > last + 1:
             # Broadcasts from different processes may overtake each other; the store is gapless and every
@@ -297,11 +321,41 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
                 await self._deliver(payload)
         await self._deliver(frame)
 
+    async def _catch_up_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CATCH_UP_EVERY)
+            now = time.monotonic()
+            quiet = [
+                execution_id
+                for execution_id in self.subscriptions
+                if execution_id not in self.completed
+                and now - self.last_frame_at.get(execution_id, 0.0) >= CATCH_UP_AFTER
+            ]
+            for execution_id in quiet:
+                try:
+                    async with self._delivery:
+                        if execution_id not in self.subscriptions or execution_id in self.completed:
+                            continue
+                        self.last_frame_at[execution_id] = time.monotonic()
+                        missing = await events_between(
+                            account_id=self.account_id,
+                            execution_id=execution_id,
+                            after=self.last_seq.get(execution_id, 0),
+                            before=MAX_SINCE,
+                        )
+                        for payload in missing:
+                            await self._deliver(payload)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the next round tries again
+                    logger.warning("websocket catch-up of %s failed", execution_id, exc_info=True)
+
     async def _deliver(self, frame: dict[str, Any]) -> None:
         execution_id = frame["execution_id"]
         last = self.last_seq.get(execution_id)
         if last is not None and frame["seq"] <= last:
             return  # a duplicate (reached through two groups) or a step backwards
+        self.last_frame_at[execution_id] = time.monotonic()
         await self._send(frame)
         self._remember(execution_id, frame["seq"])
         if is_terminal_status(frame) and execution_id not in self.completed:

@@ -209,7 +209,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # All consumers of one daphne process share one Redis channel ("specific." prefix), so capacity
+            # bounds the frames in flight for the whole process, not per socket: at 1000, 200 sockets on one
+            # execution overflowed it and group_send silently dropped frames (the last ones of a run).
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 100_000, "expiry": 60},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from executions import dispatch, transitions
-from executions.models import TERMINAL_NODE_STATUSES, ExecutionStatus, NodeRun, NodeRunStatus
+from executions.models import TERMINAL_NODE_STATUSES, Execution, ExecutionStatus, NodeRun, NodeRunStatus
 from executions.services import node_task_options
 from workers.specs import spec_for_version
 
@@ -28,6 +28,9 @@ WAITING_FIELDS = (
 )  # fmt: skip
 # A chord whose last batch finished this long ago without its callback is joined from PostgreSQL.
 JOIN_GRACE = timedelta(seconds=2)
+# A node run whose worker vanished is re-run as a new attempt; after this many lost attempts the node fails.
+LOST = "worker lost"
+MAX_LOST_ATTEMPTS = 3
 # A broker queue longer than this is not read message by message: its stale runs are taken as waiting in it.
 BACKLOG_SCAN_LIMIT = 20_000
 # Kombu's Redis message is JSON with Celery's headers in clear: {"body": "<base64>", ..., "headers": {...,
@@ -260,31 +263,63 @@ def _recover_running(stale: Any, now: Any) -> int:
             continue
         if _is_batch_parent(run):
             continue  # its batches carry the heartbeats; the join (chord or _join_orphans) finishes it
-        with transaction.atomic():
-            # Every claim and finish of the execution's runs holds this lock: once we have it, a run that is
-            # still running with the heartbeat we saw was not re-claimed meanwhile.
-            execution = type(run.execution).objects.select_for_update().get(id=run.execution_id)
-            if not NodeRun.objects.filter(
-                id=run.id,
-                status=NodeRunStatus.RUNNING,
-                heartbeat_at=run.heartbeat_at,
-                started_at=run.started_at,
-            ).exists():
-                continue
-            if not transitions.node_run_transition(
-                run, to=NodeRunStatus.FAILED, expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
-                error=f"worker lost: no heartbeat for {settings.FLOWRUNNER_STALE_AFTER:g}s", finished_at=now,
-            ):  # fmt: skip
-                continue
-            again = transitions.node_run_create(
-                execution=execution, node_id=run.node_id, batch_index=run.batch_index, attempt=run.attempt + 1,
-                step=run.step, input=run.input, task_id=run.task_id,
-            )  # fmt: skip
-            # The lost part was its lane's running member: the rest of the lane was never published.
-            successors = (Lanes().lane(again) or (True, []))[1] if again.batch_index is not None else []
-            transaction.on_commit(lambda r=again, s=successors: _send(r, s))
-        count += 1
+        if requeue_lost(run, reason=f"no heartbeat for {settings.FLOWRUNNER_STALE_AFTER:g}s"):
+            count += 1
     return count
+
+
+def requeue_lost(run: NodeRun, *, reason: str) -> bool:
+    """The running attempt `run` lost its worker: fail it and queue the next attempt (sent on commit).
+
+    After MAX_LOST_ATTEMPTS lost attempts of the node (this activation), the node fails for good instead —
+    its `error` edge, else the execution fails: a node that kills its worker every time (a poison pill) must
+    not be run forever. A batch part's queued successors in its lane are sent along (their chain died with
+    the worker). Returns False when `run` is no longer running with the heartbeat seen (someone moved it).
+    """
+    with transaction.atomic():
+        # Every claim and finish of the execution's runs holds this lock: once we have it, a run still running
+        # with the heartbeat we saw was not re-claimed or finished meanwhile.
+        execution = Execution.objects.select_for_update().get(id=run.execution_id)
+        if not NodeRun.objects.filter(
+            id=run.id, status=NodeRunStatus.RUNNING, heartbeat_at=run.heartbeat_at, started_at=run.started_at
+        ).exists():
+            return False
+        lost = 1 + NodeRun.objects.filter(
+            execution_id=run.execution_id, node_id=run.node_id, step=run.step, batch_index=run.batch_index,
+            status=NodeRunStatus.FAILED, error__startswith=LOST,
+        ).count()  # fmt: skip
+        if lost >= MAX_LOST_ATTEMPTS:
+            _give_up(run, execution, f"{LOST}: {reason}; {lost} attempts lost, giving up")
+            return True
+        if not transitions.node_run_transition(
+            run, to=NodeRunStatus.FAILED, expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
+            error=f"{LOST}: {reason}", finished_at=timezone.now(),
+        ):  # fmt: skip
+            return False
+        again = transitions.node_run_create(
+            execution=execution, node_id=run.node_id, batch_index=run.batch_index, attempt=run.attempt + 1,
+            step=run.step, input=run.input, task_id=run.task_id,
+        )  # fmt: skip
+        # A lost part was its lane's running member: the rest of the lane was never published.
+        successors = (Lanes().lane(again) or (True, []))[1] if again.batch_index is not None else []
+        transaction.on_commit(lambda: _send(again, successors))
+    return True
+
+
+def _give_up(run: NodeRun, execution: Execution, error: str) -> None:
+    from workers import batches, engine
+    from workers.outcomes import Outcome
+
+    outcome = Outcome(ok=False, error=error, error_type="worker_lost", retryable=False)
+    redactor = engine.redactor_for(execution)
+    if run.batch_index is None:
+        engine.finish(run.id, outcome, redactor=redactor)
+        return
+    batches.finish_batch(run.id, outcome, redactor=redactor)
+    lane = Lanes().lane(run)
+    if lane and lane[1]:
+        first, *rest = lane[1]
+        transaction.on_commit(lambda: _send(first, rest))
 
 
 def _join_orphans(now: Any) -> int:

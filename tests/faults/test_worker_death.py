@@ -147,3 +147,33 @@ def test_sigkilled_pool_processes_are_replaced_and_their_runs_run_again(stack, l
     assert recovery < bound
     for execution_id in ids:
         assert wait_for(live_api, execution_id)["results"]["trail"] == list(LINEAR_STEPS)
+
+
+def test_a_node_that_kills_its_worker_every_time_fails_after_three_lost_attempts(stack, live_api, live_db):
+    from executions.models import NodeRun
+
+    # Given a node that is running whenever we look (3 s of work): a stand-in for a poison pill
+    execution_id = start_run(live_api, create_flow(live_api, LINEAR_FLOW), {"busy_ms": 3000})
+    w1 = stack.worker_hostname("w1")
+    started = time.monotonic()
+    # When its worker process dies every time it runs it
+    for attempt in (1, 2, 3):
+        run_id = wait_until(
+            lambda attempt=attempt: NodeRun.objects.filter(
+                execution_id=execution_id, node_id="a", attempt=attempt, status="running", worker=w1
+            ).first(),
+            60,
+            f"attempt {attempt} of node a running",
+        ).id
+        for pid in _children(stack.children["worker-w1"].pid):
+            os.kill(pid, signal.SIGKILL)
+    # Then the reaper gives up after the third lost attempt: the node fails, the execution with it
+    status = wait_for(live_api, execution_id, timeout=3 * recovery_bound(3) + 30)
+    print(
+        f"\n[poison pill] 3 lost attempts, execution failed {time.monotonic() - started:.1f}s after the start"
+    )
+    assert status["status"] == "failed", status
+    assert "3 attempts lost, giving up" in status["error"], status["error"]
+    runs = [row for row in node_run_rows(execution_id) if row["node_id"] == "a"]
+    assert [(r["attempt"], r["status"]) for r in runs] == [(1, "failed"), (2, "failed"), (3, "failed")]
+    assert all(r["error"].startswith("worker lost") for r in runs) and runs[-1]["id"] == run_id
