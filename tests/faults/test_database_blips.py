@@ -98,7 +98,7 @@ def test_terminated_database_connections_are_replaced_and_nothing_is_stuck(
     print(
         f"\n[database blips] {len(ids)} executions; {BLIPS} rounds of pg_terminate_backend, {BLIP_GAP:g}s apart, "
         f"terminated {terminated} backends; all terminal {recovery:.1f}s after the first (bound {bound:.1f}s); "
-        f"tasks retried on a database error: {retried}; node runs re-driven as lost: {_lost_runs(ids)}; "
+        f"tasks retried on a database error: {retried}; attempts lost and run again: {_lost_runs(ids)}; "
         f"reaper {dict(actions)}"
     )
     assert set(final.values()) == {"completed"}, final

@@ -129,6 +129,7 @@ def test_sigkilled_pool_processes_are_replaced_and_their_runs_run_again(stack, l
     main = stack.children["worker-w1"].pid
     pool = _children(main)
     assert pool, "no pool process found"
+    mark = log_mark(stack)
     killed_at = time.monotonic()
     for pid in pool:
         os.kill(pid, signal.SIGKILL)
@@ -137,14 +138,16 @@ def test_sigkilled_pool_processes_are_replaced_and_their_runs_run_again(stack, l
     final = wait_all(ids, timeout=bound + 30)
     recovery = time.monotonic() - killed_at
     rows = {row["id"]: row for execution_id in ids for row in node_run_rows(execution_id)}
-    redriven = sum(1 for run_id in lost if rows[run_id]["status"] == "failed")
+    rerun = sum(1 for run_id in lost if rows[run_id]["status"] == "failed")
     print(
         f"\n[pool process death] {len(pool)} pool processes killed while running {len(lost)} nodes; all terminal "
-        f"{recovery:.1f}s later (bound {bound:.1f}s); runs the reaper had to re-drive as lost: {redriven}"
+        f"{recovery:.1f}s later (bound {bound:.1f}s); attempts lost and run again: {rerun}; "
+        f"reaper {dict(reaper_actions(stack, mark))}"
     )
     assert set(final.values()) == {"completed"}, final
     assert stack.children["worker-w1"].alive() and stack.children["worker-w1"].pid == main
     assert recovery < bound
+    assert rerun == len(lost)  # each interrupted attempt failed as lost, and a new one ran
     for execution_id in ids:
         assert wait_for(live_api, execution_id)["results"]["trail"] == list(LINEAR_STEPS)
 
