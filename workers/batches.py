@@ -23,9 +23,11 @@ from workers.engine import (
     RetryLater,
     execute,
     finish,
+    interrupted,
     lock_execution,
     make_context,
     redactor_for,
+    requeue_interrupted,
 )
 from workers.specs import longest_path, progress_percent, spec_for_version
 
@@ -117,6 +119,9 @@ def run_batch(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLa
     """The body of `flowrunner.run_batch`: claim one batch, run the processor script, record the result."""
     with transaction.atomic():
         part = NodeRun.objects.filter(id=part_id).first()
+        if part is not None and interrupted(part, task_id):
+            requeue_interrupted(part)
+            return None
         if part is None or part.status not in CLAIMABLE:
             return None
         execution = lock_execution(part.execution_id)

@@ -105,10 +105,27 @@ def redactor_for(execution: Execution) -> LazyRedactor:
 # --- claim --------------------------------------------------------------------------------------------------
 
 
+def interrupted(node_run: NodeRun, task_id: str) -> bool:
+    """Is `node_run` running under this very Celery task, which claimed it and never finished it? A task
+    retried after a database error, or redelivered (same id) after its worker process died, finds its own
+    claim: without handling it, the run would sit `running` until the reaper's STALE_AFTER."""
+    return bool(task_id) and node_run.status == NodeRunStatus.RUNNING and node_run.task_id == task_id
+
+
+def requeue_interrupted(node_run: NodeRun) -> None:
+    """Fail the interrupted attempt as lost and queue the next one at once (bounded like the reaper's)."""
+    from workers import reaper
+
+    reaper.requeue_lost(node_run, reason="its task was interrupted (database error or worker process death)")
+
+
 def claim(node_run_id: int, *, task_id: str = "", hostname: str = "") -> tuple[NodeRun, Execution] | None:
     """queued|retrying → running, and the execution to running; None when someone else has it (or canceled)."""
     with transaction.atomic():
         node_run = lock_run(node_run_id)
+        if node_run is not None and interrupted(node_run, task_id):
+            requeue_interrupted(node_run)
+            return None
         if node_run is None or node_run.status not in CLAIMABLE:
             return None
         execution = node_run.execution

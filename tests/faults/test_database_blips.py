@@ -136,12 +136,6 @@ def _fill_web_pool(stack, auth, clients: int = 8) -> None:  # noqa: ANN001
         assert set(pool.map(get, range(clients * 4))) == {200}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="psycopg_pool backs off 1, 2, 4, 8 s between idle connections that fail their check: with several "
-    "dead ones the first request waits out the 10 s pool timeout and answers 500 (fix proposed in "
-    "docs/reliability.md: purge the whole pool on the first failed check)",
-)
 def test_the_first_request_after_a_blip_is_answered_at_once(stack, live_api, live_db, live_user):
     # Given a web process whose pool holds several idle connections
     _fill_web_pool(stack, live_user.auth)
