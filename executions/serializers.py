@@ -6,18 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from accounts.serializers import StrictSerializer
 from executions.models import ExecutionEvent, NodeRun
-
-
-class StrictSerializer(serializers.Serializer):
-    """Unknown fields are an error, not silently ignored."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class RunRequestSerializer(StrictSerializer):

@@ -28,6 +28,7 @@ from workers.engine import (
     make_context,
     redactor_for,
     requeue_interrupted,
+    schedule_retry,
 )
 from workers.specs import longest_path, progress_percent, spec_for_version
 
@@ -172,7 +173,6 @@ def _parent_of(part: NodeRun) -> NodeRun | None:
 
 
 def finish_batch(part_id: int, outcome: Outcome, *, redactor) -> RetryLater | None:
-    from datetime import timedelta
 
     with transaction.atomic():
         part = NodeRun.objects.get(id=part_id)
@@ -206,27 +206,7 @@ def finish_batch(part_id: int, outcome: Outcome, *, redactor) -> RetryLater | No
                 )
             elif outcome.retryable and retry is not None and part.attempt <= retry.max_retries:
                 delay = retry.delay(part.attempt)
-                transitions.node_run_transition(
-                    part,
-                    to=NodeRunStatus.FAILED,
-                    expected=(NodeRunStatus.RUNNING,),
-                    account_id=execution.account_id,
-                    error=outcome.error,
-                    action=outcome.action,
-                    finished_at=now,
-                )
-                again = transitions.node_run_create(
-                    execution=execution,
-                    status=NodeRunStatus.RETRYING,
-                    node_id=part.node_id,
-                    batch_index=part.batch_index,
-                    attempt=part.attempt + 1,
-                    step=part.step,
-                    input=part.input,
-                    task_id=part.task_id,
-                    not_before=now + timedelta(seconds=delay),
-                )
-                return RetryLater(again.id, delay)
+                return schedule_retry(part, execution, outcome, delay)
             else:
                 transitions.node_run_transition(
                     part,

@@ -23,7 +23,7 @@ from flows.dsl.spec import FlowSpec, NodeSpec
 from flows.nodes.registry import get_kind
 from workers import heartbeat
 from workers.context import EngineContext
-from workers.outcomes import Outcome, RetryLater, execute
+from workers.outcomes import Outcome, RetryLater, execute, output_problem
 from workers.specs import longest_path, progress_percent, spec_for_version
 
 logger = logging.getLogger(__name__)
@@ -246,28 +246,6 @@ def _finish_locked(
 
 
 # As for JSON request bodies and flow YAML: deeper values exhaust Python's stack in redaction and copies.
-MAX_OUTPUT_DEPTH = 100
-
-
-def output_problem(output: Any) -> str | None:
-    """Why a node's output cannot join the document (too deep, too large), or None. For every kind, not only
-    scripts (the sandbox refuses deep values itself): an http.request body parsed from a 900-level JSON answer
-    would otherwise raise RecursionError in redaction after the node finished, outside execute(), and leave
-    the run `running` for the reaper to re-drive forever."""
-    stack = [(output, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth > MAX_OUTPUT_DEPTH:
-                return f"node output is nested more than {MAX_OUTPUT_DEPTH} levels deep"
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
-    size = len(json.dumps(output, default=str))
-    if size > settings.FLOWRUNNER_MAX_DOCUMENT_BYTES:
-        return f"node output is {size} bytes, over the limit of {settings.FLOWRUNNER_MAX_DOCUMENT_BYTES}"
-    return None
-
-
 def _defer(node_run: NodeRun, execution: Execution, node: NodeSpec, outcome: Outcome) -> None:
     wake = timezone.now() + timedelta(seconds=outcome.defer_seconds)
     NodeRun.objects.filter(id=node_run.id).update(
@@ -308,34 +286,43 @@ def _succeed(node_run, execution, spec, node, outcome, redactor) -> None:
     _advance(execution, spec, target, redactor)
 
 
+def schedule_retry(
+    node_run: NodeRun, execution: Execution, outcome: Outcome, delay: float
+) -> RetryLater | None:
+    """Fail this attempt and create the next one (status retrying, `not_before` = now + delay) for Celery's
+    retry to run: a node and a batch part retry the same way. None when the attempt was already ended."""
+    now = timezone.now()
+    if not transitions.node_run_transition(
+        node_run,
+        to=NodeRunStatus.FAILED,
+        expected=(NodeRunStatus.RUNNING,),
+        account_id=execution.account_id,
+        action=outcome.action,
+        error=outcome.error,
+        finished_at=now,
+    ):
+        return None
+    again = transitions.node_run_create(
+        execution=execution,
+        status=NodeRunStatus.RETRYING,
+        node_id=node_run.node_id,
+        batch_index=node_run.batch_index,
+        attempt=node_run.attempt + 1,
+        step=node_run.step,
+        input=node_run.input,
+        task_id=node_run.task_id,
+        not_before=now + timedelta(seconds=delay),
+    )
+    return RetryLater(again.id, delay)
+
+
 def _fail(node_run, execution, spec, node, outcome, redactor) -> RetryLater | None:
     now = timezone.now()
     outcome.action = "timeout" if outcome.timed_out else "error"
     retry = node.retry
     if outcome.retryable and retry is not None and node_run.attempt <= retry.max_retries:
         delay = retry.delay(node_run.attempt)
-        if not transitions.node_run_transition(
-            node_run,
-            to=NodeRunStatus.FAILED,
-            expected=(NodeRunStatus.RUNNING,),
-            account_id=execution.account_id,
-            action=outcome.action,
-            error=outcome.error,
-            finished_at=now,
-        ):
-            return None
-        again = transitions.node_run_create(
-            execution=execution,
-            status=NodeRunStatus.RETRYING,
-            node_id=node_run.node_id,
-            batch_index=node_run.batch_index,
-            attempt=node_run.attempt + 1,
-            step=node_run.step,
-            input=node_run.input,
-            task_id=node_run.task_id,
-            not_before=now + timedelta(seconds=delay),
-        )
-        return RetryLater(again.id, delay)
+        return schedule_retry(node_run, execution, outcome, delay)
     if not transitions.node_run_transition(
         node_run,
         to=NodeRunStatus.TIMED_OUT if outcome.timed_out else NodeRunStatus.FAILED,

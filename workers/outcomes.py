@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from flows.nodes.base import NodeError, NodeResult, NodeTimeoutError
 from workers.context import EngineContext, LogEntry
@@ -76,3 +78,25 @@ def _failure(
         action="timeout" if timed_out else "error",
         logs=ctx.redacted_logs(),
     )
+
+
+MAX_OUTPUT_DEPTH = 100
+
+
+def output_problem(output: Any) -> str | None:
+    """Why a node's output cannot join the document (too deep, too large), or None. For every kind, not only
+    scripts (the sandbox refuses deep values itself): an http.request body parsed from a 900-level JSON answer
+    would otherwise raise RecursionError in redaction after the node finished, outside execute(), and leave
+    the run `running` for the reaper to re-drive forever."""
+    stack = [(output, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_OUTPUT_DEPTH:
+                return f"node output is nested more than {MAX_OUTPUT_DEPTH} levels deep"
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    size = len(json.dumps(output, default=str))
+    if size > settings.FLOWRUNNER_MAX_DOCUMENT_BYTES:
+        return f"node output is {size} bytes, over the limit of {settings.FLOWRUNNER_MAX_DOCUMENT_BYTES}"
+    return None
