@@ -49,6 +49,24 @@ def decode_body(response: httpx.Response) -> Any:
     return response.text
 
 
+def send(
+    method: str, url: str, kwargs: dict[str, Any], *, timeout: float, follow: bool = True, label: str = ""
+) -> httpx.Response:
+    """One HTTP request with its failures mapped to node errors: no answer in time → timeout, a malformed URL →
+    permanent, a connection failure → retryable under the node's retry policy."""
+    what = f"{label}{method} {url}"
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=follow) as client:
+            return client.request(method, url, **kwargs)
+    except httpx.TimeoutException:
+        raise NodeTimeoutError(f"{what}: no response within {timeout:g}s")
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise PermanentNodeError(f"{what}: invalid URL: {exc}")
+    except httpx.HTTPError as exc:
+        # Connection refused, DNS failure, reset: worth retrying under the node's retry policy.
+        raise NodeError(f"{what}: {exc.__class__.__name__}: {exc}", type="connection_error")
+
+
 def request_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """httpx keyword arguments for `headers`, `query`, `body` and `auth` of rendered params."""
     kwargs: dict[str, Any] = {}
@@ -130,17 +148,7 @@ class HttpRequestKind(NodeKind):
             raise PermanentNodeError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         kwargs = request_kwargs(params)
         follow = params.get("follow_redirects", True) is not False
-        timeout = ctx.timeout or DEFAULT_TIMEOUT
-        try:
-            with httpx.Client(timeout=timeout, follow_redirects=follow) as client:
-                response = client.request(method, url, **kwargs)
-        except httpx.TimeoutException:
-            raise NodeTimeoutError(f"{method} {url}: no response within {timeout:g}s")
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise PermanentNodeError(f"{method} {url}: invalid URL: {exc}")
-        except httpx.HTTPError as exc:
-            # Connection refused, DNS failure, reset: worth retrying under the node's retry policy.
-            raise NodeError(f"{method} {url}: {exc.__class__.__name__}: {exc}", type="connection_error")
+        response = send(method, url, kwargs, timeout=ctx.timeout or DEFAULT_TIMEOUT, follow=follow)
         output = {
             "status_code": response.status_code,
             "headers": dict(response.headers.items()),

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from flows.nodes.base import (
     NodeContext,
     NodeError,
     NodeKind,
     NodeResult,
-    NodeTimeoutError,
     PermanentNodeError,
     Report,
 )
-from flows.nodes.http_request import DEFAULT_TIMEOUT, METHODS, request_kwargs
+from flows.nodes.http_request import DEFAULT_TIMEOUT, METHODS, request_kwargs, send
 from flows.nodes.params import Checker, is_expression, run_string, type_name
 from flows.nodes.registry import register
 
@@ -43,18 +40,7 @@ class WebhookKind(NodeKind):
         # No body given: the whole document goes out, which is what a webhook receiver usually wants.
         body = params["body"] if params.get("body") is not None else ctx.document
         kwargs = request_kwargs({"headers": params.get("headers"), "body": body})
-        timeout = ctx.timeout or DEFAULT_TIMEOUT
-        try:
-            with httpx.Client(timeout=timeout, follow_redirects=True) as client:
-                response = client.request(method, url, **kwargs)
-        except httpx.TimeoutException:
-            raise NodeTimeoutError(f"webhook {method} {url}: no response within {timeout:g}s")
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise PermanentNodeError(f"webhook {method} {url}: invalid URL: {exc}")
-        except httpx.HTTPError as exc:
-            raise NodeError(
-                f"webhook {method} {url}: {exc.__class__.__name__}: {exc}", type="connection_error"
-            )
+        response = send(method, url, kwargs, timeout=ctx.timeout or DEFAULT_TIMEOUT, label="webhook ")
         if not 200 <= response.status_code < 300:
             raise NodeError(f"webhook {method} {url} answered {response.status_code}", type="http_error")
         return NodeResult(output={"status_code": response.status_code, "success": True})
