@@ -18,7 +18,6 @@ from flows.nodes.registry import get_kind
 from workers import heartbeat
 from workers.engine import (
     CLAIMABLE,
-    HOSTNAME,
     Outcome,
     RetryLater,
     execute,
@@ -26,6 +25,7 @@ from workers.engine import (
     interrupted,
     lock_execution,
     make_context,
+    mark_running,
     redactor_for,
     requeue_interrupted,
     schedule_retry,
@@ -138,16 +138,7 @@ def run_batch(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLa
                 )
                 return None
             now = timezone.now()
-            if not transitions.node_run_transition(
-                part,
-                to=NodeRunStatus.RUNNING,
-                expected=CLAIMABLE,
-                account_id=execution.account_id,
-                started_at=now,
-                heartbeat_at=now,
-                worker=hostname or HOSTNAME,
-                task_id=task_id or part.task_id,
-            ):
+            if not mark_running(part, execution, task_id=task_id, hostname=hostname, now=now):
                 return None
     spec = spec_for_version(execution.flow_version_id)
     node = spec.nodes[part.node_id]

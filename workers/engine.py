@@ -133,14 +133,9 @@ def claim(node_run_id: int, *, task_id: str = "", hostname: str = "") -> tuple[N
             return _claim_locked(node_run, execution, task_id=task_id, hostname=hostname)
 
 
-def _claim_locked(
-    node_run: NodeRun, execution: Execution, *, task_id: str, hostname: str
-) -> tuple[NodeRun, Execution] | None:
-    now = timezone.now()
-    if execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING):
-        transitions.node_runs_cancel([node_run], account_id=execution.account_id, error="execution ended")
-        return None
-    if not transitions.node_run_transition(
+def mark_running(node_run: NodeRun, execution: Execution, *, task_id: str, hostname: str, now: Any) -> bool:
+    """The claim itself (queued|retrying → running, with this worker and task): False if another got it."""
+    return transitions.node_run_transition(
         node_run,
         to=NodeRunStatus.RUNNING,
         expected=CLAIMABLE,
@@ -149,7 +144,17 @@ def _claim_locked(
         heartbeat_at=now,
         worker=hostname or HOSTNAME,
         task_id=task_id or node_run.task_id,
-    ):
+    )
+
+
+def _claim_locked(
+    node_run: NodeRun, execution: Execution, *, task_id: str, hostname: str
+) -> tuple[NodeRun, Execution] | None:
+    now = timezone.now()
+    if execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING):
+        transitions.node_runs_cancel([node_run], account_id=execution.account_id, error="execution ended")
+        return None
+    if not mark_running(node_run, execution, task_id=task_id, hostname=hostname, now=now):
         return None
     if node_run.batch_index is None:
         if execution.status == ExecutionStatus.QUEUED:
