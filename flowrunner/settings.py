@@ -238,6 +238,31 @@ FLOWRUNNER_AUTH_FAILURE_WINDOW = _seconds("FLOWRUNNER_AUTH_FAILURE_WINDOW", "60s
 FLOWRUNNER_BASIC_AUTH_CACHE_SECONDS = _seconds("FLOWRUNNER_BASIC_AUTH_CACHE_SECONDS", "60s")
 FLOWRUNNER_WS_MAX_FRAME_BYTES = _int("FLOWRUNNER_WS_MAX_FRAME_BYTES", 65_536, minimum=1024)
 FLOWRUNNER_WS_MAX_SUBSCRIPTIONS = _int("FLOWRUNNER_WS_MAX_SUBSCRIPTIONS", 1000, minimum=1)
+
+
+def _egress_hosts(name: str) -> list[str]:
+    """Host names, `*.` wildcards, addresses or networks; anything else is a typo worth failing on."""
+    import ipaddress
+    import re
+
+    entries = [entry.lower() for entry in _list(name, "")]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?", entry):
+                raise ImproperlyConfigured(f"{name}: {entry!r} is not a host name, address or network")
+    return entries
+
+
+# Embedded mode is one user on one machine: their own private network is theirs to reach.
+FLOWRUNNER_HTTP_ALLOW_PRIVATE = _bool("FLOWRUNNER_HTTP_ALLOW_PRIVATE", EMBEDDED)
+FLOWRUNNER_HTTP_ALLOWED_HOSTS = _egress_hosts("FLOWRUNNER_HTTP_ALLOWED_HOSTS")
+FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES = _int("FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES", 10_485_760, minimum=1024)
+FLOWRUNNER_HTTP_MAX_REDIRECTS = _int("FLOWRUNNER_HTTP_MAX_REDIRECTS", 5, minimum=0)
+FLOWRUNNER_HEALTH_TOKEN = _env("FLOWRUNNER_HEALTH_TOKEN")
+if FLOWRUNNER_HEALTH_TOKEN is not None and len(FLOWRUNNER_HEALTH_TOKEN) < 16:
+    raise ImproperlyConfigured("FLOWRUNNER_HEALTH_TOKEN must be at least 16 characters")
 DATA_UPLOAD_MAX_MEMORY_SIZE = FLOWRUNNER_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,6 +18,7 @@ from flows.nodes.base import (
     PermanentNodeError,
     Report,
 )
+from flows.nodes.egress import EgressPolicy, EgressRefused, PinnedTransport
 from flows.nodes.params import Checker, is_expression, is_number, run_mapping, run_string, type_name
 from flows.nodes.registry import register
 
@@ -39,25 +43,89 @@ def status_action(status_code: int) -> str:
     return "success"
 
 
-def decode_body(response: httpx.Response) -> Any:
-    """JSON-decoded when the response says it is JSON (falling back to text if it is not), else text."""
-    if "json" in response.headers.get("content-type", "").lower():
+@dataclass(frozen=True)
+class Reply:
+    """A response read within the limits: status, headers and the (decoded) body bytes."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    encoding: str
+
+    @property
+    def text(self) -> str:
         try:
-            return response.json()
+            return self.content.decode(self.encoding, errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.content.decode("utf-8", errors="replace")
+
+
+def decode_body(reply: Reply) -> Any:
+    """JSON-decoded when the response says it is JSON (falling back to text if it is not), else text."""
+    if "json" in reply.headers.get("content-type", "").lower():
+        try:
+            return json.loads(reply.content)
         except ValueError:
-            return response.text
-    return response.text
+            return reply.text
+    return reply.text
+
+
+class ResponseTooLarge(PermanentNodeError):
+    type = "response_too_large"
+
+
+def _read_capped(response: httpx.Response, limit: int, deadline: float, timeout: float) -> bytes:
+    # Counted after decompression: the limit is about the worker's memory, not the bytes on the wire.
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ResponseTooLarge(
+                f"response body over the limit of {limit} bytes{_mib(limit)} (FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES)"
+            )
+        # The client's timeout bounds each read; this bounds the whole body against a trickling server.
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout(f"body not received within {timeout:g}s")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _mib(size: int) -> str:
+    return f" ({size / 1048576:g} MiB)" if size >= 1048576 else ""
 
 
 def send(
     method: str, url: str, kwargs: dict[str, Any], *, timeout: float, follow: bool = True, label: str = ""
-) -> httpx.Response:
-    """One HTTP request with its failures mapped to node errors: no answer in time → timeout, a malformed URL →
-    permanent, a connection failure → retryable under the node's retry policy."""
+) -> Reply:
+    """One HTTP request under the egress policy (every connection of every hop vetted, at most
+    FLOWRUNNER_HTTP_MAX_REDIRECTS redirects, a body of at most FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES), its
+    failures mapped to node errors: a refused address, an oversized body, too many redirects or a malformed
+    URL are permanent; no answer in time → timeout; a connection failure → retryable under the node's retry
+    policy."""
     what = f"{label}{method} {url}"
+    policy = EgressPolicy.from_settings()
+    deadline = time.monotonic() + timeout
+    client = httpx.Client(
+        transport=PinnedTransport(policy),
+        timeout=timeout,
+        follow_redirects=follow,
+        max_redirects=policy.max_redirects,
+        trust_env=False,  # no proxy from the environment: it would resolve and connect past the policy
+    )
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=follow) as client:
-            return client.request(method, url, **kwargs)
+        with client, client.stream(method, url, **kwargs) as response:
+            content = _read_capped(response, policy.max_response_bytes, deadline, timeout)
+            return Reply(response.status_code, response.headers, content, response.encoding or "utf-8")
+    except EgressRefused as exc:
+        hop = "" if exc.host == _host_of(url) else f"a redirect to {exc.host}: "
+        raise EgressRefused(f"{what}: {hop}{exc.message}", host=exc.host)
+    except ResponseTooLarge as exc:
+        raise ResponseTooLarge(f"{what}: {exc.message}")
+    except httpx.TooManyRedirects:
+        raise PermanentNodeError(
+            f"{what}: more than {policy.max_redirects} redirects (FLOWRUNNER_HTTP_MAX_REDIRECTS)",
+            type="too_many_redirects",
+        )
     except httpx.TimeoutException:
         raise NodeTimeoutError(f"{what}: no response within {timeout:g}s")
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
@@ -65,6 +133,13 @@ def send(
     except httpx.HTTPError as exc:
         # Connection refused, DNS failure, reset: worth retrying under the node's retry policy.
         raise NodeError(f"{what}: {exc.__class__.__name__}: {exc}", type="connection_error")
+
+
+def _host_of(url: str) -> str | None:
+    try:
+        return httpx.URL(url).host
+    except (httpx.InvalidURL, TypeError):
+        return None
 
 
 def request_kwargs(params: dict[str, Any]) -> dict[str, Any]:

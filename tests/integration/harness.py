@@ -41,6 +41,9 @@ DEFAULT_STACK_ENV = {
     "FLOWRUNNER_STALE_AFTER": "10s",
     # A runaway loop fails in seconds rather than after the production default of 1000 steps.
     "FLOWRUNNER_MAX_STEPS": "200",
+    # Flows under test call servers the test runs on loopback, which a shared server refuses by default; the
+    # egress tests start a worker of their own with the default policy.
+    "FLOWRUNNER_HTTP_ALLOW_PRIVATE": "true",
 }
 STARTUP_TIMEOUT = float(os.environ.get("FLOWRUNNER_IT_STARTUP_TIMEOUT", "90"))
 STOP_TIMEOUT = 10.0
@@ -155,6 +158,7 @@ class LiveStack:
     base_queues: tuple[str, ...] = ("celery",)
     children: dict[str, Child] = field(default_factory=dict)
     worker_queues: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    worker_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -286,11 +290,22 @@ class LiveStack:
         """The Celery node name of worker `name` (`-n name@%h`)."""
         return f"{name}@{socket.gethostname()}"
 
-    def start_worker(self, name: str, queues: Iterable[str] = (), *, wait: bool = True, concurrency: int = 2):
-        """Start (or restart) worker `name`, consuming the default queues plus `queues`; wait for its ping."""
+    def start_worker(
+        self,
+        name: str,
+        queues: Iterable[str] = (),
+        *,
+        wait: bool = True,
+        concurrency: int = 2,
+        env: Mapping[str, str] | None = None,
+    ):
+        """Start (or restart) worker `name`, consuming the default queues plus `queues`, with `env` over the
+        stack's environment; wait for its ping."""
         existing = self.children.get(f"worker-{name}")
         if existing is not None and existing.alive():
             raise StackError(f"worker {name} is already running (pid {existing.pid})")
+        if env is not None:
+            self.worker_env[name] = dict(env)
         child = self._spawn_worker(name, tuple(queues), concurrency=concurrency)
         if wait:
             self.wait_for_workers([name])
@@ -452,9 +467,10 @@ class LiveStack:
                 "-l",
                 "info",
             ],
+            env=self.worker_env.get(name),
         )
 
-    def _spawn(self, name: str, args: list[str]) -> Child:
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> Child:
         log_path = self.workdir / f"{name}.log"
         child = Child(name=name, argv=[sys.executable, *args], log_path=log_path)
         with log_path.open("ab") as log:
@@ -463,7 +479,7 @@ class LiveStack:
             child.popen = subprocess.Popen(
                 child.argv,
                 cwd=REPO_ROOT,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import threading
@@ -136,7 +137,9 @@ def ctx_for():
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes: /status/<code>, /slow/<seconds>, /text, /redirect, /bad-json; anything else echoes."""
+    """Routes: /status/<code>, /slow/<seconds>, /text, /redirect, /bad-json, /to?location=<url> (302),
+    /hops/<n> (n redirects, then 200), /big/<bytes>[?declared=1] (streamed, Content-Length only if declared),
+    /gzip/<bytes> (that many zeros, gzip-encoded), /trickle/<bytes>/<seconds apart>; anything else echoes."""
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
@@ -150,6 +153,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _stream(self, size: int, *, declared: bool, chunk: int = 65536, pause: float = 0.0) -> None:
+        """`size` bytes of "x", written as they go (never held whole); a client that hangs up ends it."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        if declared:
+            self.send_header("Content-Length", str(size))
+        self.end_headers()
+        block = b"x" * chunk
+        try:
+            while size > 0:
+                self.wfile.write(block[:size])
+                size -= chunk
+                time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _handle(self) -> None:
         url = urlsplit(self.path)
@@ -170,6 +189,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"{not json", "application/json")
         elif parts[0] == "redirect":
             self._send(302, b"", "text/plain", {"Location": "/landed"})
+        elif parts[0] == "to":
+            self._send(302, b"", "text/plain", {"Location": parse_qs(url.query)["location"][0]})
+        elif parts[0] == "hops":
+            left = int(parts[1])
+            if left:
+                self._send(302, b"", "text/plain", {"Location": f"/hops/{left - 1}"})
+            else:
+                self._send(200, b"landed", "text/plain")
+        elif parts[0] == "big":
+            self._stream(int(parts[1]), declared="declared" in parse_qs(url.query))
+        elif parts[0] == "gzip":
+            self._send(200, gzip.compress(bytes(int(parts[1]))), "text/plain", {"Content-Encoding": "gzip"})
+        elif parts[0] == "trickle":
+            self._stream(int(parts[1]), declared=True, chunk=1, pause=float(parts[2]))
         else:
             echo = {
                 "method": self.command,
@@ -184,8 +217,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_server():
-    """A real HTTP server on 127.0.0.1 (random port) in a thread; yields (base_url, requests received)."""
+def loopback_allowed(settings):
+    """The egress policy as in embedded mode: loopback (private, refused on a shared server) is reachable."""
+    settings.FLOWRUNNER_HTTP_ALLOW_PRIVATE = True
+
+
+@pytest.fixture
+def http_server(loopback_allowed):
+    """A real HTTP server on 127.0.0.1 (random port) in a thread; yields (base_url, requests received); nodes
+    may reach it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     server.requests = []  # type: ignore[attr-defined]

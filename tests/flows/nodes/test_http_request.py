@@ -128,7 +128,7 @@ def test_http_request_client_timeout_is_a_node_timeout(ctx_for, http_server):
     assert caught.value.action == "timeout" and caught.value.retryable
 
 
-def test_http_request_connection_refused_is_a_retryable_error(ctx_for):
+def test_http_request_connection_refused_is_a_retryable_error(ctx_for, loopback_allowed):
     # given a port nobody listens on
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -210,3 +210,107 @@ def test_http_request_validate_accepts_full_params(param_problems):
 def test_http_request_validate_reports_precise_problems(param_problems, params, expected):
     # given bad params / when validated / then each problem has its path and message
     assert param_problems("http.request", params) == expected
+
+
+@pytest.fixture
+def no_connection(monkeypatch):
+    """Fails the test if any socket connection is attempted; records the addresses of allowed ones."""
+    attempted: list[str] = []
+    real = socket.create_connection
+
+    def create_connection(address, *args, **kwargs):
+        attempted.append(address[0])
+        assert address[0] == "127.0.0.1", f"a connection to {address} was attempted"
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    return attempted
+
+
+def test_http_request_refuses_the_metadata_address_before_connecting(
+    ctx_for, loopback_allowed, no_connection
+):
+    # given a flow calling the cloud metadata service (private networks allowed, as in embedded mode)
+    ctx = ctx_for("http.request", {"url": "http://169.254.169.254/latest/meta-data/"})
+    # when run / then it fails permanently saying the address is not allowed and why, with no connection tried
+    with pytest.raises(PermanentNodeError) as caught:
+        run(ctx)
+    assert caught.value.message == (
+        "GET http://169.254.169.254/latest/meta-data/: address 169.254.169.254 is not allowed: "
+        "the cloud metadata service, which is always refused"
+    )
+    assert caught.value.type == "egress_refused" and not caught.value.retryable
+    assert no_connection == []
+
+
+def test_http_request_refuses_a_redirect_to_the_metadata_address(ctx_for, http_server, no_connection):
+    # given an allowed server answering a 302 to the metadata service
+    base, requests = http_server
+    ctx = ctx_for("http.request", {"url": f"{base}/to", "query": {"location": "http://169.254.169.254/x"}})
+    # when run
+    with pytest.raises(PermanentNodeError) as caught:
+        run(ctx)
+    # then the first hop was made, the second refused before connecting, and the message names the hop
+    assert [r["path"] for r in requests] == ["/to"] and no_connection == ["127.0.0.1"]
+    assert "a redirect to 169.254.169.254: address 169.254.169.254 is not allowed" in caught.value.message
+    assert caught.value.message.endswith("the cloud metadata service, which is always refused")
+
+
+def test_http_request_refuses_loopback_when_private_networks_are_not_allowed(ctx_for, http_server, settings):
+    # given a shared server's policy (private refused) and a local server
+    base, requests = http_server
+    settings.FLOWRUNNER_HTTP_ALLOW_PRIVATE = False
+    # when a flow calls it / then refused with the reason and how to allow it, and nothing reached the server
+    with pytest.raises(PermanentNodeError, match=r"address 127\.0\.0\.1 is not allowed: a loopback address"):
+        run(ctx_for("http.request", {"url": f"{base}/echo"}))
+    assert requests == []
+
+
+def test_http_request_allowed_hosts_admit_a_listed_private_host(ctx_for, http_server, settings):
+    # given private networks refused but 127.0.0.1 allowlisted
+    base, _ = http_server
+    settings.FLOWRUNNER_HTTP_ALLOW_PRIVATE = False
+    settings.FLOWRUNNER_HTTP_ALLOWED_HOSTS = ["127.0.0.1"]
+    # when a flow calls it / then it answers
+    assert run(ctx_for("http.request", {"url": f"{base}/echo"})).output["status_code"] == 200
+
+
+@pytest.mark.parametrize("route", ["/big/1048576", "/big/1048576?declared=1", "/gzip/1048576"])
+def test_http_request_body_over_the_limit_fails_naming_it(ctx_for, http_server, settings, route):
+    # given a 64 KiB limit and a 1 MiB body (streamed, declared, or gzip-compressed to a few KiB)
+    base, _ = http_server
+    settings.FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES = 65536
+    # when run / then the node fails permanently, naming the limit
+    with pytest.raises(PermanentNodeError) as caught:
+        run(ctx_for("http.request", {"url": base + route}))
+    assert caught.value.message.endswith(
+        "response body over the limit of 65536 bytes (FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES)"
+    )
+    assert caught.value.type == "response_too_large"
+
+
+def test_http_request_body_at_the_limit_is_read_whole(ctx_for, http_server, settings):
+    # given a body exactly as large as the limit / when run / then it is the output
+    base, _ = http_server
+    settings.FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES = 65536
+    assert run(ctx_for("http.request", {"url": f"{base}/big/65536"})).output["body"] == "x" * 65536
+
+
+def test_http_request_redirects_are_limited(ctx_for, http_server, settings):
+    # given at most two redirects
+    base, _ = http_server
+    settings.FLOWRUNNER_HTTP_MAX_REDIRECTS = 2
+    # when two are needed / then they are followed
+    assert run(ctx_for("http.request", {"url": f"{base}/hops/2"})).output["body"] == "landed"
+    # when three are needed / then the node fails permanently naming the limit
+    with pytest.raises(PermanentNodeError, match=r"more than 2 redirects \(FLOWRUNNER_HTTP_MAX_REDIRECTS\)"):
+        run(ctx_for("http.request", {"url": f"{base}/hops/3"}))
+
+
+def test_http_request_a_trickling_body_is_a_timeout(ctx_for, http_server):
+    # given a server sending one byte every 0.1 s, each within the client's read timeout, for 3 s in all
+    base, _ = http_server
+    ctx = ctx_for("http.request", {"url": f"{base}/trickle/30/0.1"}, timeout=0.5)
+    # when run with a 0.5 s timeout / then the whole body's deadline makes it a timeout
+    with pytest.raises(NodeTimeoutError):
+        run(ctx)

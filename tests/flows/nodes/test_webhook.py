@@ -49,7 +49,7 @@ def test_webhook_timeout_is_a_node_timeout(ctx_for, http_server):
         WebhookKind().run(ctx_for("webhook", {"url": f"{base}/slow/2"}, timeout=0.2))
 
 
-def test_webhook_connection_refused_is_retryable(ctx_for):
+def test_webhook_connection_refused_is_retryable(ctx_for, loopback_allowed):
     # given nobody listening / when run / then a retryable NodeError
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -102,3 +102,30 @@ def test_webhook_validate_accepts_full_params(param_problems):
 def test_webhook_validate_reports_precise_problems(param_problems, params, expected):
     # given bad params / when validated / then each problem has its path and message
     assert param_problems("webhook", params) == expected
+
+
+def test_webhook_refuses_the_metadata_address(ctx_for, loopback_allowed):
+    # given a webhook to the cloud metadata service / when run / then refused permanently, saying why
+    with pytest.raises(PermanentNodeError) as caught:
+        WebhookKind().run(ctx_for("webhook", {"url": "http://169.254.169.254/hook"}))
+    assert caught.value.message == (
+        "webhook POST http://169.254.169.254/hook: address 169.254.169.254 is not allowed: "
+        "the cloud metadata service, which is always refused"
+    )
+
+
+def test_webhook_refuses_loopback_when_private_networks_are_not_allowed(ctx_for, http_server, settings):
+    # given a shared server's policy and a local receiver / when run / then refused and nothing was sent
+    base, requests = http_server
+    settings.FLOWRUNNER_HTTP_ALLOW_PRIVATE = False
+    with pytest.raises(PermanentNodeError, match=r"address 127\.0\.0\.1 is not allowed: a loopback address"):
+        WebhookKind().run(ctx_for("webhook", {"url": f"{base}/hook"}))
+    assert requests == []
+
+
+def test_webhook_answer_over_the_limit_fails_naming_it(ctx_for, http_server, settings):
+    # given a receiver answering 1 MiB and a 64 KiB limit / when run / then the node fails naming the limit
+    base, _ = http_server
+    settings.FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES = 65536
+    with pytest.raises(PermanentNodeError, match=r"over the limit of 65536 bytes"):
+        WebhookKind().run(ctx_for("webhook", {"url": f"{base}/big/1048576", "method": "GET"}))
