@@ -81,7 +81,7 @@ def _read_capped(response: httpx.Response, limit: int, deadline: float, timeout:
         size += len(chunk)
         if size > limit:
             raise ResponseTooLarge(
-                f"response body over the limit of {limit} bytes{_mib(limit)} (FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES)"
+                f"response body over the limit of {limit} bytes ({_mib(limit)}FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES)"
             )
         # The client's timeout bounds each read; this bounds the whole body against a trickling server.
         if time.monotonic() > deadline:
@@ -91,7 +91,7 @@ def _read_capped(response: httpx.Response, limit: int, deadline: float, timeout:
 
 
 def _mib(size: int) -> str:
-    return f" ({size / 1048576:g} MiB)" if size >= 1048576 else ""
+    return f"{size / 1048576:g} MiB, " if size >= 1048576 else ""
 
 
 def send(

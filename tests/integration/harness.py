@@ -159,6 +159,7 @@ class LiveStack:
     children: dict[str, Child] = field(default_factory=dict)
     worker_queues: dict[str, tuple[str, ...]] = field(default_factory=dict)
     worker_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    exclusive_workers: set[str] = field(default_factory=set)
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -298,14 +299,17 @@ class LiveStack:
         wait: bool = True,
         concurrency: int = 2,
         env: Mapping[str, str] | None = None,
+        default_queues: bool = True,
     ):
-        """Start (or restart) worker `name`, consuming the default queues plus `queues`, with `env` over the
-        stack's environment; wait for its ping."""
+        """Start (or restart) worker `name`, consuming the default queues (unless `default_queues` is false)
+        plus `queues`, with `env` over the stack's environment; wait for its ping."""
         existing = self.children.get(f"worker-{name}")
         if existing is not None and existing.alive():
             raise StackError(f"worker {name} is already running (pid {existing.pid})")
         if env is not None:
             self.worker_env[name] = dict(env)
+        if not default_queues:
+            self.exclusive_workers.add(name)
         child = self._spawn_worker(name, tuple(queues), concurrency=concurrency)
         if wait:
             self.wait_for_workers([name])
@@ -447,7 +451,8 @@ class LiveStack:
 
     def _spawn_worker(self, name: str, extra_queues: tuple[str, ...], concurrency: int = 2) -> Child:
         self.worker_queues[name] = extra_queues
-        queues = list(dict.fromkeys([*self.base_queues, *extra_queues]))
+        base = () if name in self.exclusive_workers else self.base_queues
+        queues = list(dict.fromkeys([*base, *extra_queues]))
         return self._spawn(
             f"worker-{name}",
             [

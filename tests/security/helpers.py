@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -91,3 +92,21 @@ def assert_envelope(response: httpx.Response, status: int, code: str | None = No
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+def pool_pids(parent: int) -> set[int]:
+    """The worker's prefork pool processes: its children whose command line is Celery's."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"celery" in command:
+            pids.add(int(entry))
+    return pids

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
 import pytest
 
-from tests.security.helpers import create_flow, start, transform_flow, wait_all
+from tests.security.helpers import create_flow, pool_pids, start, transform_flow, wait_all
 
 pytestmark = [pytest.mark.faults]
 
@@ -78,27 +77,9 @@ return Object.fromEntries(names.map((n) => [n, typeof reached[n]]));
 """
 
 
-def _pool_pids(parent: int) -> set[int]:
-    """The worker's prefork pool processes: its children whose command line is Celery's."""
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                command = cmdline.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and b"celery" in command:
-            pids.add(int(entry))
-    return pids
-
-
 def test_hostile_scripts_fail_their_node_and_the_same_worker_serves_the_next_flow(stack, live_api):
     worker = stack.children["worker-w1"]
-    pool_before = _pool_pids(worker.pid)
+    pool_before = pool_pids(worker.pid)
     log_offset = worker.log_path.stat().st_size
     # given flows whose only node runs a hostile script
     runs = {}
@@ -123,7 +104,7 @@ def test_hostile_scripts_fail_their_node_and_the_same_worker_serves_the_next_flo
     result = next(iter(after.values()))
     assert result["status"] == "completed", result
     assert set(result["results"].values()) == {"undefined"}, result["results"]
-    assert worker.alive() and _pool_pids(worker.pid) == pool_before
+    assert worker.alive() and pool_pids(worker.pid) == pool_before
     log = worker.log_path.read_bytes()[log_offset:].decode("utf-8", "replace")
     assert "WorkerLostError" not in log and "exited prematurely" not in log
     print(
