@@ -1,12 +1,28 @@
-"""`GET /api/v1/health`: database, broker and worker reachability, no auth."""
+"""`GET /api/v1/health`: a cached status for anyone; database, broker and worker count for staff or the health token."""
 
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import authentication, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from accounts.authentication import WWW_AUTHENTICATE, BearerTokenAuthentication, CachedBasicAuthentication
+
+# How long one process reuses the anonymous answer: a load balancer polling every second, or anyone calling
+# in a loop, costs one database query and one broker connection per process per period, and no worker ping.
+STATUS_TTL = 5.0
 
 
 def _database_ok() -> bool:
@@ -18,45 +34,139 @@ def _database_ok() -> bool:
         return False
 
 
-def _broker_and_workers() -> tuple[bool, int]:
+def _broker_ok() -> bool:
     from flowrunner.celery import app
 
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+        return True
     except Exception:
-        return False, 0
+        return False
+
+
+def _workers() -> int:
+    """Workers answering a ping: a broadcast every worker must answer, so only for those allowed details."""
+    from flowrunner.celery import app
+
     try:
-        replies = app.control.ping(timeout=0.5) or []
+        return len(app.control.ping(timeout=0.5) or [])
     except Exception:
-        replies = []
-    return True, len(replies)
+        return 0
+
+
+def _status(database: bool, broker: bool) -> tuple[str, int]:
+    return ("ok" if database and broker else "degraded"), (200 if database else 503)
+
+
+class TimedValue:
+    """A value computed at most once per `ttl` seconds, however many threads ask at once."""
+
+    def __init__(self, compute: Callable[[], object], ttl: float) -> None:
+        self._compute, self._ttl = compute, ttl
+        self._lock = threading.Lock()
+        self._value: object = None
+        self._expires = 0.0
+
+    def get(self) -> object:
+        with self._lock:
+            if time.monotonic() >= self._expires:
+                self._value = self._compute()
+                self._expires = time.monotonic() + self._ttl
+            return self._value
+
+    def forget(self) -> None:
+        with self._lock:
+            self._expires = 0.0
+
+
+anonymous_status = TimedValue(lambda: _status(_database_ok(), _broker_ok()), STATUS_TTL)
+
+
+class HealthToken:
+    """`request.auth` of a caller that presented FLOWRUNNER_HEALTH_TOKEN."""
+
+
+class HealthTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <FLOWRUNNER_HEALTH_TOKEN>`, for monitors that have no user. Any other header is
+    left to the API's own classes."""
+
+    def authenticate(self, request: Request):
+        expected = settings.FLOWRUNNER_HEALTH_TOKEN
+        parts = authentication.get_authorization_header(request).split()
+        if not expected or len(parts) != 2 or parts[0].lower() != b"bearer":
+            return None
+        if hmac.compare_digest(parts[1], expected.encode()):
+            return (AnonymousUser(), HealthToken())
+        return None
+
+    def authenticate_header(self, request: Request) -> str:
+        # DRF takes the first class's challenge; without one a failed credential would be a 403, not a 401.
+        return WWW_AUTHENTICATE
+
+
+class HealthTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "flowrunner.health.HealthTokenAuthentication"
+    name = "healthToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "FLOWRUNNER_HEALTH_TOKEN (GET /health)."}
+
+
+class StaffSessionAuthentication(authentication.SessionAuthentication):
+    """Django's session as such: staff signed in to the admin may have no account, which the API's session
+    class requires."""
+
+
+class StaffSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "flowrunner.health.StaffSessionAuthentication"
+    name = "adminCookieAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME}
+
+
+def may_see_details(request: Request) -> bool:
+    if isinstance(request.auth, HealthToken):
+        return True
+    return bool(getattr(request.user, "is_staff", False) and request.user.is_active)
 
 
 class HealthView(APIView):
-    authentication_classes: list = []
+    authentication_classes = [
+        HealthTokenAuthentication,
+        BearerTokenAuthentication,
+        CachedBasicAuthentication,
+        StaffSessionAuthentication,
+    ]
     permission_classes = [AllowAny]
 
     @extend_schema(
         responses=inline_serializer(
             "Health",
             {
-                "status": serializers.CharField(),
-                "database": serializers.CharField(),
-                "broker": serializers.CharField(),
-                "workers": serializers.IntegerField(),
+                "status": serializers.CharField(help_text="ok, or degraded when the broker is unreachable"),
+                "database": serializers.CharField(required=False, help_text="staff or health token only"),
+                "broker": serializers.CharField(required=False, help_text="staff or health token only"),
+                "workers": serializers.IntegerField(required=False, help_text="staff or health token only"),
             },
-        )
+        ),
+        description="Anyone: `{status}`, computed at most once every few seconds per server process; 503 when "
+        "the database is unreachable. Staff users and callers presenting FLOWRUNNER_HEALTH_TOKEN as a bearer "
+        "token also get `database`, `broker` and `workers` (workers answering a ping), computed afresh.",
     )
     def get(self, request: Request) -> Response:
-        database = _database_ok()
-        broker, workers = _broker_and_workers()
+        if not may_see_details(request):
+            status, code = anonymous_status.get()
+            return Response({"status": status}, status=code)
+        database, broker = _database_ok(), _broker_ok()
+        status, code = _status(database, broker)
         return Response(
             {
-                "status": "ok" if database and broker else "degraded",
+                "status": status,
                 "database": "ok" if database else "unavailable",
                 "broker": "ok" if broker else "unavailable",
-                "workers": workers,
+                "workers": _workers() if broker else 0,
             },
-            status=200 if database else 503,
+            status=code,
         )

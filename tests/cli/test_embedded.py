@@ -139,7 +139,8 @@ def _free_port() -> int:
 
 
 class Server:
-    """One `flowrunner serve --demo` process on SQLite + the in-process broker, as `make run` starts it."""
+    """One `flowrunner serve --demo` process on the embedded PostgreSQL + the in-process broker, as `make run`
+    starts it."""
 
     def __init__(self, directory: Path, port: int, **env: str) -> None:
         self.base = f"http://127.0.0.1:{port}"
@@ -147,7 +148,7 @@ class Server:
         environment = cli_env(
             FLOWRUNNER_POSTGRES_HOST="",
             FLOWRUNNER_REDIS_URL="",
-            FLOWRUNNER_SQLITE_PATH=str(directory / "serve.sqlite3"),
+            FLOWRUNNER_EMBEDDED_POSTGRES_DIR=str(directory / "postgres"),
             FLOWRUNNER_DEV_KEYS_FILE=str(directory / "keys.json"),
             **env,
         )
@@ -184,9 +185,12 @@ class Server:
             self.process.wait()
 
 
+HEALTH_TOKEN = "embedded-health-token-0123456789"
+
+
 @pytest.fixture
 def served(tmp_path: Path):
-    server = Server(tmp_path, _free_port())
+    server = Server(tmp_path, _free_port(), FLOWRUNNER_HEALTH_TOKEN=HEALTH_TOKEN)
     try:
         yield server.base, server.log
     finally:
@@ -195,7 +199,8 @@ def served(tmp_path: Path):
 
 def test_serve_embedded_runs_the_demo_complex_flow_through_the_api(served):
     base, log = served
-    health = httpx.get(f"{base}/api/v1/health").json()
+    assert httpx.get(f"{base}/api/v1/health").json() == {"status": "ok"}
+    health = httpx.get(f"{base}/api/v1/health", headers={"Authorization": f"Bearer {HEALTH_TOKEN}"}).json()
     assert health == {"status": "ok", "database": "ok", "broker": "ok", "workers": 1}
     password = re.search(r"password: (\S+)", log.read_text()).group(1)
     with httpx.Client(base_url=f"{base}/api/v1", auth=("demo", password), timeout=10) as api:

@@ -107,7 +107,7 @@ def test_redis_restarted_empty_mid_run_every_execution_completes(stack, live_api
 
 def _healthy(stack) -> dict | None:  # noqa: ANN001
     try:
-        body = httpx.get(f"{stack.api_url}/health", timeout=5).json()
+        body = stack.health().json()
     except (httpx.HTTPError, ValueError):
         return None
     return body if body.get("broker") == "ok" and body.get("workers", 0) >= 1 else None

@@ -209,6 +209,8 @@ class LiveStack:
                 "FLOWRUNNER_DEBUG": "false",
                 "FLOWRUNNER_ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",
                 "FLOWRUNNER_LOG_LEVEL": "INFO",
+                # /health shows the worker count only to staff or to this token.
+                "FLOWRUNNER_HEALTH_TOKEN": secrets.token_urlsafe(24),
             }
         )
         env.update(DEFAULT_STACK_ENV)
@@ -402,8 +404,10 @@ class LiveStack:
 
     # -- health ------------------------------------------------------------------------------------
 
-    def health(self) -> httpx.Response:
-        return httpx.get(f"{self.api_url}/health", timeout=5.0)
+    def health(self, *, details: bool = True) -> httpx.Response:
+        """GET /api/v1/health, with the stack's health token (database, broker, workers) or anonymously."""
+        headers = {"Authorization": f"Bearer {self.env['FLOWRUNNER_HEALTH_TOKEN']}"} if details else {}
+        return httpx.get(f"{self.api_url}/health", headers=headers, timeout=5.0)
 
     @contextlib.contextmanager
     def _quiet_httpx(self):

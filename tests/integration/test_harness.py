@@ -1,12 +1,11 @@
 """The harness itself: the real stack comes up, reaches PostgreSQL and Redis, and sees its workers."""
 
-import httpx
 import pytest
 
 
 @pytest.mark.integration
 def test_live_stack_is_healthy(live_stack):
-    response = httpx.get(f"{live_stack.api_url}/health", timeout=10)
+    response = live_stack.health()
 
     assert response.status_code == 200, response.text
     body = response.json()
