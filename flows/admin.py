@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from accounts.admin_scope import AccountScopedAdmin
 from accounts.models import Account
 from flows import services
 from flows.dsl.spec import FlowValidationError, Problem
@@ -99,7 +100,7 @@ class FlowVersionInline(admin.StackedInline):
 
 
 @admin.register(Flow)
-class FlowAdmin(admin.ModelAdmin):
+class FlowAdmin(AccountScopedAdmin):
     form = FlowAdminForm
     list_display = ["name", "id", "account", "current_label", "updated_at", "deleted_at"]
     list_filter = [("deleted_at", admin.EmptyFieldListFilter)]
@@ -111,14 +112,6 @@ class FlowAdmin(admin.ModelAdmin):
     @admin.display(description="version", ordering="current_version__number")
     def current_label(self, obj: Flow) -> str:
         return obj.current_version.version if obj.current_version else "-"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Flow]:
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        # Staff who are not superusers see their own account's flows only: accounts are tenants.
-        account = _member_account(request)
-        return queryset.filter(account=account) if account else queryset.none()
 
     def get_fields(self, request: HttpRequest, obj: Flow | None = None) -> list[str]:
         fields = ["account", "name", "content"]
@@ -211,9 +204,10 @@ class FlowAdmin(admin.ModelAdmin):
 
 
 @admin.register(FlowVersion)
-class FlowVersionAdmin(admin.ModelAdmin):
+class FlowVersionAdmin(AccountScopedAdmin):
     """Versions are immutable: view only."""
 
+    account_lookup = "flow__account"
     list_display = ["flow", "number", "version", "created_at", "created_by"]
     list_select_related = ["flow", "created_by"]
     search_fields = ["flow__id", "flow__name", "version"]
@@ -227,13 +221,6 @@ class FlowVersionAdmin(admin.ModelAdmin):
     @admin.display(description="Parsed spec")
     def spec_text(self, obj: FlowVersion) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.spec, indent=2, sort_keys=True))
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[FlowVersion]:
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        account = _member_account(request)
-        return queryset.filter(flow__account=account) if account else queryset.none()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

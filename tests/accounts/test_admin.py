@@ -1,10 +1,20 @@
-"""Admin: secret values are write-only (encrypted by the service, never shown); tokens revocable, unseen."""
+"""Admin: secret values are write-only (encrypted by the service, never shown); tokens revocable, unseen; staff who
+are not superusers reach only their own account's objects in every admin, and no users or groups."""
+
+from types import SimpleNamespace
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.test import Client
+from django.urls import reverse
 
 from accounts import selectors, services
-from accounts.models import ApiToken, Secret
+from accounts.models import ApiToken, Membership, Secret
+from executions.models import ExecutionEvent, NodeRun
+from tests.dashboard.factories import make_execution, make_flow
+from workers.models import StoreEntry
 
 VALUE = "admin-typed-s3cret-value"
 
@@ -95,3 +105,196 @@ def test_account_admin_shows_memberships(admin_client, member):
     assert page.status_code == 200
     assert "memberships" in page.content.decode().lower()
     assert admin_client.get("/admin/accounts/membership/").status_code == 200
+
+
+# --- tenancy: staff of account A (every permission, not a superuser) against account B's objects -------------
+
+ADMINS = sorted(model._meta.label for model in admin.site._registry)
+
+
+@pytest.fixture
+def tenants(member, other_member, monkeypatch):
+    """Staff of account A holding every permission there is (not a superuser), B's object of every registered
+    admin model, and a superuser client."""
+    monkeypatch.setattr("executions.dispatch.send_now", lambda *args, **kwargs: None)
+    (account, staff), (b_account, b_user) = member, other_member
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.set(Permission.objects.all())
+    flow = make_flow(b_account, b_user)
+    b = {
+        "accounts.Account": b_account,
+        "accounts.Membership": b_user.membership,
+        "accounts.ApiToken": services.api_token_create(user=b_user)[0],
+        "accounts.Secret": services.secret_set(account=b_account, key="B_SECRET", value="b-value")[0],
+        "auth.User": b_user,
+        "auth.Group": Group.objects.create(name="b-group"),
+        "flows.Flow": flow,
+        "flows.FlowVersion": flow.current_version,
+        "executions.Execution": make_execution(b_account, b_user, flow),
+        "workers.StoreEntry": StoreEntry.objects.create(account=b_account, key="b-key", value={"n": 1}),
+    }
+    client, root = Client(), Client()
+    client.force_login(staff)
+    root.force_login(
+        get_user_model().objects.create_superuser("root", "root@example.com", "root-passphrase-1")
+    )
+    return SimpleNamespace(client=client, root=root, staff=staff, account=account, b_account=b_account, b=b)
+
+
+def _url(obj, view: str = "changelist") -> str:
+    meta = obj._meta
+    args = [] if view == "changelist" else [obj.pk]
+    return reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=args)
+
+
+def _tables() -> dict[str, list[dict]]:
+    """Every row of every admin-managed table (and their children), to prove nothing was written."""
+    models = [*admin.site._registry, NodeRun, ExecutionEvent]
+    return {model._meta.label: list(model.objects.order_by("pk").values()) for model in models}
+
+
+def _shown(response, obj) -> bool:
+    return response.context["cl"].queryset.filter(pk=obj.pk).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("label", ADMINS)
+def test_admin_staff_of_one_account_reach_no_object_of_another(tenants, label):
+    # given B's object of this model, which a superuser sees in the list
+    target = tenants.b[label]
+    assert _shown(tenants.root.get(_url(target)), target)
+    before = _tables()
+    client = tenants.client
+    # when staff of A open the list / then it is refused or does not hold B's object
+    listing = client.get(_url(target))
+    assert listing.status_code in (200, 403)
+    actions = []
+    if listing.status_code == 200:
+        assert not _shown(listing, target)
+        action_form = listing.context["action_form"]  # None when the user may run no action here
+        actions = [name for name, _ in action_form.fields["action"].choices if name] if action_form else []
+    # when they open B's object's change, history and delete pages, post to them, and run every action on it
+    pages = [client.get(_url(target, view)) for view in ("change", "history", "delete")]
+    pages += [
+        client.post(
+            _url(target, "change"), {"name": "taken", "value": "overwritten", "account": tenants.account.pk}
+        ),
+        client.post(_url(target, "delete"), {"post": "yes"}),
+    ]
+    for action in actions:
+        client.post(_url(target), {"action": action, "_selected_action": [str(target.pk)], "post": "yes"})
+    # then each page was refused or treated the object as missing (Django redirects to the index), and nothing
+    # anywhere changed
+    for page in pages:
+        assert page.status_code == 403 or (page.status_code, page["Location"]) == (
+            302,
+            reverse("admin:index"),
+        )
+    assert _tables() == before
+
+
+@pytest.mark.django_db
+def test_admin_staff_overwrite_only_their_own_accounts_secrets(tenants):
+    # given a secret in each account
+    own, _ = services.secret_set(account=tenants.account, key="OWN", value="own-value")
+    theirs = tenants.b["accounts.Secret"]
+    # when staff of A post a new value to both
+    for secret in (own, theirs):
+        tenants.client.post(_url(secret, "change"), {"value": "overwritten"})
+    # then only their own changed
+    assert selectors.secrets_decrypted(account=tenants.account) == {"OWN": "overwritten"}
+    assert selectors.secrets_decrypted(account=tenants.b_account) == {"B_SECRET": "b-value"}
+
+
+@pytest.mark.django_db
+def test_admin_staff_add_secrets_to_their_own_account_whatever_account_is_posted(tenants):
+    # given the add form, which asks no account of staff
+    page = tenants.client.get("/admin/accounts/secret/add/").content.decode()
+    assert 'name="account"' not in page
+    # when a secret is posted naming account B
+    data = {"account": tenants.b_account.pk, "key": "PLANTED", "value": "v"}
+    assert tenants.client.post("/admin/accounts/secret/add/", data).status_code == 302
+    # then it was stored in A, and B has none
+    assert selectors.secrets_decrypted(account=tenants.account) == {"PLANTED": "v"}
+    assert "PLANTED" not in selectors.secrets_decrypted(account=tenants.b_account)
+
+
+@pytest.mark.django_db
+def test_admin_staff_revoke_only_their_own_accounts_tokens(tenants):
+    # given a token in each account
+    own, _ = services.api_token_create(user=tenants.staff)
+    theirs = tenants.b["accounts.ApiToken"]
+    # when staff of A run the revoke action on both
+    tenants.client.post(
+        "/admin/accounts/apitoken/", {"action": "revoke", "_selected_action": [str(own.pk), str(theirs.pk)]}
+    )
+    # then only their own is revoked
+    assert ApiToken.objects.get(pk=own.pk).revoked_at is not None
+    assert ApiToken.objects.get(pk=theirs.pk).revoked_at is None
+
+
+@pytest.mark.django_db
+def test_admin_staff_cannot_join_another_account(tenants):
+    # given staff of A, whose own account page (and its members) they may see
+    own_page = tenants.client.get(_url(tenants.account, "change"))
+    assert own_page.status_code == 200 and tenants.staff.username in own_page.content.decode()
+    membership = tenants.staff.membership
+    # when they add themselves to B, move their membership to B, or add a member through A's page
+    attempts = [
+        tenants.client.post(
+            "/admin/accounts/membership/add/", {"user": tenants.staff.pk, "account": tenants.b_account.pk}
+        ),
+        tenants.client.post(
+            _url(membership, "change"), {"user": tenants.staff.pk, "account": tenants.b_account.pk}
+        ),
+        tenants.client.post(
+            _url(tenants.account, "change"),
+            {
+                "name": tenants.account.name,
+                "memberships-TOTAL_FORMS": "1",
+                "memberships-INITIAL_FORMS": "0",
+                "memberships-0-user": str(tenants.b["auth.User"].pk),
+            },
+        ),
+    ]
+    # then the membership pages refuse, the account page changes no membership, and nothing moved
+    assert [a.status_code for a in attempts[:2]] == [403, 403]
+    assert Membership.objects.get(pk=membership.pk).account_id == tenants.account.pk
+    assert tenants.b["auth.User"].membership.account_id == tenants.b_account.pk
+    assert Membership.objects.filter(account=tenants.account).count() == 1
+
+
+@pytest.mark.django_db
+def test_admin_staff_cannot_manage_users_or_make_themselves_superuser(tenants):
+    # given staff holding every auth permission
+    staff = tenants.staff
+    # when they open the users and groups, or post superuser rights onto themselves
+    pages = [
+        tenants.client.get("/admin/auth/user/"),
+        tenants.client.get("/admin/auth/group/"),
+        tenants.client.get("/admin/auth/user/add/"),
+        tenants.client.post(
+            _url(staff, "change"),
+            {"username": staff.username, "is_staff": "on", "is_superuser": "on", "is_active": "on"},
+        ),
+    ]
+    # then all are refused and they are still no superuser
+    assert [page.status_code for page in pages] == [403, 403, 403, 403]
+    staff.refresh_from_db()
+    assert not staff.is_superuser
+
+
+@pytest.mark.django_db
+def test_admin_staff_pickers_and_filters_offer_only_their_own_account(tenants):
+    # given staff of A and a secret of A's, so the list has an account filter
+    services.secret_set(account=tenants.account, key="OWN", value="x")
+    # when the account autocomplete and the secrets list are loaded
+    found = tenants.client.get(
+        "/admin/autocomplete/",
+        {"app_label": "accounts", "model_name": "secret", "field_name": "account", "term": ""},
+    ).json()
+    listing = tenants.client.get("/admin/accounts/secret/").content.decode()
+    # then only A appears, never B (the name "mallory")
+    assert [result["id"] for result in found["results"]] == [str(tenants.account.pk)]
+    assert tenants.b_account.name not in listing and tenants.account.name in listing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from flows.models import Flow, FlowVersion
@@ -127,3 +128,20 @@ def test_flow_admin_soft_delete_action_keeps_history(admin_client_, member):
     flow.refresh_from_db()
     assert flow.deleted_at is not None
     assert FlowVersion.objects.filter(flow=flow).count() == 1
+
+
+def test_flow_admin_staff_create_flows_in_their_own_account_whatever_account_is_posted(member, other_member):
+    # given staff of account A allowed to add flows (not a superuser)
+    account, staff = member
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(Permission.objects.get(codename="add_flow"))
+    client = Client()
+    client.force_login(staff)
+    # when the add form is loaded and a flow is posted naming account B
+    page = client.get(ADD_URL).content.decode()
+    response = client.post(ADD_URL, form_data(GOOD, account=other_member[0]))
+    # then the form offers no account, and the flow was created in A, none in B
+    assert 'name="account"' not in page and response.status_code == 302
+    assert Flow.objects.get(name="Admin flow").account == account
+    assert not Flow.objects.filter(account=other_member[0]).exists()
