@@ -18,7 +18,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import WWW_AUTHENTICATE, BearerTokenAuthentication, CachedBasicAuthentication
+from accounts.authentication import BearerTokenAuthentication, CachedBasicAuthentication
+from accounts.credentials import InvalidCredentials
 
 # How long one process reuses the anonymous answer: a load balancer polling every second, or anyone calling
 # in a loop, costs one database query and one broker connection per process per period, and no worker ping.
@@ -100,10 +101,6 @@ class HealthTokenAuthentication(authentication.BaseAuthentication):
             return (AnonymousUser(), HealthToken())
         return None
 
-    def authenticate_header(self, request: Request) -> str:
-        # DRF takes the first class's challenge; without one a failed credential would be a 403, not a 401.
-        return WWW_AUTHENTICATE
-
 
 class HealthTokenScheme(OpenApiAuthenticationExtension):
     target_class = "flowrunner.health.HealthTokenAuthentication"
@@ -141,6 +138,15 @@ class HealthView(APIView):
     ]
     permission_classes = [AllowAny]
 
+    def perform_authentication(self, request: Request) -> None:
+        # A health check answers whoever asks: credentials that do not check out (a monitor's stale token, a
+        # flow's unrelated bearer) only withhold the details. The failure still counts towards the throttle,
+        # whose 429 goes through.
+        try:
+            super().perform_authentication(request)
+        except InvalidCredentials:
+            pass  # DRF has already made the request anonymous
+
     @extend_schema(
         responses=inline_serializer(
             "Health",
@@ -153,7 +159,8 @@ class HealthView(APIView):
         ),
         description="Anyone: `{status}`, computed at most once every few seconds per server process; 503 when "
         "the database is unreachable. Staff users and callers presenting FLOWRUNNER_HEALTH_TOKEN as a bearer "
-        "token also get `database`, `broker` and `workers` (workers answering a ping), computed afresh.",
+        "token also get `database`, `broker` and `workers` (workers answering a ping), computed afresh. "
+        "Credentials that do not check out are answered as anonymous.",
     )
     def get(self, request: Request) -> Response:
         if not may_see_details(request):

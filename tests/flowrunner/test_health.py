@@ -97,15 +97,25 @@ def test_health_a_member_who_is_not_staff_gets_only_the_status(probes, member):
     assert calls["ping"] == 0
 
 
-def test_health_the_health_token_gets_the_details_and_a_wrong_one_is_refused(probes, db):
-    # given the configured health token and a wrong one
+def test_health_the_health_token_gets_the_details_and_a_wrong_one_only_the_status(probes, db):
+    # given the configured health token, a wrong one, and a wrong password
     calls, _ = probes
     right = Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}").get(URL)
     wrong = Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN[:-1]}x").get(URL)
-    # then the right one sees the worker count, the wrong one is a 401 like any bad token
+    bad_password = Client(HTTP_AUTHORIZATION=_basic("nobody", "wrong-password")).get(URL)
+    # then the right one sees the worker count; the others are answered as anonymous callers, without a ping
     assert right.json() == {"status": "ok", "database": "ok", "broker": "ok", "workers": 2}
-    assert wrong.status_code == 401 and "workers" not in wrong.json()
+    assert (wrong.status_code, wrong.json()) == (200, {"status": "ok"})
+    assert (bad_password.status_code, bad_password.json()) == (200, {"status": "ok"})
     assert calls["ping"] == 1
+
+
+def test_health_failed_credentials_still_count_towards_the_throttle(probes, db, settings):
+    # given a limit of two failed authentications per client
+    settings.FLOWRUNNER_AUTH_FAILURE_LIMIT = 2
+    client = Client(HTTP_AUTHORIZATION="Bearer not-a-token")
+    # when a client keeps presenting a wrong token / then after the limit it is throttled like anywhere else
+    assert [client.get(URL).status_code for _ in range(3)] == [200, 200, 429]
 
 
 def test_health_timed_value_computes_once_for_many_threads_at_once():
