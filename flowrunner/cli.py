@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from flowrunner.pgserver import EmbeddedPostgresError
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SECRET_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -75,8 +77,9 @@ def _flow_problems(path: str, content: str, scratch: str) -> list[str]:
     from flowrunner.display import problem_lines
 
     if "flowrunner.settings" not in sys.modules:
+        # Validation reads no table: the embedded server these settings name is never started.
         embedded.use_embedded_environment(
-            sqlite_path=Path(scratch) / "unused.sqlite3", keys_file=Path(scratch) / "keys.json"
+            postgres_dir=Path(scratch) / "postgres", keys_file=Path(scratch) / "keys.json"
         )
     embedded.setup_django()
     from flows.dsl.spec import FlowValidationError
@@ -112,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         content=content,
         input=parse_input(args.input),
         secrets=parse_secrets(args.secret),
-        db_path=Path(args.db) if args.db else None,
+        db_dir=Path(args.db) if args.db else None,
         json_events=args.json_events,
         cancel_after=_duration(args.cancel_after, "--cancel-after"),
         verbose=args.verbose,
@@ -178,7 +181,8 @@ def cmd_createaccount(extra: list[str]) -> int:
     from flowrunner import embedded
 
     embedded.setup_django()
-    ManagementUtility(["flowrunner", "createaccount", *extra]).execute()
+    with embedded.database():
+        ManagementUtility(["flowrunner", "createaccount", *extra]).execute()
     return EXIT_OK
 
 
@@ -191,9 +195,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flowrunner.demo import demo_setup, print_demo
 
     embedded.setup_django()
-    if args.migrate or (args.migrate is None and embedded.uses_sqlite()):
-        embedded.migrate()
-    print_demo(demo_setup(directory=Path(args.examples) if args.examples else None))
+    with embedded.database():
+        if args.migrate or (args.migrate is None and embedded.embedded_postgres_dir() is not None):
+            embedded.migrate()
+        print_demo(demo_setup(directory=Path(args.examples) if args.examples else None))
     return EXIT_OK
 
 
@@ -222,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="migrate",
         action="store_true",
         default=None,
-        help="apply migrations first (default: only on SQLite)",
+        help="apply migrations first (default: only on the embedded PostgreSQL)",
     )
     migrate.add_argument("--no-migrate", dest="migrate", action="store_false")
     serve.add_argument("--demo", action="store_true", help="create the demo account once, load examples/")
@@ -235,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=help_text + "; arguments go to celery", add_help=False)
 
     run = sub.add_parser(
-        "run", help="run one flow in-process (SQLite, in-memory broker) and print its result"
+        "run", help="run one flow in-process (embedded PostgreSQL, in-memory broker) and print its result"
     )
     run.add_argument("file", help="the flow's YAML file")
     run.add_argument("--input", metavar="JSON", help="the input object: JSON text, @file.json or @- (stdin)")
@@ -246,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="an account secret (repeatable); a bare KEY reads the environment variable KEY",
     )
-    run.add_argument("--db", metavar="PATH", help="keep the SQLite database here (default: a temp dir)")
+    run.add_argument(
+        "--db", metavar="DIR", help="keep the database (and its key file) in DIR (default: a temp dir)"
+    )
     run.add_argument("--json-events", action="store_true", help="stderr: one JSON event frame per line")
     run.add_argument("--cancel-after", metavar="DURATION", help="cancel the execution after e.g. 2s")
     run.add_argument("-v", "--verbose", action="store_true", help="queued events and worker logs too")
@@ -278,6 +285,9 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as exc:
         print(f"flowrunner {args.command}: {exc}", file=sys.stderr)
         code = EXIT_USAGE
+    except EmbeddedPostgresError as exc:
+        print(f"flowrunner {args.command}: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
     except KeyboardInterrupt:
         print(f"flowrunner {args.command}: interrupted", file=sys.stderr)
         code = 130

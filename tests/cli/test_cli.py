@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import psutil
+import psycopg
 import pytest
 
+from flowrunner import pgserver
 from tests.cli.conftest import EXAMPLES, cli_env
 
 SMALL = """\
@@ -215,6 +221,84 @@ def test_ctrl_c_cancels_the_execution_and_exits_130(cli):
     assert len(re.findall(r"announce\s+succeeded", stderr)) == 1  # nothing shown twice
     assert stderr.splitlines()[-1].startswith("canceled in")
     assert stdout.strip() == "{}"
+
+
+# --- run: its embedded database -------------------------------------------------------------------------
+
+
+def _postgres_under(directory: Path) -> list[int]:
+    """pids of the PostgreSQL processes working anywhere under `directory`."""
+    found = []
+    for process in psutil.process_iter(["name"]):
+        if (process.info["name"] or "").startswith("postgres"):
+            with contextlib.suppress(psutil.Error):
+                if Path(process.cwd()).is_relative_to(directory):
+                    found.append(process.pid)
+    return found
+
+
+def test_run_leaves_no_server_or_temp_directory_behind(cli, tmp_path):
+    # Given a temp directory of the run's own
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    cli.write("small.yaml", SMALL)
+    # When a flow runs to the end
+    result = cli("run", "small.yaml", "--input", '{"n": 3}', TMPDIR=str(scratch))
+    # Then neither its server nor its directory is left
+    assert result.code == 0, result.stderr
+    assert list(scratch.iterdir()) == []
+    assert _postgres_under(scratch) == []
+
+
+def test_run_stopped_by_sigterm_cancels_and_leaves_nothing_behind(cli, tmp_path):
+    # Given a run waiting in its wait node, its server in its temp directory
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowrunner.cli", "run", str(EXAMPLES / "wait_and_cancel.yaml")],
+        cwd=cli.dir,
+        env=cli_env(TMPDIR=str(scratch)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        shown = []
+        for line in process.stderr:
+            shown.append(line)
+            if re.search(r"hold\s+running", line):
+                break
+        assert _postgres_under(scratch), "the run's server should live in its temp directory"
+        # When it is sent SIGTERM
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    # Then it cancels like Ctrl-C, and stops its server and removes its directory before exiting
+    stderr = "".join(shown) + rest
+    assert process.returncode == 130, stderr
+    assert re.search(r"hold\s+canceled", stderr)
+    assert _postgres_under(scratch) == []
+    assert list(scratch.iterdir()) == []
+
+
+def test_run_with_db_keeps_its_database_between_runs(cli):
+    # Given two runs that keep their database in one directory
+    cli.write("small.yaml", SMALL)
+    for n in (1, 2):
+        result = cli("run", "small.yaml", "--input", json.dumps({"n": n}), "--db", "state")
+        assert result.code == 0, result.stderr
+    # Then the directory holds the cluster and its key file, and no server runs on it any more
+    state = cli.dir / "state"
+    assert (state / "postgres" / "PG_VERSION").exists()
+    assert (state / "dev-keys.json").exists()
+    assert _postgres_under(state) == []
+    # And both executions are in it
+    with pgserver.EmbeddedPostgres(state / "postgres") as server:
+        dsn = {"host": str(server.socket_dir), "port": pgserver.PORT, "user": pgserver.SUPERUSER}
+        with psycopg.connect(**dsn, dbname=server.database) as conn:
+            rows = conn.execute("SELECT input FROM executions_execution ORDER BY created_at").fetchall()
+    assert [row[0] for row in rows] == [{"n": 1}, {"n": 2}]
 
 
 # --- run: secrets -------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import websockets
 
+from flowrunner import pgserver
 from tests.cli.conftest import EXAMPLES, cli_env
 
 TERMINAL = ("completed", "failed", "canceled")
@@ -279,4 +280,32 @@ def test_serve_embedded_reaper_finishes_work_lost_with_the_previous_process(tmp_
         assert status["results"]["waited"] == "2s"
     finally:
         api.close()
+        second.stop()
+
+
+def test_serve_embedded_keeps_its_database_across_a_sigterm_restart(tmp_path):
+    # Given a server that stored a flow in its embedded database
+    port = _free_port()
+    first = Server(tmp_path, port)
+    auth = ("demo", first.demo_password())
+    try:
+        content = (EXAMPLES / "simple_branching.yaml").read_text()
+        created = httpx.post(
+            f"{first.base}/api/v1/flows", auth=auth, json={"name": "kept across restarts", "content": content}
+        )
+        assert created.status_code == 201, created.text
+    finally:
+        # When it is stopped with SIGTERM
+        first.stop()
+    # Then it exits cleanly, its PostgreSQL stopped with it
+    assert first.process.returncode == 0, first.log.read_text()
+    assert pgserver.server_processes(tmp_path / "postgres") == []
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    # And the next server on the same directory has the flow and the same demo account
+    second = Server(tmp_path, port)
+    try:
+        flows = httpx.get(f"{second.base}/api/v1/flows", auth=auth).json()["results"]
+        assert "kept across restarts" in {flow["name"] for flow in flows}
+        assert "password:" not in second.log.read_text()
+    finally:
         second.stop()

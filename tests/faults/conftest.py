@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.steps import FAULT_STACK_ENV, FaultStack, RedisServer
+from tests.faults.steps import FAULT_STACK_ENV, FaultStack
 from tests.integration.conftest import live_database  # noqa: F401  (the test database the children use)
 from tests.integration.harness import Credentials, create_user_orm, free_port
+from tests.services import RedisServer
 
 _HERE = Path(__file__).resolve().parent
 _STACK_KEY = pytest.StashKey[FaultStack]()
@@ -51,7 +52,8 @@ def live_stack_options() -> dict:
 
 @pytest.fixture(scope="package")
 def faults_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of our own (a child process on a free port, nothing persisted): tests may kill it."""
+    """A Redis of our own (redis-server or valkey-server, a child on a free port, nothing persisted): tests may
+    kill it."""
     server = RedisServer(port=free_port(), log_path=tmp_path_factory.mktemp("faults-redis") / "redis.log")
     server.start()
     try:

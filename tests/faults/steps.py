@@ -6,18 +6,14 @@ import ast
 import contextlib
 import os
 import re
-import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import redis
-
-from tests.integration.harness import STARTUP_TIMEOUT, LiveStack, StackError, _die_with_parent
+from tests.integration.harness import STARTUP_TIMEOUT, LiveStack, StackError
+from tests.services import RedisServer
 
 
 def env_int(name: str, default: int) -> int:
@@ -227,56 +223,6 @@ def reaper_actions(stack: LiveStack, mark: dict[str, int]) -> Counter:
         with contextlib.suppress(ValueError, SyntaxError):
             total.update(ast.literal_eval(match.group(1)))
     return total
-
-
-# --- a private redis-server ---------------------------------------------------------------------------------
-@dataclass
-class RedisServer:
-    """A redis-server child process on `port`, persisting nothing: `kill()` loses every key, `start()` is empty."""
-
-    port: int
-    log_path: Path
-    popen: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def start(self, timeout: float = 15.0) -> None:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--daemonize", "no"]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                with contextlib.suppress(redis.RedisError):
-                    if client.ping():
-                        return
-                if not self.alive() or time.monotonic() > deadline:
-                    raise StackError(f"redis-server on port {self.port} did not start; see {self.log_path}")
-                time.sleep(0.05)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        """SIGKILL: the broker's queues, unacked messages and chord counters are gone."""
-        if self.popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(timeout=10)
 
 
 # --- the stack -----------------------------------------------------------------------------------------------
