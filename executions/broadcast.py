@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -50,10 +51,12 @@ class _Sender:
         self.thread = threading.Thread(target=self._run, name="flowrunner-broadcast", daemon=True)
         self.thread.start()
 
-    def submit(self, frames: list[dict[str, Any]], account_id: str) -> None:
+    def submit(
+        self, frames: list[dict[str, Any]], account_id: str, done: threading.Event | None = None
+    ) -> None:
         with self.lock:
             self.pending += 1
-        self.queue.put((frames, account_id))
+        self.queue.put((frames, account_id, done))
 
     def _run(self) -> None:
         from channels.layers import get_channel_layer
@@ -61,14 +64,17 @@ class _Sender:
         loop = asyncio.new_event_loop()
         layer = get_channel_layer()
         while True:
-            frames, account_id = self.queue.get()
+            frames, account_id, done = self.queue.get()
             try:
-                loop.run_until_complete(_send_all(layer, frames, account_id))
+                if frames:
+                    loop.run_until_complete(_send_all(layer, frames, account_id))
             except Exception:  # the events are durable in PostgreSQL; a subscriber catches up by seq
                 logger.warning("broadcast of %d event(s) failed", len(frames), exc_info=True)
             finally:
                 with self.lock:
                     self.pending -= 1
+                if done is not None:
+                    done.set()
 
     def drain(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -94,13 +100,32 @@ def _drain_at_exit() -> None:
         _sender.drain(timeout=2.0)
 
 
-def broadcast_frames(frames: list[dict[str, Any]], *, account_id: Any) -> None:
-    """Send committed events' frames, in seq order; never raises (a lost frame is replayed from PostgreSQL)."""
-    if not frames:
-        return
-    if "channels_redis" in settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""):
-        _get_sender().submit(frames, str(account_id))
-        return
+# How long a worker waits for its frames to reach the channel layer before it publishes the next task anyway
+# (a frame that is late or lost is read back from PostgreSQL by its subscribers).
+THEN_WAIT_SECONDS = 2.0
+
+
+def broadcast_frames(
+    frames: list[dict[str, Any]], *, account_id: Any, then: Callable[[], None] | None = None
+) -> None:
+    """Send committed events' frames, in seq order; never raises (a lost frame is replayed from PostgreSQL).
+
+    `then` (publishing the next node's task) runs on the caller's thread once these frames, and every frame
+    submitted before them, have been handed to the channel layer: a subscriber sees a node finish before the
+    next one can start."""
+    if frames or then is not None:
+        if "channels_redis" in settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""):
+            done = threading.Event() if then is not None else None
+            _get_sender().submit(frames, str(account_id), done)
+            if done is not None:
+                done.wait(THEN_WAIT_SECONDS)
+        elif frames:
+            _send_direct(frames, account_id)
+    if then is not None:
+        then()
+
+
+def _send_direct(frames: list[dict[str, Any]], account_id: Any) -> None:
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()

@@ -22,7 +22,7 @@ def send_now(
     *,
     queue: str | None = None,
     countdown: float | None = None,
-    soft_time_limit: float | None = None,
+    time_limit: float | None = None,
     task_id: str | None = None,
 ) -> None:
     """Publish one task; a broker failure is logged, not raised: the reaper re-drives from PostgreSQL."""
@@ -31,9 +31,8 @@ def send_now(
         options["queue"] = queue
     if countdown:
         options["countdown"] = countdown
-    if soft_time_limit:
-        options["soft_time_limit"] = soft_time_limit
-        options["time_limit"] = soft_time_limit + 10
+    if time_limit:
+        options["time_limit"] = time_limit
     if task_id:
         options["task_id"] = task_id
     try:

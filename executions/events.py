@@ -34,7 +34,7 @@ def _next_seq(execution_id: object, count: int = 1) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET last_event_seq = last_event_seq + %s WHERE id = %s RETURNING last_event_seq",
-            [count, key.hex if connection.vendor == "sqlite" else key],
+            [count, key],
         )
         row = cursor.fetchone()
     if row is None:

@@ -79,6 +79,13 @@ class NodeRun(models.Model):
 
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="node_runs")
     node_id = models.CharField(max_length=200)
+    # A batch part points at its batch node's run; the parent counts its finished parts so that a part's finish
+    # never reads its siblings, and `parts_total` set once is what makes a redelivered start create nothing.
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="parts", db_index=False
+    )
+    parts_total = models.PositiveIntegerField(null=True, blank=True)
+    parts_done = models.PositiveIntegerField(default=0)
     batch_index = models.PositiveIntegerField(null=True, blank=True)
     attempt = models.PositiveIntegerField(default=1)
     step = models.PositiveIntegerField(default=0)
@@ -90,7 +97,10 @@ class NodeRun(models.Model):
     task_id = models.CharField(max_length=255, blank=True, default="")
     worker = models.CharField(max_length=255, blank=True, default="")
     queued_at = models.DateTimeField(auto_now_add=True)
+    # When a retrying attempt may run (its Celery countdown).
     not_before = models.DateTimeField(null=True, blank=True)
+    # Set only while a wait/delay node is paused: the one marker the reaper resumes (a retry never has it).
+    wait_until = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -100,6 +110,7 @@ class NodeRun(models.Model):
         indexes = [
             models.Index(fields=["status", "queued_at"]),
             models.Index(fields=["execution", "node_id", "batch_index"]),
+            models.Index(fields=["parent", "status"]),
         ]
 
     def __str__(self) -> str:

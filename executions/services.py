@@ -20,12 +20,17 @@ from flows.selectors import flow_version_spec
 ACTIVE_STATUSES = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
 
 
+# The worker bounds a node's own work by its timeout; the task's hard limit, this much later, only stops a
+# process that ignored it (the attempt is then lost and run again like any dead worker's).
+HARD_LIMIT_GRACE = 30.0
+
+
 def node_task_options(node: NodeSpec) -> dict[str, Any]:
-    """Queue and soft time limit of a node's task (a batch node's timeout is a deadline, not a task limit)."""
+    """Queue and hard time limit of a node's task (a batch node's timeout is a deadline, not a task limit)."""
     kind = get_kind(node.type)
     options: dict[str, Any] = {"queue": node.queue}
     if node.timeout and kind is not None and not kind.is_batch and node.type not in ("wait", "delay"):
-        options["soft_time_limit"] = node.timeout
+        options["time_limit"] = node.timeout + HARD_LIMIT_GRACE
     return options
 
 

@@ -33,10 +33,13 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def execution_status(execution: Execution, *, flow_version_label: str | None = None) -> dict[str, Any]:
-    """The ExecutionStatus of DESIGN §5 as the row is now (the caller redacts when secrets may appear)."""
+def execution_status(
+    execution: Execution, *, flow_version_label: str | None = None, with_input: bool = True
+) -> dict[str, Any]:
+    """The ExecutionStatus as the row is now (the caller redacts when secrets may appear). Status events leave
+    the input out (`with_input=False`): it never changes, and repeating it in every event multiplied it."""
     label = flow_version_label if flow_version_label is not None else _version_label(execution)
-    return {
+    status = {
         "id": str(execution.id),
         "flow_id": execution.flow_id,
         "flow_version": label,
@@ -50,3 +53,6 @@ def execution_status(execution: Execution, *, flow_version_label: str | None = N
         "end_time": iso(execution.finished_at),
         "created_at": iso(execution.created_at),
     }
+    if not with_input:
+        del status["input"]
+    return status

@@ -1,17 +1,21 @@
 """The only writer of Execution.status and NodeRun.status: compare-and-swap updates, each recording an event.
 
-Every function here must run inside the caller's transaction; the event's broadcast is registered with
-`on_commit`, so nothing is announced that did not happen.
+The hot path (claim, finish, batch start) is one call each to a PL/pgSQL function that swaps, writes and
+records events in one statement; the rarer changes (start, cancel, lost workers) are ORM updates that must run
+inside the caller's transaction. Either way a broadcast is registered with `on_commit`, so nothing is
+announced that did not happen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from executions.broadcast import broadcast_frames
 from executions.events import current_work, record_event
 from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun, NodeRunStatus
 from executions.status import execution_status
@@ -28,7 +32,7 @@ def _require_transaction() -> None:
 
 def record_status(execution: Execution, *, redact: Any = None) -> None:
     """Store a `status` event holding the ExecutionStatus as it is now (a replay shows the history)."""
-    status = execution_status(execution)
+    status = execution_status(execution, with_input=False)
     if redact is not None:
         status = redact(status)
     record_event(
@@ -167,4 +171,48 @@ def record_log(
                 "data": data,
             }
         },
+    )
+
+
+# --- the node-run state machine: one statement each (PL/pgSQL functions installed by the migrations) --------
+
+
+def _call(sql: str, args: list[Any], *, then: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """One round trip; in autocommit it is its own transaction. Once it has committed its frames are broadcast
+    and then `then` runs (publishing the next task), so no subscriber sees the next node before this one."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, args)
+        raw = cursor.fetchone()[0]
+    result = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    frames = result.get("frames") or []
+    account_id = result.get("account_id")
+    after = (lambda: then(result)) if then is not None else None
+    if frames or after is not None:
+        transaction.on_commit(lambda: broadcast_frames(frames, account_id=account_id, then=after))
+    return result
+
+
+def node_run_claim(node_run_id: int, *, task_id: str, worker: str) -> dict[str, Any]:
+    """queued|retrying → running (and the execution to running, its current node set), with its events.
+
+    `outcome` is `claimed` (with `run`, `execution` and, for a batch part, `parent_input`), `busy` (its batch
+    node already runs max_parallel parts), `interrupted` (this task claimed it before and never finished),
+    `ended` (its execution or batch node is over: the run was canceled) or `taken`.
+    """
+    return _call("SELECT flowrunner_claim(%s, %s, %s)", [node_run_id, task_id or "", worker or ""])
+
+
+def node_run_finish(decision_json: str, *, then: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Record a running run's outcome and move its execution on as the decision (JSON text, already made
+    storable) says; `then(result)` runs once the frames are broadcast."""
+    return _call("SELECT flowrunner_finish(%s::jsonb)", [decision_json], then=then)
+
+
+def batch_parts_create(*, node_run_id: int, parts_json: str, lanes: int, item_count: int) -> dict[str, Any]:
+    """Create the parts (`parts_json`: their inputs, a JSON array) of a running batch node, once; returns
+    `parts` = [[id, task_id]] in batch order, or outcome `stale` when they exist or the node ended."""
+    return _call(
+        "SELECT flowrunner_start_batch(jsonb_build_object('run', %s::bigint, 'parts', %s::jsonb, "
+        "'lanes', %s::integer, 'item_count', %s::integer))",
+        [node_run_id, parts_json, lanes, item_count],
     )

@@ -7,30 +7,27 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from celery import chain, current_app
+from celery import current_app
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, transaction
-from django.db.models import Q
+from django.db import InterfaceError, OperationalError, connections
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from executions import dispatch, transitions
-from executions.models import TERMINAL_NODE_STATUSES, Execution, ExecutionStatus, NodeRun, NodeRunStatus
-from executions.services import node_task_options
-from workers.specs import spec_for_version
+from executions import dispatch
+from executions.models import ExecutionStatus, NodeRun, NodeRunStatus
+from workers import batches, recovery
+from workers.lanes import Lanes, send, task_options
 
 logger = logging.getLogger(__name__)
 
 ACTIVE = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
 LIMIT = 500
 WAITING_FIELDS = (
-    "id", "node_id", "batch_index", "step", "status", "queued_at", "not_before", "execution_id",
+    "id", "node_id", "batch_index", "parent_id", "step", "status", "queued_at", "not_before", "execution_id",
     "execution__flow_version_id", "execution__status",
 )  # fmt: skip
 # A chord whose last batch finished this long ago without its callback is joined from PostgreSQL.
 JOIN_GRACE = timedelta(seconds=2)
-# A node run whose worker vanished is re-run as a new attempt; after this many lost attempts the node fails.
-LOST = "worker lost"
-MAX_LOST_ATTEMPTS = 3
 # A broker queue longer than this is not read message by message: its stale runs are taken as waiting in it.
 BACKLOG_SCAN_LIMIT = 20_000
 # Kombu's Redis message is JSON with Celery's headers in clear: {"body": "<base64>", ..., "headers": {...,
@@ -48,93 +45,6 @@ def _run_ids(messages: list[bytes]) -> set[int]:
         if task and args and task.group(1) in _RESENDABLE:
             ids.add(int(args.group(1)))
     return ids
-
-
-def _task_for(node_run: NodeRun) -> str:
-    return dispatch.RUN_BATCH if node_run.batch_index is not None else dispatch.RUN_NODE
-
-
-def _options(node_run: NodeRun) -> dict[str, Any]:
-    spec = spec_for_version(node_run.execution.flow_version_id)
-    node = spec.nodes.get(node_run.node_id)
-    if node is None:
-        return {}
-    if node_run.batch_index is not None:
-        return {"queue": node.queue}
-    return node_task_options(node)
-
-
-# --- batch lanes --------------------------------------------------------------------------------------------
-
-
-def _parent_of(part: NodeRun) -> NodeRun | None:
-    return (
-        NodeRun.objects.filter(
-            execution_id=part.execution_id, node_id=part.node_id, step=part.step, batch_index__isnull=True
-        )
-        .order_by("-id")
-        .first()
-    )
-
-
-class Lanes:
-    """Lane lookups for one reaper pass: each batch node's parent and latest parts are read once.
-
-    Batch parts run as `max_parallel` lanes, each a Celery chain: only a lane's head message exists in the
-    broker, the next is published when its predecessor finishes. So a queued part behind an open predecessor
-    of its lane is not lost, only waiting its turn (however long the lane takes); and when the reaper re-drives
-    a lane's head it sends the queued rest of the lane along as one chain, which keeps `max_parallel` and costs
-    one STALE_AFTER per lane rather than per part.
-    """
-
-    def __init__(self) -> None:
-        self._nodes: dict[tuple[Any, str, int], tuple[NodeRun | None, dict[int, NodeRun]]] = {}
-
-    def _node(self, part: NodeRun) -> tuple[NodeRun | None, dict[int, NodeRun]]:
-        from workers import batches
-
-        key = (part.execution_id, part.node_id, part.step)
-        if key not in self._nodes:
-            parent = _parent_of(part)
-            self._nodes[key] = (parent, batches.latest_parts(parent) if parent is not None else {})
-        return self._nodes[key]
-
-    def lane(self, part: NodeRun) -> tuple[bool, list[NodeRun]] | None:
-        """(head, successors) of `part`'s lane: `head` is False when an earlier member of the lane is still
-        open (that one drives the lane; `part` waits its turn); `successors` are the later members still
-        queued. None when the batch node is gone."""
-        parent, latest = self._node(part)
-        if parent is None:
-            return None
-        lanes = max(1, int((parent.input or {}).get("lanes") or 1))
-        index = part.batch_index
-        earlier = [latest[i] for i in range(index % lanes, index, lanes) if i in latest]
-        head = all(run.status in TERMINAL_NODE_STATUSES for run in earlier)
-        later = sorted(i for i in latest if i > index and (i - index) % lanes == 0)
-        return head, [latest[i] for i in later if latest[i].status == NodeRunStatus.QUEUED]
-
-    def decide(self, run: NodeRun) -> tuple[bool, list[NodeRun]]:
-        """(re-drive it now?, queued successors to chain after it) for a run found stale."""
-        if run.batch_index is None:
-            return True, []
-        return self.lane(run) or (False, [])
-
-
-def _send(run: NodeRun, successors: list[NodeRun] | None = None) -> None:
-    """Publish `run`'s task; a batch part takes the queued rest of its lane along as one chain."""
-    options = _options(run)
-    if not successors:
-        dispatch.send_now(_task_for(run), run.id, **options)
-        return
-    queue = options.get("queue")
-    signatures = [
-        current_app.signature(dispatch.RUN_BATCH, args=[member.id], immutable=True, queue=queue)
-        for member in [run, *successors]
-    ]
-    try:
-        chain(*signatures).apply_async()
-    except Exception:  # the broker is down: the rows stay as they are and the next pass tries again
-        logger.warning("could not re-send the lane of node run %s", run.id, exc_info=True)
 
 
 # --- the broker's backlog -----------------------------------------------------------------------------------
@@ -220,33 +130,30 @@ def _resend_waiting(stale: Any, now: Any, lanes: Lanes, backlog: Backlog) -> int
     count = 0
     runs = _waiting(status=NodeRunStatus.QUEUED, queued_at__lt=stale).order_by("queued_at")[:LIMIT]
     for run in runs:
-        send, successors = lanes.decide(run)
-        if not send or backlog.holds(run, _options(run).get("queue")):
+        send_now, successors = lanes.decide(run)
+        if not send_now or backlog.holds(run, task_options(run).get("queue")):
             continue
         if NodeRun.objects.filter(id=run.id, status=NodeRunStatus.QUEUED, queued_at=run.queued_at).update(
             queued_at=now
         ):
-            _send(run, successors)
+            send(run, successors)
             count += 1
     runs = _waiting(status=NodeRunStatus.RETRYING, not_before__lt=stale).order_by("not_before")[:LIMIT]
     for run in runs:
-        send, successors = lanes.decide(run)
-        if not send:
+        send_now, successors = lanes.decide(run)
+        if not send_now:
             continue
         if NodeRun.objects.filter(id=run.id, status=NodeRunStatus.RETRYING, not_before=run.not_before).update(
             not_before=now
         ):
-            _send(run, successors)
+            send(run, successors)
             count += 1
     return count
 
 
-def _is_batch_parent(run: NodeRun) -> bool:
-    return run.batch_index is None and isinstance(run.input, dict) and "batch_count" in run.input
-
-
 def _recover_running(stale: Any, now: Any) -> int:
-    """Running runs without a heartbeat: the worker died. The attempt fails as lost and a fresh one is queued."""
+    """Running runs without a heartbeat: the worker died. The attempt fails as lost and a fresh one is queued
+    (a retry's attempt like any other). A paused wait (its own marker) whose resume was lost is resumed."""
     count = 0
     runs = (
         NodeRun.objects.select_related("execution")
@@ -254,89 +161,34 @@ def _recover_running(stale: Any, now: Any) -> int:
         .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale))[:LIMIT]
     )
     for run in runs:
-        if run.not_before is not None:
-            if run.not_before < stale and NodeRun.objects.filter(
-                id=run.id, status=NodeRunStatus.RUNNING, not_before=run.not_before
-            ).update(not_before=now):
-                dispatch.send_now(dispatch.RESUME_NODE, run.id, queue=_options(run).get("queue"))
+        if run.wait_until is not None:
+            if run.wait_until < stale and NodeRun.objects.filter(
+                id=run.id, status=NodeRunStatus.RUNNING, wait_until=run.wait_until
+            ).update(wait_until=now):
+                dispatch.send_now(dispatch.RESUME_NODE, run.id, queue=task_options(run).get("queue"))
                 count += 1
             continue
-        if _is_batch_parent(run):
-            continue  # its batches carry the heartbeats; the join (chord or _join_orphans) finishes it
-        if requeue_lost(run, reason=f"no heartbeat for {settings.FLOWRUNNER_STALE_AFTER:g}s"):
+        if run.parts_total is not None:
+            continue  # a batch node: its parts carry the heartbeats; the join (chord or _join_orphans) ends it
+        reason = f"no heartbeat for {settings.FLOWRUNNER_STALE_AFTER:g}s"
+        if recovery.requeue_lost(
+            run.id, reason=reason, heartbeat_at=run.heartbeat_at, started_at=run.started_at
+        ):
             count += 1
     return count
 
 
-def requeue_lost(run: NodeRun, *, reason: str) -> bool:
-    """The running attempt `run` lost its worker: fail it and queue the next attempt (sent on commit).
-
-    After MAX_LOST_ATTEMPTS lost attempts of the node (this activation), the node fails for good instead —
-    its `error` edge, else the execution fails: a node that kills its worker every time (a poison pill) must
-    not be run forever. A batch part's queued successors in its lane are sent along (their chain died with
-    the worker). Returns False when `run` is no longer running with the heartbeat seen (someone moved it).
-    """
-    with transaction.atomic():
-        # Every claim and finish of the execution's runs holds this lock: once we have it, a run still running
-        # with the heartbeat we saw was not re-claimed or finished meanwhile.
-        execution = Execution.objects.select_for_update().get(id=run.execution_id)
-        if not NodeRun.objects.filter(
-            id=run.id, status=NodeRunStatus.RUNNING, heartbeat_at=run.heartbeat_at, started_at=run.started_at
-        ).exists():
-            return False
-        lost = 1 + NodeRun.objects.filter(
-            execution_id=run.execution_id, node_id=run.node_id, step=run.step, batch_index=run.batch_index,
-            status=NodeRunStatus.FAILED, error__startswith=LOST,
-        ).count()  # fmt: skip
-        if lost >= MAX_LOST_ATTEMPTS:
-            _give_up(run, execution, f"{LOST}: {reason}; {lost} attempts lost, giving up")
-            return True
-        if not transitions.node_run_transition(
-            run, to=NodeRunStatus.FAILED, expected=(NodeRunStatus.RUNNING,), account_id=execution.account_id,
-            error=f"{LOST}: {reason}", finished_at=timezone.now(),
-        ):  # fmt: skip
-            return False
-        again = transitions.node_run_create(
-            execution=execution, node_id=run.node_id, batch_index=run.batch_index, attempt=run.attempt + 1,
-            step=run.step, input=run.input, task_id=run.task_id,
-        )  # fmt: skip
-        # A lost part was its lane's running member: the rest of the lane was never published.
-        successors = (Lanes().lane(again) or (True, []))[1] if again.batch_index is not None else []
-        transaction.on_commit(lambda: _send(again, successors))
-    return True
-
-
-def _give_up(run: NodeRun, execution: Execution, error: str) -> None:
-    from workers import batches, engine
-    from workers.outcomes import Outcome
-
-    outcome = Outcome(ok=False, error=error, error_type="worker_lost", retryable=False)
-    redactor = engine.redactor_for(execution)
-    if run.batch_index is None:
-        engine.finish(run.id, outcome, redactor=redactor)
-        return
-    batches.finish_batch(run.id, outcome, redactor=redactor)
-    lane = Lanes().lane(run)
-    if lane and lane[1]:
-        first, *rest = lane[1]
-        transaction.on_commit(lambda: _send(first, rest))
-
-
 def _join_orphans(now: Any) -> int:
-    """Batch nodes whose batches are all finished but whose chord callback never came (Redis lost it)."""
-    from workers import batches
-
+    """Batch nodes whose parts are all finished but whose join never came (Redis lost the chord's callback,
+    or the inline join of a batch without items was interrupted)."""
     count = 0
     parents = NodeRun.objects.filter(
-        status=NodeRunStatus.RUNNING, batch_index__isnull=True, execution__status=ExecutionStatus.RUNNING,
-        input__has_key="batch_count",
+        status=NodeRunStatus.RUNNING, parts_total__isnull=False, parts_done__gte=F("parts_total"),
+        execution__status=ExecutionStatus.RUNNING,
     )[:LIMIT]  # fmt: skip
     for parent in parents:
-        parts = batches.latest_parts(parent)
-        if not parts or any(p.status not in TERMINAL_NODE_STATUSES for p in parts.values()):
-            continue
-        finished_at = max((p.finished_at for p in parts.values() if p.finished_at), default=None)
-        if finished_at is None or finished_at >= now - JOIN_GRACE:
+        finished_at = NodeRun.objects.filter(parent_id=parent.id).aggregate(last=Max("finished_at"))["last"]
+        if (finished_at or parent.started_at or now) >= now - JOIN_GRACE:
             continue  # give the chord callback its chance first
         directive = batches.join(parent.id)
         if directive is not None:

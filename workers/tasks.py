@@ -51,7 +51,7 @@ def run_node(self, node_run_id: int) -> None:
 @shared_task(bind=True, name="flowrunner.run_batch")
 @reconnecting
 def run_batch(self, node_run_id: int) -> None:
-    directive = batches.run_batch(
+    directive = batches.run_part(
         node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or ""
     )
     _retry_or_done(self, directive)

@@ -6,7 +6,7 @@ import pytest
 
 from flows.dsl.spec import NodeSpec, RetryPolicy
 from flows.services import flow_create
-from workers.engine import merge_output
+from workers.runs import merge_output
 from workers.specs import longest_path, progress_percent
 
 

@@ -1,0 +1,156 @@
+"""Batch nodes driven in-process: parts created once, max_parallel as a bound, limits, constant-cost finishes."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from executions import dispatch, transitions
+from executions.models import Execution, NodeRun
+from executions.services import execution_start
+from flows.services import flow_create
+from workers import batches, engine
+from workers.outcomes import RetryLater
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BATCH = """
+metadata: {name: batch}
+nodes:
+  fan:
+    type: parallel_batch
+    params:
+      items: "${input.numbers}"
+      batch_size: 1
+      max_parallel: "${input.lanes}"
+      processor_script: "return {seen: input.items}"
+    next: {success: done}
+  done: {type: transform, params: {script: "return {count: input.seen.length}"}}
+"""
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """Chords and tasks the engine would publish, captured instead."""
+    chords: list[tuple[int, list, int]] = []
+    monkeypatch.setattr(
+        batches,
+        "_launch_chord",
+        lambda parent_id, parts, lanes, node: chords.append((parent_id, parts, lanes)),
+    )
+    tasks: list[tuple[str, int, dict]] = []
+    monkeypatch.setattr(
+        dispatch, "send_now", lambda task, run_id, **options: tasks.append((task, run_id, options))
+    )
+    return chords, tasks
+
+
+def _start(member, input, content=BATCH):
+    account, user = member
+    flow = flow_create(account=account, user=user, content=content)
+    execution, _ = execution_start(account=account, flow=flow, user=user, input=input)
+    return execution
+
+
+def _run_parent(execution):
+    parent = NodeRun.objects.get(execution=execution, node_id="fan", parent__isnull=True)
+    engine.run_node(parent.id, task_id="parent-task", hostname="w@h")
+    return NodeRun.objects.get(id=parent.id)
+
+
+def test_batches_max_parallel_expression_is_rendered_and_bounds_the_claims(member, launched):
+    chords, _ = launched
+    # Given a batch node whose max_parallel is `${input.lanes}` = 2, over 5 items
+    execution = _start(member, {"numbers": [1, 2, 3, 4, 5], "lanes": 2})
+    # When the batch node starts
+    parent = _run_parent(execution)
+    # Then 5 parts exist and the chord has 2 lanes
+    assert parent.parts_total == 5 and chords[0][2] == 2
+    parts = list(NodeRun.objects.filter(parent=parent).order_by("batch_index"))
+    # And with two parts claimed (running), a third claim is refused until one finishes
+    for part in parts[:2]:
+        assert isinstance(
+            engine.runs.claim(part.id, task_id=part.task_id, hostname="w@h"), engine.runs.Claimed
+        )
+    refused = batches.run_part(parts[2].id, task_id=parts[2].task_id, hostname="w@h")
+    assert isinstance(refused, RetryLater) and refused.node_run_id == parts[2].id
+    assert NodeRun.objects.get(id=parts[2].id).status == "queued"
+
+
+def test_batches_a_bad_max_parallel_fails_the_node_with_a_clear_error(member, launched):
+    # Given max_parallel rendering to 0
+    execution = _start(member, {"numbers": [1, 2], "lanes": 0})
+    # When the batch node starts
+    _run_parent(execution)
+    # Then the node failed (not retried: the value will not change) with the reason
+    execution.refresh_from_db()
+    assert execution.status == "failed"
+    assert "max_parallel must be an integer of at least 1" in execution.error
+
+
+def test_batches_more_parts_than_the_limit_fail_the_node_naming_it(member, launched, settings):
+    settings.FLOWRUNNER_MAX_BATCHES = 3
+    # Given 4 items in batches of 1, over a limit of 3 batches
+    execution = _start(member, {"numbers": [1, 2, 3, 4], "lanes": 1})
+    # When the batch node starts
+    _run_parent(execution)
+    # Then it failed naming the limit, and no part was created
+    execution.refresh_from_db()
+    assert execution.status == "failed" and "FLOWRUNNER_MAX_BATCHES (3)" in execution.error
+    assert not NodeRun.objects.filter(execution=execution, parent__isnull=False).exists()
+
+
+def test_batches_a_second_start_of_the_same_batch_node_creates_nothing(member, launched):
+    # Given a batch node whose parts were created
+    execution = _start(member, {"numbers": [1, 2, 3], "lanes": 3})
+    parent = _run_parent(execution)
+    # When the start is asked again (a redelivered task that got past its claim)
+    again = transitions.batch_parts_create(
+        node_run_id=parent.id, parts_json="[{}, {}]", lanes=1, item_count=2
+    )
+    # And when its task is redelivered with its own task id
+    assert engine.run_node(parent.id, task_id="parent-task", hostname="w@h") is None
+    # Then nothing was created: still the 3 parts of the first start
+    assert again["outcome"] == "stale"
+    assert NodeRun.objects.filter(parent=parent).count() == 3
+    assert NodeRun.objects.get(id=parent.id).status == "running"
+
+
+def _finish_statements(member, launched, items: int) -> int:
+    execution = _start(member, {"numbers": list(range(items)), "lanes": items})
+    parent = _run_parent(execution)
+    parts = list(NodeRun.objects.filter(parent=parent).order_by("batch_index"))
+    for part in parts[:-1]:
+        batches.run_part(part.id, task_id=part.task_id, hostname="w@h")
+    with CaptureQueriesContext(connection) as queries:
+        batches.run_part(parts[-1].id, task_id=parts[-1].task_id, hostname="w@h")
+    parent.refresh_from_db()
+    assert parent.parts_done == items
+    return len(queries.captured_queries)
+
+
+def test_batches_a_part_finish_costs_the_same_whatever_the_number_of_parts(member, launched):
+    # Given batch nodes of 3 and of 200 parts
+    # When the last part of each runs
+    small = _finish_statements(member, launched, 3)
+    large = _finish_statements(member, launched, 200)
+    # Then both took the same two statements (claim, finish): no read of the siblings
+    assert small == large == 2
+
+
+def test_batches_the_last_part_makes_the_join_due_and_the_join_wins_once(member, launched):
+    _, tasks = launched
+    # Given a batch node whose parts all ran
+    execution = _start(member, {"numbers": [1, 2, 3], "lanes": 2})
+    parent = _run_parent(execution)
+    for part in NodeRun.objects.filter(parent=parent).order_by("batch_index"):
+        batches.run_part(part.id, task_id=part.task_id, hostname="w@h")
+    # When the join is called three times (chord callback, reaper, a duplicate)
+    for _ in range(3):
+        batches.join(parent.id)
+    # Then the batch node succeeded once and the next node was queued once
+    assert NodeRun.objects.get(id=parent.id).status == "succeeded"
+    done = NodeRun.objects.get(execution=execution, node_id="done")
+    assert [run_id for task, run_id, _ in tasks if task == dispatch.RUN_NODE].count(done.id) == 1
+    assert Execution.objects.get(id=execution.id).data["seen"] == [1, 2, 3]

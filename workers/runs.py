@@ -1,0 +1,355 @@
+"""A node run's lifecycle in a worker: claim it (one statement), build its context, decide what its outcome
+means (edges, retries, redaction, limits) and finish it (one statement), publishing what comes next."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.utils import timezone
+
+from accounts.redaction import LazyRedactor
+from accounts.selectors import secrets_decrypted
+from executions import dispatch, transitions
+from executions.models import NodeRun
+from executions.services import node_task_options
+from flows.dsl.durations import DurationError, parse_duration
+from flows.dsl.spec import FlowSpec, NodeSpec
+from workers.context import EngineContext
+from workers.outcomes import Outcome, RetryLater, output_problem
+from workers.specs import longest_path, progress_percent, spec_for_version
+from workers.storable import storable_json
+
+logger = logging.getLogger(__name__)
+
+HOSTNAME = socket.gethostname()
+# A batch part refused because its node already runs max_parallel parts asks again after this long (its lane's
+# chain waits meanwhile: a retried task keeps its place in the chain).
+BUSY_COUNTDOWN = 0.25
+
+
+@dataclass
+class Claimed:
+    """A running node run and its execution as the claim (or a reload) saw them."""
+
+    run: dict[str, Any]
+    execution: dict[str, Any]
+    parent_input: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> int:
+        return int(self.run["id"])
+
+    @property
+    def is_part(self) -> bool:
+        return self.run.get("parent_id") is not None
+
+    @property
+    def version_id(self) -> int:
+        return int(self.execution["flow_version_id"])
+
+
+# --- claim --------------------------------------------------------------------------------------------------
+
+
+INTERRUPTED = "interrupted"
+
+
+def claim(node_run_id: int, *, task_id: str = "", hostname: str = "") -> Claimed | RetryLater | str | None:
+    """queued|retrying → running. A RetryLater when its batch node is at max_parallel; INTERRUPTED when this
+    very task claimed it before and never finished it (its worker process died and the message came back, or
+    the database failed under it); None when it is not ours to run (taken, or canceled as its execution ended).
+    """
+    result = transitions.node_run_claim(node_run_id, task_id=task_id, worker=hostname or HOSTNAME)
+    outcome = result["outcome"]
+    if outcome == "claimed":
+        return Claimed(result["run"], result["execution"], result.get("parent_input"))
+    if outcome == "busy":
+        return RetryLater(node_run_id, BUSY_COUNTDOWN)
+    if outcome == "interrupted":
+        return INTERRUPTED
+    return None
+
+
+def reload(node_run_id: int) -> Claimed | None:
+    """A running run as a claim would return it, read back (a wait's resume, a join, a lost attempt)."""
+    run = (
+        NodeRun.objects.select_related("execution", "parent").filter(id=node_run_id, status="running").first()
+    )
+    if run is None:
+        return None
+    execution = run.execution
+    return Claimed(
+        run={
+            "id": run.id,
+            "node_id": run.node_id,
+            "batch_index": run.batch_index,
+            "attempt": run.attempt,
+            "step": run.step,
+            "input": run.input,
+            "task_id": run.task_id,
+            "parent_id": run.parent_id,
+            "output": run.output,
+        },
+        execution={
+            "id": str(execution.id),
+            "account_id": str(execution.account_id),
+            "flow_id": execution.flow_id,
+            "flow_version_id": execution.flow_version_id,
+            "data": execution.data,
+            "node_outputs": execution.node_outputs,
+            "steps": execution.steps,
+            "progress": execution.progress,
+        },
+        parent_input=run.parent.input if run.parent is not None else None,
+    )
+
+
+# --- context ------------------------------------------------------------------------------------------------
+
+
+def redactor_for(account_id: Any) -> LazyRedactor:
+    return LazyRedactor(lambda: secrets_decrypted(account=account_id).values())
+
+
+def make_context(claimed: Claimed, node: NodeSpec) -> EngineContext:
+    execution, run = claimed.execution, claimed.run
+    account_id = execution["account_id"]
+    return EngineContext(
+        node=node,
+        document=execution["data"] or {},
+        results=execution["node_outputs"] or {},
+        # `node_id`, `attempt` and `batch_index` go beyond {id, flow_id, account_id}: a script can then behave
+        # differently on a retry (and tests can make a node fail exactly N times).
+        execution={
+            "id": execution["id"],
+            "flow_id": execution["flow_id"],
+            "account_id": account_id,
+            "node_id": node.id,
+            "attempt": run["attempt"],
+            "batch_index": run["batch_index"],
+        },
+        load_secrets=lambda: secrets_decrypted(account=account_id),
+        timeout=node_timeout(node),
+    )
+
+
+def node_timeout(node: NodeSpec) -> float | None:
+    """The node's `timeout`, else a literal `params.timeout` (an expression there is the kind's business)."""
+    if node.timeout:
+        return node.timeout
+    raw = node.params.get("timeout") if isinstance(node.params, dict) else None
+    if raw is None or (isinstance(raw, str) and "${" in raw):
+        return None
+    try:
+        return parse_duration(raw)
+    except DurationError:
+        return None
+
+
+# --- deciding -----------------------------------------------------------------------------------------------
+
+
+def _logs(outcome: Outcome) -> list[dict[str, Any]]:
+    now = timezone.now().isoformat()
+    return [
+        {"timestamp": now, "level": entry.level, "message": entry.message, "data": entry.data}
+        for entry in outcome.logs
+    ]
+
+
+def merge_output(document: dict[str, Any], output: Any) -> dict[str, Any]:
+    """Objects merge into the document's top level (later wins); any other value is stored under `result`."""
+    if isinstance(output, dict):
+        document.update(output)
+    elif output is not None:
+        document["result"] = output
+    return document
+
+
+def _checked(outcome: Outcome) -> Outcome:
+    if outcome.ok:
+        problem = output_problem(outcome.output)
+        if problem is not None:
+            return Outcome(
+                ok=False, error=problem, error_type="output_too_large", retryable=False, logs=outcome.logs
+            )
+    return outcome
+
+
+def _retry_delay(node: NodeSpec, claimed: Claimed, outcome: Outcome) -> float | None:
+    retry = node.retry
+    if outcome.retryable and retry is not None and claimed.run["attempt"] <= retry.max_retries:
+        return retry.delay(claimed.run["attempt"])
+    return None
+
+
+def decide(
+    claimed: Claimed, spec: FlowSpec, node: NodeSpec, outcome: Outcome, redactor: LazyRedactor, *, kind: str
+) -> dict[str, Any]:
+    """What finishing this run means, for `flowrunner_finish`: the status, the next node or the end, a retry."""
+    decision: dict[str, Any] = {
+        "run": claimed.id,
+        "kind": kind,
+        "logs": _logs(outcome),
+        "max_bytes": settings.FLOWRUNNER_MAX_DOCUMENT_BYTES,
+        "max_steps": settings.FLOWRUNNER_MAX_STEPS,
+        "step_limit_error": f"step limit of {settings.FLOWRUNNER_MAX_STEPS} node runs exceeded "
+        "(a loop that never ends?)",
+    }
+    if outcome.ok and outcome.defer_seconds and kind != "resume":
+        decision.update(kind="defer", output=outcome.output, defer={"seconds": outcome.defer_seconds})
+        return decision
+    outcome = _checked(outcome)
+    if claimed.is_part:
+        return _decide_part(decision, claimed, spec, node, outcome)
+    target: str | None
+    if outcome.ok:
+        decision.update(status="succeeded", action=outcome.action, output=outcome.output, merge=True)
+        target = node.edge(outcome.action)
+    else:
+        action = "timeout" if outcome.timed_out else "error"
+        delay = _retry_delay(node, claimed, outcome)
+        if delay is not None:
+            decision.update(kind="retry", action=action, error=outcome.error, retry={"delay": delay})
+            return decision
+        decision.update(
+            status="timed_out" if outcome.timed_out else "failed", action=action, error=outcome.error
+        )
+        target = node.next.get(action)
+        if target is None and outcome.timed_out:
+            target = node.next.get("error")
+        if target is None:
+            target = node.next.get("default")
+        if target is None:
+            message = redactor.text(f"node '{node.id}' failed: {outcome.error}")
+            decision["end"] = {"status": "failed", "error": message}
+            return decision
+        # a failed batch join still carries its counts, so an error/timeout handler can see what finished
+        decision.update(
+            output=outcome.output,
+            merge=True,
+            error_doc={
+                "node_id": node.id,
+                "message": outcome.error,
+                "type": outcome.error_type,
+                "attempts": claimed.run["attempt"],
+            },
+        )
+    if target is None:
+        decision["end"] = _completion(claimed, outcome, redactor)
+    else:
+        steps = int(claimed.execution["steps"])
+        decision["next"] = {
+            "node_id": target,
+            "task_id": str(uuid.uuid4()),
+            "progress": progress_percent(steps, longest_path(claimed.version_id, target)),
+        }
+    return decision
+
+
+def _completion(claimed: Claimed, outcome: Outcome, redactor: LazyRedactor) -> dict[str, Any]:
+    """The end of a completed execution; its status event shows the results with secrets masked."""
+    end: dict[str, Any] = {"status": "completed", "error": None}
+    results = merge_output(dict(claimed.execution["data"] or {}), outcome.output)
+    redacted = redactor.data(results)
+    if redacted != results:
+        end["results"] = redacted
+    return end
+
+
+def _decide_part(
+    decision: dict[str, Any], claimed: Claimed, spec: FlowSpec, node: NodeSpec, outcome: Outcome
+) -> dict[str, Any]:
+    step = int(claimed.run["step"])
+    total = (step - 1) + longest_path(claimed.version_id, node.id)
+    decision["part"] = (
+        {"base": 100.0 * (step - 1) / total, "span": 100.0 / total}
+        if total > 0
+        else {
+            "base": 0.0,
+            "span": 0.0,
+        }
+    )
+    if outcome.ok:
+        decision.update(status="succeeded", action="success", output=outcome.output)
+        return decision
+    delay = _retry_delay(node, claimed, outcome)
+    if delay is not None:
+        decision.update(kind="retry", action=outcome.action, error=outcome.error, retry={"delay": delay})
+        return decision
+    decision.update(
+        status="timed_out" if outcome.timed_out else "failed", action=outcome.action, error=outcome.error
+    )
+    return decision
+
+
+# --- finishing ----------------------------------------------------------------------------------------------
+
+
+def _publish_next(spec: FlowSpec, decision: dict[str, Any]) -> Any:
+    """After the finish committed and its frames were broadcast: the next node's task, or a wait's resume."""
+
+    def publish(result: dict[str, Any]) -> None:
+        if result["outcome"] == "done" and result.get("next_run") and decision.get("next"):
+            target = spec.nodes[decision["next"]["node_id"]]
+            dispatch.send_now(
+                dispatch.RUN_NODE,
+                result["next_run"],
+                task_id=decision["next"]["task_id"],
+                **node_task_options(target),
+            )
+        elif result["outcome"] == "deferred":
+            node = spec.nodes[decision["node_id"]]
+            dispatch.send_now(
+                dispatch.RESUME_NODE,
+                decision["run"],
+                countdown=decision["defer"]["seconds"],
+                queue=node.queue,
+            )
+
+    return publish
+
+
+def _store_failure(claimed: Claimed, spec: FlowSpec, node: NodeSpec, reason: str, kind: str) -> dict:
+    """The finish itself failed (a value PostgreSQL refused, a document over its limit): fail the node once,
+    at once, with the real reason, instead of leaving it running for the reaper to run again."""
+    outcome = Outcome(ok=False, error=reason, error_type="store_error", retryable=False)
+    decision = decide(claimed, spec, node, outcome, redactor_for(claimed.execution["account_id"]), kind=kind)
+    decision["node_id"] = node.id
+    return transitions.node_run_finish(storable_json(decision), then=_publish_next(spec, decision))
+
+
+def finish(
+    claimed: Claimed, outcome: Outcome, *, redactor: LazyRedactor, resuming: bool = False
+) -> tuple[RetryLater | None, dict[str, Any]]:
+    """Record a node's (or batch part's) outcome and move the execution on: one statement, then the next task.
+    Returns the Celery retry directive, if any, and what the finish answered."""
+    spec = spec_for_version(claimed.version_id)
+    node = spec.nodes[claimed.run["node_id"]]
+    kind = "resume" if resuming else "done"
+    decision = decide(claimed, spec, node, outcome, redactor, kind=kind)
+    decision["node_id"] = node.id
+    try:
+        result = transitions.node_run_finish(storable_json(decision), then=_publish_next(spec, decision))
+    except (OperationalError, InterfaceError):
+        raise  # the connection itself: the task retries, its claim finds it interrupted
+    except DatabaseError as exc:
+        logger.warning("finishing node run %s failed: %s", claimed.id, exc)
+        reason = redactor.text(f"the node's result could not be stored: {exc}".strip())
+        result = _store_failure(claimed, spec, node, reason, kind)
+    if result["outcome"] == "too_large":
+        limit = settings.FLOWRUNNER_MAX_DOCUMENT_BYTES
+        reason = (
+            f"the document would grow to {result['bytes']} bytes with this node's output, over "
+            f"FLOWRUNNER_MAX_DOCUMENT_BYTES ({limit})"
+        )
+        result = _store_failure(claimed, spec, node, reason, kind)
+    if result["outcome"] == "retry":
+        return RetryLater(int(result["next_run"]), float(decision["retry"]["delay"])), result
+    return None, result
