@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import fcntl
 import hashlib
 import importlib.util
 import logging
@@ -13,19 +11,35 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from flowrunner.pgsystem import (
+    EmbeddedPostgresError,
+    child_options,
+    die_with_parent,
+    lock_exclusive,
+    make_traversable,
+    server_account,
+    server_processes,
+)
+
+__all__ = [
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "InUse",
+    "running",
+    "server_processes",
+    "socket_directory",
+]
 
 logger = logging.getLogger(__name__)
 
 PORT = 5432
 SUPERUSER = "postgres"
 DATABASE = "flowrunner"
-# PostgreSQL refuses to run as root: a root process runs the server as this system user (made on first use).
-SERVER_USER = "flowrunner-postgres"
 SOCKET_NAME = f".s.PGSQL.{PORT}"
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with its NUL
 SOCKET_FALLBACK_ROOT = Path("/tmp")
@@ -34,10 +48,6 @@ STOP_TIMEOUT = 60.0
 POLL = 0.01
 # A throwaway cluster is deleted after use: durability only costs time there.
 THROWAWAY_OPTIONS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
-
-
-class EmbeddedPostgresError(RuntimeError):
-    """The embedded server could not be set up, started or reached (the message says why and what to do)."""
 
 
 class InUse(EmbeddedPostgresError):
@@ -93,7 +103,7 @@ class EmbeddedPostgres:
         """Lock the directory, clear what a dead owner left, initdb on first use: everything but the server.
 
         In the background it overlaps other start-up work (initdb is most of the cost); `start()` waits for it.
-        The server itself is started by `start()`, from the thread that will outlive it (see _die_with_parent).
+        The server itself is started by `start()`, from the thread that will outlive it (see pgsystem.die_with_parent).
         """
         if not background:
             self._prepare()
@@ -123,11 +133,13 @@ class EmbeddedPostgres:
 
     def _prepare(self) -> None:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock(self.lock_path, self.pgdata)
-        self._account = _server_account()
+        self._lock_fd, owner = lock_exclusive(self.lock_path)
+        if self._lock_fd is None:
+            raise InUse(self.pgdata, owner)
+        self._account = server_account()
         if self._account is not None:
-            _make_traversable(bin_directory().parent)
-            _make_traversable(self.pgdata.parent)
+            make_traversable(bin_directory().parent)
+            make_traversable(self.pgdata.parent)
         self._prepare_socket_directory(self._account)
         self._stop_strays()
         if not (self.pgdata / "PG_VERSION").exists():
@@ -250,7 +262,7 @@ class EmbeddedPostgres:
         argv += ["--encoding=UTF8", "--locale=C", "--no-instructions"]
         if self.throwaway:
             argv.append("--no-sync")
-        done = subprocess.run(argv, **_child_options(account), capture_output=True, text=True, check=False)
+        done = subprocess.run(argv, **child_options(account), capture_output=True, text=True, check=False)
         if done.returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
             raise EmbeddedPostgresError(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
@@ -271,8 +283,8 @@ class EmbeddedPostgres:
                 stderr=subprocess.STDOUT,
                 # Ctrl-C reaches the terminal's process group: the server must stop after its clients, not first.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(signal.SIGQUIT if self.throwaway else signal.SIGINT),
-                **_child_options(account),
+                preexec_fn=die_with_parent(signal.SIGQUIT if self.throwaway else signal.SIGINT),
+                **child_options(account),
             )
 
     def _wait_ready(self, process: subprocess.Popen | None, timeout: float = START_TIMEOUT) -> None:
@@ -332,102 +344,10 @@ def running(pgdata: Path, *, attach: bool = False, throwaway: bool = False) -> I
         server.stop()
 
 
-def server_processes(pgdata: Path) -> list:
-    """Every PostgreSQL process working in `pgdata` (postmaster and backends all run there)."""
-    import psutil
-
-    pgdata = Path(pgdata).resolve()
-    found = []
-    for process in psutil.process_iter(["name"]):
-        if not (process.info["name"] or "").startswith("postgres"):
-            continue
-        with contextlib.suppress(psutil.Error, OSError):
-            if Path(process.cwd()) == pgdata:
-                found.append(process)
-    return found
-
-
-# -- helpers -------------------------------------------------------------------------------------------------
-
-
-def _lock(path: Path, pgdata: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise InUse(pgdata, f"pid {owner}") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
 def _postmaster_pid(pgdata: Path) -> int | None:
     with contextlib.suppress(OSError, ValueError, IndexError):
         return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
     return None
-
-
-def _server_account() -> tuple[int, int] | None:
-    """(uid, gid) the server runs as when this process is root, creating the system user once; else None."""
-    if os.geteuid() != 0:
-        return None
-    import pwd
-
-    try:
-        entry = pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        argv = [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
-        argv += ["--shell", "/usr/sbin/nologin", "--comment", "FlowRunner embedded PostgreSQL", SERVER_USER]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        except OSError as exc:
-            raise EmbeddedPostgresError(
-                f"PostgreSQL cannot run as root and `useradd` failed: {exc}"
-            ) from None
-        try:
-            entry = pwd.getpwnam(SERVER_USER)
-        except KeyError:
-            raise EmbeddedPostgresError(
-                f"PostgreSQL cannot run as root, and creating the user {SERVER_USER} failed: {done.stderr.strip()}"
-            ) from None
-    return entry.pw_uid, entry.pw_gid
-
-
-def _make_traversable(path: Path) -> None:
-    """Let the server's user pass through `path` and its parents (o+x: enter, not list)."""
-    for directory in (path, *path.parents):
-        mode = directory.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            directory.chmod(mode | stat.S_IXOTH)
-            print(
-                f"flowrunner: made {directory} enterable by others (o+x) for user {SERVER_USER}",
-                file=sys.stderr,
-            )
-
-
-def _child_options(account: tuple[int, int] | None) -> dict:
-    options: dict = {"cwd": "/", "env": {**os.environ, "LC_ALL": "C"}}
-    if account is not None:
-        options.update(user=account[0], group=account[1], extra_groups=[])
-    return options
-
-
-def _die_with_parent(sig: int):  # noqa: ANN202
-    """preexec_fn: the server gets `sig` (a shutdown request) when this process dies, even by SIGKILL."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: only the call runs in the child
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(sig))  # PR_SET_PDEATHSIG; after the uid change, which would clear it
-        if os.getppid() != parent:  # the parent died before the line above: start nothing
-            os._exit(1)
-
-    return preexec
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -61,7 +61,7 @@ import sys, time
 from pathlib import Path
 from flowrunner import pgserver
 if sys.argv[2] == "orphan":
-    pgserver._die_with_parent = lambda sig: None  # as on a system without a parent-death signal
+    pgserver.die_with_parent = lambda sig: None  # as on a system without a parent-death signal
 server = pgserver.EmbeddedPostgres(Path(sys.argv[1])).start()
 print(server.process.pid, flush=True)
 time.sleep(600)
