@@ -1,7 +1,7 @@
 # FlowRunner image: one image for every process (web, worker, beat); docker-compose.yml picks the command.
 #
 # Two stages: the build stage turns the source tree into a wheel, so the runtime image holds only the
-# installed packages and manage.py — not the build context's .env, .venv, local SQLite file or dev keys.
+# installed packages and manage.py — not the build context's .env, .venv, .flowrunner/ data or dev keys.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -15,7 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DJANGO_SETTINGS_MODULE=flowrunner.settings \
     FLOWRUNNER_DEV_KEYS_FILE=/var/lib/flowrunner/dev-keys.json \
-    FLOWRUNNER_SQLITE_PATH=/var/lib/flowrunner/flowrunner.sqlite3 \
+    FLOWRUNNER_EMBEDDED_POSTGRES_DIR=/var/lib/flowrunner/postgres \
     FLOWRUNNER_ENV_FILE=/app/.env
 
 RUN useradd --system --create-home --uid 10001 --user-group flowrunner \
