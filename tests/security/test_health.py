@@ -19,12 +19,15 @@ HANDFUL = 3
 
 
 class PingCounter:
-    """Counts `ping` broadcasts on the stack's Redis db (Celery's pidbox fanout is a Redis PUBLISH)."""
+    """Counts `ping` broadcasts to the stack's workers. Celery's pidbox fanout is a Redis PUBLISH on
+    `/<db>.celery.pidbox`: channels are server-wide, so only the stack's db's is counted, not another test
+    run's."""
 
     def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(url)
+        db = self._client.connection_pool.connection_kwargs.get("db", 0)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.psubscribe("*pidbox*")
+        self._pubsub.psubscribe(f"/{db}.celery.pidbox*")
         self.pings = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, daemon=True)
