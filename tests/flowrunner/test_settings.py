@@ -1,0 +1,73 @@
+"""The outbound HTTP and health settings, read from the environment by a fresh process as every server reads them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PRINT = (
+    "from django.conf import settings; import json; print(json.dumps({name: getattr(settings, name) for name in "
+    "['FLOWRUNNER_HTTP_ALLOW_PRIVATE', 'FLOWRUNNER_HTTP_ALLOWED_HOSTS', 'FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES', "
+    "'FLOWRUNNER_HTTP_MAX_REDIRECTS']}))"
+)
+
+
+def settings_in(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """Load flowrunner.settings in a new interpreter with only `env` of FlowRunner's variables."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUNNER_")}
+    environment.update(
+        DJANGO_SETTINGS_MODULE="flowrunner.settings",
+        FLOWRUNNER_ENV_FILE=os.devnull,
+        FLOWRUNNER_DEV_KEYS_FILE=str(tmp_path / "keys.json"),
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-c", PRINT], cwd=REPO, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_settings_private_networks_are_allowed_by_default_only_in_embedded_mode(tmp_path):
+    # given no Redis (embedded), Redis, and Redis with the variable set
+    embedded = settings_in(tmp_path)
+    shared = settings_in(tmp_path, FLOWRUNNER_REDIS_URL="redis://127.0.0.1:6379/13")
+    opted_in = settings_in(
+        tmp_path, FLOWRUNNER_REDIS_URL="redis://127.0.0.1:6379/13", FLOWRUNNER_HTTP_ALLOW_PRIVATE="true"
+    )
+    # when the settings load / then embedded allows them, a shared server refuses them unless told otherwise
+    assert json.loads(embedded.stdout) == {
+        "FLOWRUNNER_HTTP_ALLOW_PRIVATE": True,
+        "FLOWRUNNER_HTTP_ALLOWED_HOSTS": [],
+        "FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES": 10485760,
+        "FLOWRUNNER_HTTP_MAX_REDIRECTS": 5,
+    }
+    assert json.loads(shared.stdout)["FLOWRUNNER_HTTP_ALLOW_PRIVATE"] is False
+    assert json.loads(opted_in.stdout)["FLOWRUNNER_HTTP_ALLOW_PRIVATE"] is True
+
+
+def test_settings_allowed_hosts_take_names_wildcards_addresses_and_networks(tmp_path):
+    # given one entry of each form / when loaded / then kept, lower-cased
+    loaded = settings_in(
+        tmp_path, FLOWRUNNER_HTTP_ALLOWED_HOSTS="API.internal, *.corp.example,10.1.2.3,fd00::/8"
+    )
+    assert json.loads(loaded.stdout)["FLOWRUNNER_HTTP_ALLOWED_HOSTS"] == [
+        "api.internal",
+        "*.corp.example",
+        "10.1.2.3",
+        "fd00::/8",
+    ]
+
+
+def test_settings_refuse_a_malformed_allowed_host_or_a_short_health_token(tmp_path):
+    # given a typo in the allowlist, and a health token too short to be a secret
+    typo = settings_in(tmp_path, FLOWRUNNER_HTTP_ALLOWED_HOSTS="10.0.0.0/33")
+    short = settings_in(tmp_path, FLOWRUNNER_HEALTH_TOKEN="short")
+    # when the settings load / then the process fails, naming the variable
+    assert typo.returncode != 0
+    assert (
+        "FLOWRUNNER_HTTP_ALLOWED_HOSTS: '10.0.0.0/33' is not a host name, address or network" in typo.stderr
+    )
+    assert short.returncode != 0 and "FLOWRUNNER_HEALTH_TOKEN must be at least 16 characters" in short.stderr
