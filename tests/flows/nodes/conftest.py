@@ -152,7 +152,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up first (a timeout test): nothing to tell it
 
     def _stream(self, size: int, *, declared: bool, chunk: int = 65536, pause: float = 0.0) -> None:
         """`size` bytes of "x", written as they go (never held whole); a client that hangs up ends it."""
