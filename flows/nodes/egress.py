@@ -63,7 +63,8 @@ class EgressRefused(PermanentNodeError):
 
     type = "egress_refused"
 
-    def __init__(self, message: str, *, host: str) -> None:
+    # `host` has a default: an exception is unpickled from its args alone.
+    def __init__(self, message: str, *, host: str = "") -> None:
         super().__init__(message)
         self.host = host
 
