@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from executions.models import NodeRun, NodeRunStatus
+
 logger = logging.getLogger(__name__)
 
 _active: set[int] = set()
@@ -24,8 +26,6 @@ def _interval() -> float:
 
 
 def _loop() -> None:
-    from executions.models import NodeRun, NodeRunStatus
-
     while True:
         time.sleep(_interval())
         with _lock:

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
+import redis
 from celery import current_app
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
@@ -70,8 +71,6 @@ class Backlog:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             return None  # the embedded in-memory broker loses nothing while its process lives
         if self._client is None:
-            import redis
-
             self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         return self._client
 

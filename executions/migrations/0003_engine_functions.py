@@ -130,6 +130,8 @@ BEGIN
         SELECT count(*) INTO running FROM executions_noderun
          WHERE parent_id = r.parent_id AND status = 'running';
         IF running >= greatest(1, coalesce((p.input->>'lanes')::integer, 1)) THEN
+            -- It waits its turn (its task asks again): not a message the reaper should take for lost.
+            UPDATE executions_noderun SET queued_at = now() WHERE id = p_run;
             RETURN jsonb_build_object('outcome', 'busy');
         END IF;
     END IF;
@@ -239,6 +241,11 @@ BEGIN
             UPDATE executions_noderun SET parts_done = parts_done + 1 WHERE id = r.parent_id
             RETURNING * INTO p;
             join_ready := p.parts_done >= p.parts_total;
+            -- Its lane's next part is about to be published by the chain: restart that part's staleness clock,
+            -- or a lane longer than STALE_AFTER would look lost to the reaper.
+            UPDATE executions_noderun SET queued_at = now()
+             WHERE parent_id = r.parent_id AND status = 'queued'
+               AND batch_index = r.batch_index + greatest(1, coalesce((p.input->>'lanes')::integer, 1));
             e.progress := greatest(e.progress, least(99.0,
                 (d->'part'->>'base')::double precision
                 + (d->'part'->>'span')::double precision * p.parts_done / greatest(p.parts_total, 1)));

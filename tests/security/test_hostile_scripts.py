@@ -47,7 +47,7 @@ HOSTILE = [
         None,
         "nested more than 100",
     ),
-    ("huge output", "return 'x'.repeat(5 * 1024 * 1024)", None, "over the limit of 1048576"),
+    ("huge output", "return 'x'.repeat(20 * 1024 * 1024)", None, "over the limit of 16777216"),
     ("require", "return require('child_process').execSync('id')", None, "require is not defined"),
     ("process", "return process.env", None, "process is not defined"),
     ("fetch", "return fetch('http://127.0.0.1/')", None, "fetch is not defined"),
