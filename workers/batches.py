@@ -99,12 +99,16 @@ def run_part(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLat
     batch_count = (claimed.parent_input or {}).get("batch_count", 1)
     items = (claimed.run["input"] or {}).get("items", [])
     index = claimed.run["batch_index"]
-    # The heartbeat covers the finish too: a part that finished is never taken for a dead one.
-    with heartbeat.beating(claimed.id):
+
+    def work() -> RetryLater | None:
         outcome = execute(lambda c: kind.process(c, items, index, batch_count), ctx)
         outcome.output = ctx.redacted_output(outcome.output)
         directive, _ = runs.finish(claimed, outcome, redactor=ctx.redactor)
-    return directive
+        return directive
+
+    # The heartbeat covers the finish too: a part that finished is never taken for a dead one.
+    with heartbeat.beating(claimed.id):
+        return runs.guarded(claimed, ctx, work)
 
 
 def _time_out_unfinished(parent: NodeRun) -> None:

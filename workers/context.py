@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.redaction import LazyRedactor
+from accounts.vault import VaultError
 from flows.dsl.spec import NodeSpec
 from flows.nodes.base import NodeError, NodeTimeoutError, PermanentNodeError
 from workers import templating
@@ -39,12 +40,24 @@ class EngineContext:
     def __post_init__(self) -> None:
         self.store = AccountStore(self.execution["account_id"])
         self._secrets: dict[str, str] | None = None
-        self.redactor = LazyRedactor(lambda: self.secrets.values())
+        self.redactor = LazyRedactor(self._values_to_mask)
 
     def redacted_output(self, output: Any) -> Any:
         """The output as it may be stored: when this node saw the account's secrets, their values are masked,
         so a script (or an HTTP echo) that returns one does not put it in PostgreSQL in clear."""
         return output if self._secrets is None else self.redactor.data(output)
+
+    def _values_to_mask(self) -> list[str]:
+        # Secrets that cannot be decrypted (a worker with another key) were never seen: nothing of them can leak,
+        # and the node's error must still be recorded rather than fail again here.
+        try:
+            return list(self.secrets.values())
+        except VaultError:
+            return []
+
+    def loaded_secret_values(self) -> list[str]:
+        """The secret values this node has seen so far (none when they were never, or could not be, loaded)."""
+        return list(self._secrets.values()) if self._secrets else []
 
     @property
     def secrets(self) -> dict[str, str]:

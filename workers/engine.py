@@ -26,7 +26,8 @@ def run_node(node_run_id: int, *, task_id: str = "", hostname: str = "") -> Retr
     node = spec.nodes[claimed.run["node_id"]]
     kind = get_kind(node.type)
     ctx = runs.make_context(claimed, node)
-    with heartbeat.beating(claimed.id):
+
+    def work() -> RetryLater | None:
         if kind.is_batch:
             return batches.start(claimed, node, kind, ctx)
         limit = None if node.type in UNTIMED_KINDS else node.timeout
@@ -34,7 +35,10 @@ def run_node(node_run_id: int, *, task_id: str = "", hostname: str = "") -> Retr
             outcome = execute(kind.run, ctx)
         outcome.output = ctx.redacted_output(outcome.output)
         directive, _ = runs.finish(claimed, outcome, redactor=ctx.redactor)
-    return directive
+        return directive
+
+    with heartbeat.beating(claimed.id):
+        return runs.guarded(claimed, ctx, work)
 
 
 def resume_node(node_run_id: int) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from accounts.vault import VaultError
 from flows.nodes.base import NodeError, NodeResult, NodeTimeoutError
 from workers.context import EngineContext, LogEntry
 
@@ -56,6 +57,15 @@ def execute(kind_call: Any, ctx: EngineContext) -> Outcome:
         return _failure(ctx, exc.message, exc.type, retryable=True, timed_out=True)
     except NodeError as exc:
         return _failure(ctx, exc.message, exc.type, retryable=exc.retryable, timed_out=False)
+    except VaultError as exc:  # another worker's key, or a rotated one: retrying here cannot fix it
+        return _failure(
+            ctx,
+            f"the account's secrets could not be decrypted on this worker ({exc}); check that every process "
+            "has the same FLOWRUNNER_ENCRYPTION_KEY",
+            "secrets_error",
+            retryable=False,
+            timed_out=False,
+        )
     except SoftTimeLimitExceeded:
         limit = f" of {ctx.timeout:g}s" if ctx.timeout else ""
         return _failure(ctx, f"node exceeded its timeout{limit}", "timeout", retryable=True, timed_out=True)

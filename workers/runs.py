@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -353,3 +354,21 @@ def finish(
     if result["outcome"] == "retry":
         return RetryLater(int(result["next_run"]), float(decision["retry"]["delay"])), result
     return None, result
+
+
+def guarded(claimed: Claimed, ctx: EngineContext, work: Callable[[], RetryLater | None]) -> RetryLater | None:
+    """Run what follows a claim. Whatever goes wrong outside the node's own work — its secrets cannot be
+    decrypted (a worker with another encryption key), a kind's bug while cutting batches, redaction — fails the
+    node once, at once, with the real reason in its error, instead of leaving it running for the reaper to take
+    for a dead worker and run again. A lost database connection is left to the task, which runs again."""
+    try:
+        return work()
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        logger.exception("node run %s failed outside its own work", claimed.id)
+        masked = LazyRedactor(ctx.loaded_secret_values)
+        reason = masked.text(f"{type(exc).__name__}: {exc}")
+        outcome = Outcome(ok=False, error=reason, error_type="engine_error", retryable=False)
+        finish(claimed, outcome, redactor=masked)
+        return None

@@ -6,11 +6,13 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.services import secret_set
 from executions import broadcast, dispatch
 from executions.models import ExecutionEvent, NodeRun
 from executions.services import execution_start
 from flows.services import flow_create
 from workers import engine, reaper
+from workers.context import EngineContext
 from workers.outcomes import Outcome
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -198,3 +200,45 @@ def test_runs_the_reaper_runs_a_lost_retry_attempt_again_instead_of_resuming_it(
     assert runs[1].error.startswith("worker lost")
     execution.refresh_from_db()
     assert execution.status == "running" and "flaky" not in (execution.node_outputs or {})
+
+
+SECRETIVE = """
+metadata: {name: secretive}
+nodes:
+  use: {type: transform, params: {script: "return {length: secrets.API_KEY.length}"}}
+"""
+
+
+def test_runs_secrets_another_key_cannot_decrypt_fail_the_node_once_with_the_reason(member, sent, settings):
+    # Given a secret stored with one key, and a worker configured with another
+    account, _ = member
+    secret_set(account=account, key="API_KEY", value="sk-live-1234567890")
+    execution = _start(member, SECRETIVE)
+    settings.FLOWRUNNER_ENCRYPTION_KEY = bytes(32)
+    # When the node that reads it runs
+    directive = _run_next(sent)
+    # Then it failed at once, not retried, with the real reason in the node run and the execution
+    run = NodeRun.objects.get(execution=execution)
+    assert directive is None and (run.status, run.attempt) == ("failed", 1)
+    assert "could not be decrypted" in run.error and "FLOWRUNNER_ENCRYPTION_KEY" in run.error
+    execution.refresh_from_db()
+    assert execution.status == "failed" and "could not be decrypted" in execution.error
+
+
+def test_runs_a_failure_around_the_work_fails_the_node_once_instead_of_leaving_it_running(
+    member, sent, monkeypatch
+):
+    # Given a node whose output cannot be redacted (a failure outside the kind's own work)
+    execution = _start(member, THREE)
+
+    def broken(self, output):
+        raise RuntimeError("redaction broke")
+
+    monkeypatch.setattr(EngineContext, "redacted_output", broken)
+    # When it runs
+    _run_next(sent)
+    # Then the node failed once with the real reason: nothing is left running for the reaper
+    run = NodeRun.objects.get(execution=execution, node_id="a")
+    assert (run.status, run.attempt) == ("failed", 1) and run.error == "RuntimeError: redaction broke"
+    execution.refresh_from_db()
+    assert execution.status == "failed" and "redaction broke" in execution.error
