@@ -318,13 +318,14 @@ class EmbeddedPostgres:
 
     def _create_database(self) -> None:
         import psycopg
+        from psycopg import sql
 
         with psycopg.connect(
             host=str(self.socket_dir), port=PORT, user=SUPERUSER, dbname="postgres", autocommit=True
         ) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.database]).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{self.database}"')
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
 
 
 @contextlib.contextmanager
