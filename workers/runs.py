@@ -135,7 +135,9 @@ def make_context(claimed: Claimed, node: NodeSpec) -> EngineContext:
             "attempt": run["attempt"],
             "batch_index": run["batch_index"],
         },
-        load_secrets=lambda: secrets_decrypted(account=account_id),
+        load_secrets=(lambda: secrets_decrypted(account=account_id))
+        if execution.get("has_secrets", True)
+        else dict,
         timeout=node_timeout(node),
     )
 

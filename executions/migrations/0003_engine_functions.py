@@ -163,7 +163,10 @@ BEGIN
         'execution', jsonb_build_object('id', e.id::text, 'account_id', e.account_id::text,
                                         'flow_id', e.flow_id, 'flow_version_id', e.flow_version_id,
                                         'data', e.data, 'node_outputs', e.node_outputs, 'steps', e.steps,
-                                        'progress', e.progress));
+                                        'progress', e.progress,
+                                        -- most accounts have none: then nothing is decrypted to redact
+                                        'has_secrets', EXISTS (SELECT 1 FROM accounts_secret s
+                                                                WHERE s.account_id = e.account_id)));
 END $$;
 
 -- Records the outcome of a running run and moves the execution on, in one transaction. `d` is what the worker
@@ -354,6 +357,10 @@ DROP FUNCTION IF EXISTS flowrunner_iso(timestamptz);
 
 
 class Migration(migrations.Migration):
-    dependencies = [("executions", "0002_batch_parents_and_waits"), ("flows", "0001_initial")]
+    dependencies = [
+        ("executions", "0002_batch_parents_and_waits"),
+        ("flows", "0001_initial"),
+        ("accounts", "0001_initial"),
+    ]
 
     operations = [migrations.RunSQL(FUNCTIONS, DROP)]
