@@ -41,8 +41,11 @@ async def _send_all(layer: Any, frames: list[dict[str, Any]], account_id: str) -
         by_execution.setdefault(frame["execution_id"], []).append(frame)
     for execution_id, batch in by_execution.items():
         message = {"type": EVENTS_MESSAGE_TYPE, "frames": batch, "account_id": account_id}
-        await layer.group_send(execution_group(execution_id), message)
-        await layer.group_send(account_group(account_id), message)
+        # Both groups at once: the next node's task waits for these sends.
+        await asyncio.gather(
+            layer.group_send(execution_group(execution_id), message),
+            layer.group_send(account_group(account_id), message),
+        )
 
 
 class _Sender:
