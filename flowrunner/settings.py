@@ -59,6 +59,20 @@ def _list(name: str, default: str) -> list[str]:
     return [item.strip() for item in (_env(name, default) or "").split(",") if item.strip()]
 
 
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"}
+
+
+def _log_level(name: str, default: str) -> str:
+    """A logging level name in any case (`debug`, `Info`); `WARN` is Python's alias of `WARNING`."""
+    raw = _env(name, default)
+    level = raw.upper()
+    if level not in _LOG_LEVELS:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a log level (use debug, info, warning, error or critical)"
+        )
+    return "WARNING" if level == "WARN" else level
+
+
 def _dev_keys() -> dict[str, str]:
     """Development keys, generated once into a git-ignored file so every process and restart agrees."""
     path = Path(_env("FLOWRUNNER_DEV_KEYS_FILE", str(BASE_DIR / ".flowrunner-dev-keys.json")))
@@ -297,11 +311,12 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
 }
 
+FLOWRUNNER_LOG_LEVEL = _log_level("FLOWRUNNER_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": _env("FLOWRUNNER_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": FLOWRUNNER_LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

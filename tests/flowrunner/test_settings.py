@@ -71,3 +71,45 @@ def test_settings_refuse_a_malformed_allowed_host_or_a_short_health_token(tmp_pa
         "FLOWRUNNER_HTTP_ALLOWED_HOSTS: '10.0.0.0/33' is not a host name, address or network" in typo.stderr
     )
     assert short.returncode != 0 and "FLOWRUNNER_HEALTH_TOKEN must be at least 16 characters" in short.stderr
+
+
+SETUP_LOGGING = "import django, logging; django.setup(); print(logging.getLevelName(logging.getLogger().getEffectiveLevel()))"
+
+
+def logging_in(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """Set Django up (which configures logging from the settings) in a new interpreter with `env`."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUNNER_")}
+    environment.update(
+        DJANGO_SETTINGS_MODULE="flowrunner.settings",
+        FLOWRUNNER_ENV_FILE=os.devnull,
+        FLOWRUNNER_DEV_KEYS_FILE=str(tmp_path / "keys.json"),
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-c", SETUP_LOGGING],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_settings_log_level_accepts_any_case(tmp_path):
+    # given the level written in lower case, mixed case, and as Python's alias `warn`
+    lower = logging_in(tmp_path, FLOWRUNNER_LOG_LEVEL="debug")
+    mixed = logging_in(tmp_path, FLOWRUNNER_LOG_LEVEL="Error")
+    alias = logging_in(tmp_path, FLOWRUNNER_LOG_LEVEL="warn")
+    # when Django configures logging / then each is the level it names, with no traceback
+    assert (lower.returncode, lower.stdout.strip()) == (0, "DEBUG") and "Traceback" not in lower.stderr
+    assert (mixed.returncode, mixed.stdout.strip()) == (0, "ERROR")
+    assert (alias.returncode, alias.stdout.strip()) == (0, "WARNING")
+
+
+def test_settings_refuse_an_unknown_log_level_naming_the_variable(tmp_path):
+    # given a level logging does not know
+    loaded = logging_in(tmp_path, FLOWRUNNER_LOG_LEVEL="verbose")
+    # when the settings load / then the process fails with the settings' own message, naming the variable
+    assert loaded.returncode != 0
+    assert "FLOWRUNNER_LOG_LEVEL='verbose' is not a log level" in loaded.stderr
+    assert "Unknown level" not in loaded.stderr
