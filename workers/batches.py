@@ -16,7 +16,7 @@ from executions.models import TERMINAL_NODE_STATUSES, Execution, NodeRun, NodeRu
 from flows.dsl.spec import NodeSpec
 from flows.nodes.base import PermanentNodeError
 from flows.nodes.registry import get_kind
-from workers import heartbeat, recovery, runs
+from workers import recovery, runs
 from workers.context import EngineContext
 from workers.lanes import latest_parts
 from workers.outcomes import Outcome, RetryLater, execute
@@ -87,10 +87,7 @@ def _launch_chord(parent_id: int, parts: list[list[Any]], lanes: int, node: Node
 
 def run_part(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLater | None:
     """The body of `flowrunner.run_batch`: claim one part, run the processor script, record the result."""
-    claimed = runs.claim(part_id, task_id=task_id, hostname=hostname)
-    if claimed == runs.INTERRUPTED:
-        recovery.requeue_lost(part_id, reason=recovery.INTERRUPTED_REASON)
-        return None
+    claimed = recovery.claim_or_recover(part_id, task_id=task_id, hostname=hostname)
     if not isinstance(claimed, runs.Claimed):
         return claimed
     node = spec_for_version(claimed.version_id).nodes[claimed.run["node_id"]]
@@ -101,14 +98,11 @@ def run_part(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLat
     index = claimed.run["batch_index"]
 
     def work() -> RetryLater | None:
-        outcome = execute(lambda c: kind.process(c, items, index, batch_count), ctx)
-        outcome.output = ctx.redacted_output(outcome.output)
-        directive, _ = runs.finish(claimed, outcome, redactor=ctx.redactor)
-        return directive
+        return runs.finish_work(
+            claimed, ctx, execute(lambda c: kind.process(c, items, index, batch_count), ctx)
+        )
 
-    # The heartbeat covers the finish too: a part that finished is never taken for a dead one.
-    with heartbeat.beating(claimed.id):
-        return runs.guarded(claimed, ctx, work)
+    return runs.run_claimed(claimed, ctx, work)
 
 
 def _time_out_unfinished(parent: NodeRun) -> None:

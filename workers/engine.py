@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flows.nodes.registry import get_kind
-from workers import batches, heartbeat, recovery, runs
+from workers import batches, recovery, runs
 from workers.outcomes import Outcome, RetryLater, execute
 from workers.specs import spec_for_version
 from workers.timelimit import work_time_limit
@@ -16,10 +16,7 @@ __all__ = ["RetryLater", "resume_node", "run_node"]
 
 def run_node(node_run_id: int, *, task_id: str = "", hostname: str = "") -> RetryLater | None:
     """The body of the `flowrunner.run_node` task: claim, run the kind, finish; one statement each side."""
-    claimed = runs.claim(node_run_id, task_id=task_id, hostname=hostname)
-    if claimed == runs.INTERRUPTED:
-        recovery.requeue_lost(node_run_id, reason=recovery.INTERRUPTED_REASON)
-        return None
+    claimed = recovery.claim_or_recover(node_run_id, task_id=task_id, hostname=hostname)
     if not isinstance(claimed, runs.Claimed):
         return claimed
     spec = spec_for_version(claimed.version_id)
@@ -33,12 +30,9 @@ def run_node(node_run_id: int, *, task_id: str = "", hostname: str = "") -> Retr
         limit = None if node.type in UNTIMED_KINDS else node.timeout
         with work_time_limit(limit):
             outcome = execute(kind.run, ctx)
-        outcome.output = ctx.redacted_output(outcome.output)
-        directive, _ = runs.finish(claimed, outcome, redactor=ctx.redactor)
-        return directive
+        return runs.finish_work(claimed, ctx, outcome)
 
-    with heartbeat.beating(claimed.id):
-        return runs.guarded(claimed, ctx, work)
+    return runs.run_claimed(claimed, ctx, work)
 
 
 def resume_node(node_run_id: int) -> None:

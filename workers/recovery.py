@@ -11,13 +11,23 @@ from django.utils import timezone
 from executions import transitions
 from executions.models import Execution, NodeRun, NodeRunStatus
 from workers.lanes import Lanes, send
-from workers.outcomes import Outcome
-from workers.runs import finish, redactor_for, reload
+from workers.outcomes import Outcome, RetryLater
+from workers.runs import INTERRUPTED, Claimed, claim, finish, redactor_for, reload
 
 # A node run whose worker vanished is re-run as a new attempt; after this many lost attempts the node fails.
 LOST = "worker lost"
 MAX_LOST_ATTEMPTS = 3
 INTERRUPTED_REASON = "its task was interrupted (database error or worker process death)"
+
+
+def claim_or_recover(node_run_id: int, *, task_id: str, hostname: str) -> Claimed | RetryLater | None:
+    """Claim a run for a task; a claim this very task made before and never finished (its process died, or
+    its connection) is failed as lost and the next attempt queued at once, instead of after STALE_AFTER."""
+    claimed = claim(node_run_id, task_id=task_id, hostname=hostname)
+    if claimed == INTERRUPTED:
+        requeue_lost(node_run_id, reason=INTERRUPTED_REASON)
+        return None
+    return claimed
 
 
 def requeue_lost(node_run_id: int, *, reason: str, heartbeat_at: Any = None, started_at: Any = None) -> bool:

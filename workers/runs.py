@@ -21,6 +21,7 @@ from executions.models import NodeRun
 from executions.services import node_task_options
 from flows.dsl.durations import DurationError, parse_duration
 from flows.dsl.spec import FlowSpec, NodeSpec
+from workers import heartbeat
 from workers.context import EngineContext
 from workers.outcomes import Outcome, RetryLater, output_problem
 from workers.specs import longest_path, progress_percent, spec_for_version
@@ -356,6 +357,22 @@ def finish(
     if result["outcome"] == "retry":
         return RetryLater(int(result["next_run"]), float(decision["retry"]["delay"])), result
     return None, result
+
+
+def finish_work(claimed: Claimed, ctx: EngineContext, outcome: Outcome) -> RetryLater | None:
+    """Finish a run with what its own work came to, its output masked as the context requires."""
+    outcome.output = ctx.redacted_output(outcome.output)
+    directive, _ = finish(claimed, outcome, redactor=ctx.redactor)
+    return directive
+
+
+def run_claimed(
+    claimed: Claimed, ctx: EngineContext, work: Callable[[], RetryLater | None]
+) -> RetryLater | None:
+    """Run `work` for a claimed run under its heartbeat (the finish included: a run that finished is never taken
+    for a dead one), failing the node once if anything around the work goes wrong (see `guarded`)."""
+    with heartbeat.beating(claimed.id):
+        return guarded(claimed, ctx, work)
 
 
 def guarded(claimed: Claimed, ctx: EngineContext, work: Callable[[], RetryLater | None]) -> RetryLater | None:

@@ -8,8 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from executions import dispatch, transitions
 from executions.models import Execution, NodeRun
-from executions.services import execution_start
-from flows.services import flow_create
+from tests.workers.steps import start_execution
 from workers import batches, engine
 from workers.outcomes import RetryLater
 
@@ -47,10 +46,7 @@ def launched(monkeypatch):
 
 
 def _start(member, input, content=BATCH):
-    account, user = member
-    flow = flow_create(account=account, user=user, content=content)
-    execution, _ = execution_start(account=account, flow=flow, user=user, input=input)
-    return execution
+    return start_execution(member, content, input)
 
 
 def _run_parent(execution):

@@ -6,8 +6,8 @@ import pytest
 
 from executions import dispatch
 from executions.models import Execution, ExecutionEvent, NodeRun
-from executions.services import execution_cancel, execution_start
-from flows.services import flow_create
+from executions.services import execution_cancel
+from tests.workers.steps import start_execution
 from workers import engine
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,23 +20,6 @@ nodes:
 """
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    """Tasks the engine publishes (after commit), captured instead of sent to a broker."""
-    calls: list[tuple[str, int, dict]] = []
-    monkeypatch.setattr(
-        dispatch, "send_now", lambda task, node_run_id, **options: calls.append((task, node_run_id, options))
-    )
-    return calls
-
-
-def _start(member, content, input):
-    account, user = member
-    flow = flow_create(account=account, user=user, content=content)
-    execution, _ = execution_start(account=account, flow=flow, user=user, input=input)
-    return execution
-
-
 def _drain(sent):
     while sent:
         task, node_run_id, _ = sent.pop(0)
@@ -46,7 +29,7 @@ def _drain(sent):
 
 def test_engine_runs_a_linear_flow_with_gapless_events(member, sent):
     # Given a started two-node execution
-    execution = _start(member, LINEAR, {"x": 1})
+    execution = start_execution(member, LINEAR, {"x": 1})
     assert [task for task, _, _ in sent] == [dispatch.RUN_NODE]
     # When every published task runs
     _drain(sent)
@@ -63,7 +46,7 @@ def test_engine_runs_a_linear_flow_with_gapless_events(member, sent):
 
 def test_engine_duplicate_delivery_changes_nothing(member, sent):
     # Given a finished execution
-    execution = _start(member, LINEAR, {"x": 1})
+    execution = start_execution(member, LINEAR, {"x": 1})
     first_run = sent[0][1]
     _drain(sent)
     execution.refresh_from_db()
@@ -83,7 +66,7 @@ def test_engine_duplicate_delivery_changes_nothing(member, sent):
 
 def test_engine_discards_a_running_nodes_result_after_cancel(member, sent, monkeypatch):
     # Given a node that is claimed and running
-    execution = _start(member, LINEAR, {"x": 1})
+    execution = start_execution(member, LINEAR, {"x": 1})
     node_run_id = sent.pop(0)[1]
     real_execute = engine.execute
 
@@ -114,7 +97,7 @@ nodes:
 
 def test_engine_failure_with_retries_left_asks_for_a_celery_retry(member, sent):
     # Given a node failing its first attempt with retries configured
-    execution = _start(member, FLAKY, {})
+    execution = start_execution(member, FLAKY, {})
     node_run_id = sent.pop(0)[1]
     # When it runs
     directive = engine.run_node(node_run_id, task_id="t", hostname="h")
@@ -131,7 +114,7 @@ def test_engine_failure_with_retries_left_asks_for_a_celery_retry(member, sent):
 
 def test_engine_output_over_the_document_limit_fails_the_node(member, sent, settings):
     settings.FLOWRUNNER_MAX_DOCUMENT_BYTES = 2048
-    execution = _start(
+    execution = start_execution(
         member, LINEAR.replace("return {a: input.x + 1}", "return {a: 'x'.repeat(5000)}"), {"x": 1}
     )
     _drain(sent)

@@ -9,8 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts.services import secret_set
 from executions import broadcast, dispatch
 from executions.models import ExecutionEvent, NodeRun
-from executions.services import execution_start
-from flows.services import flow_create
+from tests.workers.steps import start_execution
 from workers import engine, reaper
 from workers.context import EngineContext
 from workers.outcomes import Outcome
@@ -26,22 +25,6 @@ nodes:
 """
 
 
-@pytest.fixture
-def sent(monkeypatch):
-    calls: list[tuple[str, int, dict]] = []
-    monkeypatch.setattr(
-        dispatch, "send_now", lambda task, node_run_id, **options: calls.append((task, node_run_id, options))
-    )
-    return calls
-
-
-def _start(member, content, input=None):
-    account, user = member
-    flow = flow_create(account=account, user=user, content=content)
-    execution, _ = execution_start(account=account, flow=flow, user=user, input=input or {})
-    return execution
-
-
 def _run_next(sent):
     task, node_run_id, options = sent.pop(0)
     assert task == dispatch.RUN_NODE
@@ -50,7 +33,7 @@ def _run_next(sent):
 
 def test_runs_a_node_run_is_two_statements_claim_and_finish(member, sent):
     # Given a three-node execution whose first node has run (flow version cached, connection open)
-    execution = _start(member, THREE)
+    execution = start_execution(member, THREE)
     _run_next(sent)
     # When the middle node runs
     with CaptureQueriesContext(connection) as queries:
@@ -66,7 +49,7 @@ def test_runs_a_node_run_is_two_statements_claim_and_finish(member, sent):
 
 def test_runs_the_next_task_carries_the_task_id_the_finish_stored(member, sent):
     # Given an execution whose first node finished
-    execution = _start(member, THREE)
+    execution = start_execution(member, THREE)
     _run_next(sent)
     # Then the published task of the next node has the task id its queued run was created with
     task, node_run_id, options = sent[0]
@@ -76,7 +59,7 @@ def test_runs_the_next_task_carries_the_task_id_the_finish_stored(member, sent):
 
 def test_runs_status_events_carry_no_input(member, sent):
     # Given an execution started with a large input
-    execution = _start(member, THREE, {"blob": "x" * 10_000})
+    execution = start_execution(member, THREE, {"blob": "x" * 10_000})
     # When it runs to the end
     while sent:
         _run_next(sent)
@@ -106,7 +89,7 @@ def test_runs_the_frames_of_a_finish_are_broadcast_before_the_next_task_is_publi
         real_send_now(task, node_run_id, **options)
 
     monkeypatch.setattr(dispatch, "send_now", record_task)
-    execution = _start(member, THREE)
+    execution = start_execution(member, THREE)
     order.clear()
     # When the first node runs
     _run_next(sent)
@@ -118,7 +101,7 @@ def test_runs_the_frames_of_a_finish_are_broadcast_before_the_next_task_is_publi
 
 def test_runs_unstorable_values_are_replaced_and_the_node_succeeds_once(member, sent, monkeypatch):
     # Given a node whose output holds NaN, a NUL and a lone surrogate (as an HTTP answer or a script may)
-    execution = _start(member, THREE)
+    execution = start_execution(member, THREE)
     monkeypatch.setattr(
         engine,
         "execute",
@@ -140,7 +123,7 @@ def test_runs_a_document_over_its_limit_fails_the_node_naming_the_limit(member, 
     flow = THREE.replace('"return {a: 1}"', "\"return {a: 'x'.repeat(3000)}\"").replace(
         '"return {b: input.a + 1}"', "\"return {b: 'y'.repeat(3000)}\""
     )
-    execution = _start(member, flow)
+    execution = start_execution(member, flow)
     # When both run
     _run_next(sent)
     _run_next(sent)
@@ -161,7 +144,7 @@ nodes:
 
 def test_runs_a_wait_is_resumed_only_by_its_own_marker(member, sent):
     # Given a wait node that paused (its resume scheduled)
-    execution = _start(member, WAIT)
+    execution = start_execution(member, WAIT)
     _run_next(sent)
     run = NodeRun.objects.get(execution=execution, node_id="pause")
     assert run.status == "running" and run.wait_until is not None
@@ -188,7 +171,7 @@ nodes:
 def test_runs_the_reaper_runs_a_lost_retry_attempt_again_instead_of_resuming_it(member, sent, settings):
     # Given a node on its second attempt (a retry), running, whose worker died without a trace
     settings.FLOWRUNNER_STALE_AFTER = 0.0
-    execution = _start(member, RETRYING)
+    execution = start_execution(member, RETRYING)
     directive = _run_next(sent)
     engine.runs.claim(directive.node_run_id, task_id="t2", hostname="dead@h")
     NodeRun.objects.filter(id=directive.node_run_id).update(heartbeat_at=None)
@@ -213,7 +196,7 @@ def test_runs_secrets_another_key_cannot_decrypt_fail_the_node_once_with_the_rea
     # Given a secret stored with one key, and a worker configured with another
     account, _ = member
     secret_set(account=account, key="API_KEY", value="sk-live-1234567890")
-    execution = _start(member, SECRETIVE)
+    execution = start_execution(member, SECRETIVE)
     settings.FLOWRUNNER_ENCRYPTION_KEY = bytes(32)
     # When the node that reads it runs
     directive = _run_next(sent)
@@ -229,7 +212,7 @@ def test_runs_a_failure_around_the_work_fails_the_node_once_instead_of_leaving_i
     member, sent, monkeypatch
 ):
     # Given a node whose output cannot be redacted (a failure outside the kind's own work)
-    execution = _start(member, THREE)
+    execution = start_execution(member, THREE)
 
     def broken(self, output):
         raise RuntimeError("redaction broke")
