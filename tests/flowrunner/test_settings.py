@@ -73,7 +73,10 @@ def test_settings_refuse_a_malformed_allowed_host_or_a_short_health_token(tmp_pa
     assert short.returncode != 0 and "FLOWRUNNER_HEALTH_TOKEN must be at least 16 characters" in short.stderr
 
 
-SETUP_LOGGING = "import django, logging; django.setup(); print(logging.getLevelName(logging.getLogger().getEffectiveLevel()))"
+SETUP_LOGGING = (
+    "import django, logging; django.setup(); "
+    "print(logging.getLevelName(logging.getLogger().getEffectiveLevel()))"
+)
 
 
 def logging_in(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
