@@ -21,6 +21,7 @@ from rest_framework import exceptions
 
 from accounts import throttling
 from accounts.models import ApiToken, Membership
+from accounts.selectors import NoAccount
 from accounts.services import token_digest
 from flowrunner.exceptions import ApiError
 
@@ -121,17 +122,21 @@ def basic_cache_seconds() -> float:
 def authenticate_password(
     *, username: str, password: str, client_ip: str, request: HttpRequest | None = None
 ) -> AbstractBaseUser:
-    """Full username/password check (the slow hash), throttled per username and IP → user with an account.
-    Used by POST /login and by Basic on a cache miss."""
+    """Full username/password check (the slow hash), throttled per username and IP → user with an account;
+    the right password of a user without one → 403 no_account. Used by POST /login and by Basic on a cache
+    miss."""
     throttling.check(username=username, ip=client_ip)
     # PostgreSQL refuses NUL in text: such a name could never match, and must not become a 500.
     if "\x00" in username:
         user = None
     else:
         user = django_authenticate(request, username=username, password=password)
-    if user is None or not has_account(user):
+    if user is None:
         throttling.record_failure(username=username, ip=client_ip)
         raise InvalidCredentials()
+    if not has_account(user):
+        # The password was right: saying so to its holder tells them what to fix, not a guess to retry.
+        raise NoAccount()
     throttling.reset(username=username)
     return user
 
@@ -187,8 +192,9 @@ def user_for_authorization(
     header: str | bytes | None, *, client_ip: str, request: HttpRequest | None = None
 ) -> AbstractBaseUser | None:
     """Check an `Authorization` header value: Bearer or Basic → the user (with an account); no header or
-    another scheme → None; wrong credentials → InvalidCredentials (401) or Throttled (429). Synchronous:
-    call it through database_sync_to_async from Channels."""
+    another scheme → None; wrong credentials → InvalidCredentials (401) or Throttled (429); the right password
+    of a user without an account → NoAccount (403). Synchronous: call it through database_sync_to_async from
+    Channels."""
     if isinstance(header, bytes):
         header = header.decode("latin-1")
     parts = (header or "").split()

@@ -12,13 +12,24 @@ from accounts.models import Account, Membership, Secret
 from flowrunner.exceptions import ApiError, NotFound
 
 
+class NoAccount(ApiError):
+    """403: the credentials are right, but the user belongs to no account (e.g. made with createsuperuser)."""
+
+    status_code = 403
+    default_code = "no_account"
+    default_detail = (
+        "This user does not belong to an account: give it a membership in the admin (Accounts → Memberships), "
+        "or use a user made by `flowrunner createaccount` or POST /api/v1/accounts."
+    )
+
+
 def account_for_user(user: AbstractBaseUser) -> Account:
-    """The caller's account (the tenant). Users authenticated by our DRF classes always have one; a user
-    without a membership (e.g. a bare superuser) gets 403 no_account."""
+    """The caller's account (the tenant); a user without a membership (e.g. a bare superuser) → 403
+    no_account."""
     try:
         return user.membership.account
     except (Membership.DoesNotExist, AttributeError):
-        raise ApiError("This user does not belong to an account.", code="no_account", status_code=403)
+        raise NoAccount()
 
 
 def account_by_ref(*, user: AbstractBaseUser, ref: str) -> Account:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist
 from django.db import DataError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, renderers, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import Account
+from accounts.selectors import account_for_user
 from flowrunner.exceptions import ValidationFailed
 from flows import selectors, services
 from flows.dsl.spec import FlowValidationError
@@ -41,11 +40,7 @@ _ERRORS = {
 
 
 def _account(request: Request) -> Account:
-    try:
-        return request.user.membership.account
-    except ObjectDoesNotExist:
-        # An authenticated user outside any account (e.g. a bare superuser) owns no flows.
-        raise PermissionDenied("This user belongs to no account.")
+    return account_for_user(request.user)
 
 
 def _write_data(request: Request) -> dict[str, Any]:

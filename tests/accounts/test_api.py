@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import Secret
+from accounts.models import ApiToken, Secret
 from accounts.selectors import secrets_decrypted
 from tests.conftest import PASSWORD
 
@@ -109,6 +109,18 @@ def test_login_with_bad_credentials_is_401(member):
         )
         assert_envelope(response, 401, "invalid_credentials")
         assert "WWW-Authenticate" in response
+
+
+@pytest.mark.django_db
+def test_login_of_a_user_without_an_account_is_403_no_account(django_user_model):
+    # given a user made without an account, as createsuperuser makes them
+    django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+    # when it logs in with the right password
+    response = APIClient().post("/api/v1/login", {"username": "root", "password": PASSWORD}, format="json")
+    # then 403 no_account, saying how to fix it, and no token
+    error = assert_envelope(response, 403, "no_account")
+    assert "Memberships" in error["message"] and "createaccount" in error["message"]
+    assert not ApiToken.objects.exists()
 
 
 @pytest.mark.django_db

@@ -129,14 +129,27 @@ def test_basic_cache_outage_falls_back_to_the_hasher(member):
 
 
 @pytest.mark.django_db
-def test_authentication_user_without_membership_is_not_authenticated():
-    # given a user with no account
+def test_authentication_user_without_membership_is_403_no_account():
+    # given a user with no account (as createsuperuser makes them)
     user = get_user_model().objects.create_user(username="loner", password=PASSWORD)
-    # when calling with Basic or a session, then 401
-    assert get_me(basic("loner", PASSWORD)).status_code == 401
     client = APIClient()
     client.force_login(user)
-    assert client.get(ME).status_code == 401
+    # when calling with the right password over Basic, or with a session
+    responses = [get_me(basic("loner", PASSWORD)), client.get(ME)]
+    # then 403 no_account, not a claim that the password is wrong
+    for response in responses:
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "no_account"
+        assert "does not belong to an account" in response.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_authentication_user_without_membership_and_a_wrong_password_is_401():
+    # given a user with no account
+    get_user_model().objects.create_user(username="loner", password=PASSWORD)
+    # when calling with a wrong password, then the usual 401: nothing is said about the account
+    response = get_me(basic("loner", "wrong password"))
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_credentials"
 
 
 @pytest.mark.django_db

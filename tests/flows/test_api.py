@@ -322,8 +322,8 @@ def test_flow_api_user_without_account_is_403(db, django_user_model):
     # given an authenticated user who belongs to no account
     client = APIClient()
     client.force_authenticate(user=django_user_model.objects.create_user(username="loner", password="x" * 12))
-    # when it lists flows, then 403 (authenticated, but may not)
-    assert_envelope(client.get(FLOWS), 403, "permission_denied")
+    # when it lists flows, then 403 no_account (authenticated, but there is no tenant to scope anything to)
+    assert_envelope(client.get(FLOWS), 403, "no_account")
 
 
 def test_flow_create_content_may_be_posted_as_json_string(api):
