@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
-from executions import dispatch, transitions
+from executions import dispatch, idempotency, transitions
 from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
 from flowrunner.exceptions import Conflict, NotFound, ValidationFailed
@@ -53,7 +53,8 @@ def execution_start(
 ) -> tuple[Execution, bool]:
     """Create an execution and its first node run, enqueued on commit. Returns (execution, created).
 
-    A repeated `idempotency_key` of the same account returns the first execution unchanged.
+    A repeated `idempotency_key` of the same account and flow, with the same input and within
+    FLOWRUNNER_IDEMPOTENCY_TTL, returns the first execution unchanged; with another input → 422.
     """
     if input is None:
         input = {}
@@ -63,8 +64,9 @@ def execution_start(
         )
     if flow.deleted_at is not None:
         raise NotFound()
-    if idempotency_key:
-        existing = Execution.objects.filter(account=account, idempotency_key=idempotency_key).first()
+    digest = idempotency.key_digest(flow=flow, key=idempotency_key) if idempotency_key else None
+    if digest:
+        existing = idempotency.execution_for_key(account=account, digest=digest, input=input)
         if existing is not None:
             return existing, False
     version = version or flow.current_version
@@ -81,7 +83,7 @@ def execution_start(
                 input=input,
                 data=copy.deepcopy(data if data is not None else input),
                 node_outputs=node_outputs or {},
-                idempotency_key=idempotency_key or None,
+                idempotency_key=digest,
                 retry_of=retry_of,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 steps=1,
@@ -92,9 +94,10 @@ def execution_start(
                 node_run = transitions.node_run_create(execution=execution, node_id=first, step=1)
             enqueue_node_run(node_run, spec.nodes[first])
     except IntegrityError:
-        if not idempotency_key:
-            raise
-        existing = Execution.objects.filter(account=account, idempotency_key=idempotency_key).first()
+        # A concurrent request with the same key won the insert: answer as if it had come first.
+        existing = (
+            idempotency.execution_for_key(account=account, digest=digest, input=input) if digest else None
+        )
         if existing is None:
             raise
         return existing, False

@@ -43,7 +43,17 @@ class FlowRunView(ApiViewMixin, APIView):
     @extend_schema(
         request=RunRequestSerializer,
         responses={201: RunResponseSerializer, 200: RunResponseSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="1 to 200 characters. A repeat on the same flow with the same input within "
+                "FLOWRUNNER_IDEMPOTENCY_TTL (default 24h) returns the first execution with 200; with another "
+                "input it answers 422 idempotency_key_reused.",
+            )
+        ],
         summary="Start an execution of the flow's current version",
     )
     def post(self, request: Request, flow_id: str) -> Response:

@@ -65,6 +65,7 @@ _CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    422: "unprocessable_entity",
     429: "throttled",
 }
 

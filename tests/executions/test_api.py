@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from executions import dispatch
 from executions.models import Execution
@@ -47,14 +49,72 @@ def test_run_creates_a_queued_execution_and_enqueues_its_first_node(
     assert Execution.objects.get(id=body["execution_id"]).input == {"x": 1}
 
 
-def test_run_with_the_same_idempotency_key_returns_the_first_execution(api, flow):
-    first = api.post(f"/api/v1/flows/{flow.id}/run", {}, format="json", HTTP_IDEMPOTENCY_KEY="abc")
-    again = api.post(
-        f"/api/v1/flows/{flow.id}/run", {"input": {"n": 2}}, format="json", HTTP_IDEMPOTENCY_KEY="abc"
-    )
+def run(api, flow, body, key):
+    return api.post(f"/api/v1/flows/{flow.id}/run", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_run_with_the_same_idempotency_key_and_input_returns_the_first_execution(api, flow):
+    # given a run started with a key
+    first = run(api, flow, {"input": {"n": 1, "tags": ["a", "b"]}}, "abc")
+    # when the same request is repeated (the keys of the input in another order)
+    again = run(api, flow, {"input": {"tags": ["a", "b"], "n": 1}}, "abc")
+    # then 200 with the first execution, and nothing new was started
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["execution_id"] == again.json()["execution_id"]
     assert Execution.objects.count() == 1
+
+
+def test_run_with_a_reused_idempotency_key_and_another_input_is_422(api, flow):
+    # given a run started with a key
+    first = run(api, flow, {"input": {"n": 1}}, "abc")
+    # when the key comes again with a different input (`true` is not `1` either)
+    changed = [run(api, flow, body, "abc") for body in ({"input": {"n": 2}}, {"input": {"n": True}}, {})]
+    # then 422 in the envelope, naming the first execution, and no run was started
+    for response in changed:
+        assert response.status_code == 422, response.content
+        error = response.json()["error"]
+        assert error["code"] == "idempotency_key_reused" and "different input" in error["message"]
+        assert error["details"] == {"execution_id": first.json()["execution_id"]}
+    assert Execution.objects.count() == 1
+
+
+def test_run_idempotency_key_is_scoped_to_the_flow(api, member, flow):
+    # given a run of one flow with a key, and a second flow of the same account
+    account, user = member
+    second = flow_create(account=account, user=user, content=FLOW.replace("api flow", "second flow"))
+    first = run(api, flow, {"input": {"n": 1}}, "order-42")
+    # when the second flow is run with the same key and input
+    other = run(api, second, {"input": {"n": 1}}, "order-42")
+    # then it gets an execution of its own, of its own flow
+    assert (first.status_code, other.status_code) == (201, 201)
+    assert other.json()["execution_id"] != first.json()["execution_id"]
+    assert other.json()["flow_id"] == second.id
+
+
+def test_run_idempotency_key_of_a_deleted_flow_does_not_answer_for_another(api, member, flow):
+    # given a run with a key of a flow that was then deleted
+    account, user = member
+    run(api, flow, {"input": {}}, "k")
+    flow_delete(flow=flow)
+    replacement = flow_create(account=account, user=user, content=FLOW)
+    # when another flow is run with the same key
+    response = run(api, replacement, {"input": {}}, "k")
+    # then a new execution of that flow starts, not the deleted flow's
+    assert response.status_code == 201 and response.json()["flow_id"] == replacement.id
+
+
+def test_run_idempotency_key_expires_after_the_ttl(api, flow, settings):
+    # given a run with a key, older than FLOWRUNNER_IDEMPOTENCY_TTL
+    settings.FLOWRUNNER_IDEMPOTENCY_TTL = 3600
+    first = run(api, flow, {"input": {"n": 1}}, "abc")
+    Execution.objects.filter(id=first.json()["execution_id"]).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    # when the key is sent again, even with another input
+    again = run(api, flow, {"input": {"n": 2}}, "abc")
+    # then a new execution starts, and the key now answers for it
+    assert again.status_code == 201 and again.json()["execution_id"] != first.json()["execution_id"]
+    assert run(api, flow, {"input": {"n": 2}}, "abc").json()["execution_id"] == again.json()["execution_id"]
 
 
 @pytest.mark.parametrize("payload", [{"input": [1, 2]}, {"input": "text"}, {"input": 3}, {"inputs": {}}])

@@ -84,12 +84,16 @@ def test_idempotency_key_returns_the_same_execution(live_api):
         f"/flows/{flow_id}/run", json={"input": {"n": 1}}, headers={"Idempotency-Key": "k-1"}
     )
     again = live_api.post(
+        f"/flows/{flow_id}/run", json={"input": {"n": 1}}, headers={"Idempotency-Key": "k-1"}
+    )
+    changed = live_api.post(
         f"/flows/{flow_id}/run", json={"input": {"n": 2}}, headers={"Idempotency-Key": "k-1"}
     )
     other = live_api.post(
         f"/flows/{flow_id}/run", json={"input": {"n": 3}}, headers={"Idempotency-Key": "k-2"}
     )
     assert first.status_code == 201 and again.status_code == 200 and other.status_code == 201
+    assert changed.status_code == 422 and changed.json()["error"]["code"] == "idempotency_key_reused"
     assert first.json()["execution_id"] == again.json()["execution_id"] != other.json()["execution_id"]
     assert wait_for(live_api, first.json()["execution_id"])["results"] == {"n": 1, "echo": 1}
 
