@@ -196,11 +196,17 @@ DATABASES = {
         **_server,
         "OPTIONS": {
             "sslmode": _ssl_mode,
+            # A server that drops packets instead of refusing would otherwise hold a connection attempt for
+            # minutes (libpq has no default limit).
+            "connect_timeout": 5,
             # psycopg's pool: ASGI (daphne) must not keep per-thread persistent connections.
             "pool": {
                 "min_size": 1,
                 "max_size": _int("FLOWRUNNER_POSTGRES_POOL_SIZE", 10, minimum=1),
-                "timeout": 10,
+                # With PostgreSQL down, every request waits this long for a connection before it answers
+                # 503. Threads of one process seldom wait for each other (daphne runs sync views on one
+                # thread), so a short wait only bounds how long an outage takes to show.
+                "timeout": _seconds("FLOWRUNNER_POSTGRES_POOL_TIMEOUT", "1s"),
             },
         },
         # With a pool this makes Django hand psycopg_pool its connection check: a connection killed under

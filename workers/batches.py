@@ -139,7 +139,10 @@ def join(parent_id: int, *, deadline: bool = False) -> RetryLater | None:
         return None
     node = spec_for_version(claimed.version_id).nodes[parent.node_id]
     outcome = _join_outcome(node, parts, deadline=deadline)
-    directive, _ = runs.finish(claimed, outcome, redactor=runs.redactor_for(claimed.execution["account_id"]))
+    redactor = runs.redactor_for(claimed.execution["account_id"])
+    # Parts are stored masked already; the joined output is checked again as it joins the document.
+    outcome.output = redactor.data(outcome.output)
+    directive, _ = runs.finish(claimed, outcome, redactor=redactor)
     return directive
 
 

@@ -36,16 +36,21 @@ class EngineContext:
     load_secrets: Callable[[], dict[str, str]]
     timeout: float | None = None
     logs: list[LogEntry] = field(default_factory=list)
+    # Whether the account has any secret (the claim says): when not, nothing is ever decrypted to mask.
+    has_secrets: bool = True
 
     def __post_init__(self) -> None:
-        self.store = AccountStore(self.execution["account_id"])
+        self.store = AccountStore(self.execution["account_id"], masked=self.redacted_output)
         self._secrets: dict[str, str] | None = None
         self.redactor = LazyRedactor(self._values_to_mask)
 
     def redacted_output(self, output: Any) -> Any:
-        """The output as it may be stored: when this node saw the account's secrets, their values are masked,
-        so a script (or an HTTP echo) that returns one does not put it in PostgreSQL in clear."""
-        return output if self._secrets is None else self.redactor.data(output)
+        """A value as it may be stored (output, batch inputs, store values): the account's secret values are
+        masked whatever the script's text — one may reach a node through the document, items or the store
+        without its code naming `secrets`. An account without secrets pays nothing."""
+        if self._secrets is None and not self.has_secrets:
+            return output
+        return self.redactor.data(output)
 
     def _values_to_mask(self) -> list[str]:
         # Secrets that cannot be decrypted (a worker with another key) were never seen: nothing of them can leak,

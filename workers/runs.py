@@ -140,6 +140,7 @@ def make_context(claimed: Claimed, node: NodeSpec) -> EngineContext:
         if execution.get("has_secrets", True)
         else dict,
         timeout=node_timeout(node),
+        has_secrets=bool(execution.get("has_secrets", True)),
     )
 
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
 
 from flows.nodes.base import PermanentNodeError
 from workers.models import StoreEntry
+from workers.storable import storable
 
 
 class AccountStore:
     """get/set/delete/list/increment scoped to one account; every call is its own short transaction."""
 
-    def __init__(self, account_id: Any) -> None:
+    def __init__(self, account_id: Any, *, masked: Callable[[Any], Any] | None = None) -> None:
         self.account_id = account_id
+        # Values are stored as the account's secret values masked: a flow that stores one keeps `***`.
+        self.masked = masked or (lambda value: value)
 
     def get(self, key: str) -> Any:
         return (
@@ -24,7 +28,9 @@ class AccountStore:
         )
 
     def set(self, key: str, value: Any) -> None:
-        StoreEntry.objects.update_or_create(account_id=self.account_id, key=key, defaults={"value": value})
+        StoreEntry.objects.update_or_create(
+            account_id=self.account_id, key=key, defaults={"value": storable(self.masked(value))}
+        )
 
     def delete(self, key: str) -> bool:
         deleted, _ = StoreEntry.objects.filter(account_id=self.account_id, key=key).delete()

@@ -247,3 +247,52 @@ def test_a_secret_a_script_returns_is_masked_in_every_answer(
 def test_a_secret_a_script_returns_is_not_stored_in_clear(live_db, returned_secret):
     _, value = returned_secret
     assert _postgres_hits([value]) == []
+
+
+# A secret reaches nodes whose code never names `secrets`: through batch items, the document and the store.
+ROUTES_SECRET = """
+metadata: {name: routes a secret}
+nodes:
+  fan:
+    type: parallel_batch
+    params:
+      items: "${[secrets.ROUTED, 'plain']}"
+      processor_script: "return {seen: input.items}"
+    next: {success: keep}
+  keep:
+    type: store
+    params: {operation: set, key: routed, value: "${input.seen[0]}"}
+    next: {success: fetch}
+  fetch:
+    type: store
+    params: {operation: get, key: routed, output_key: fetched}
+    next: {success: echo}
+  echo:
+    type: transform
+    params:
+      script: |
+        console.log("document says", input.seen[0]);
+        return {echoed: input.seen[0], fetched_again: input.fetched};
+"""
+
+
+def test_a_secret_routed_through_items_the_document_and_the_store_is_stored_masked(
+    live_stack, live_api, live_db
+):
+    value = f"rtd{secrets.token_hex(12)}"
+    assert live_api.put("/accounts/me/secrets/ROUTED", json={"value": value}).status_code == 201
+    # given a flow that carries the secret from batch items into part outputs, the join, the store and the
+    # document, through nodes whose code never names `secrets`
+    execution_id = start(live_api, create_flow(live_api, ROUTES_SECRET))
+    # when it runs to its end
+    status = wait_all(live_api, [execution_id])[execution_id]
+    # then it completed with the value masked wherever it went
+    assert status["status"] == "completed", status
+    results = status["results"]
+    assert results["seen"] == ["***", "plain"] and results["echoed"] == "***", results
+    assert results["fetched"] == "***" and results["fetched_again"] == "***", results
+    # and no row of the database and no key of the broker's Redis holds it in clear
+    needles = _forms(value)
+    assert _postgres_hits(needles) == []
+    by_key = _broker_payloads(live_stack.env["FLOWRUNNER_REDIS_URL"])
+    assert not [key for key, payloads in by_key.items() for p in payloads for n in needles if n.encode() in p]
