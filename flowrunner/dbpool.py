@@ -3,8 +3,9 @@
 # With CONN_HEALTH_CHECKS, psycopg_pool checks an idle connection before handing it out and, when it is dead,
 # sleeps 1, 2, 4, 8 s (its reconnection backoff) before trying the next one. After a PostgreSQL restart or a
 # pg_terminate_backend every idle connection is dead, so a process holding four or more of them makes its next
-# request wait out the pool's timeout (10 s) and fail. Checking the whole pool at the first failure
-# (`ConnectionPool.check()`: every idle connection tested, the broken ones replaced) ends the stall at once.
+# request wait out the pool's timeout (FLOWRUNNER_POSTGRES_POOL_TIMEOUT) and fail. Checking the whole pool at
+# the first failure (`ConnectionPool.check()`: every idle connection tested, the broken ones replaced) ends the
+# stall at once.
 
 from __future__ import annotations
 

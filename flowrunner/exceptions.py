@@ -1,12 +1,16 @@
 """The JSON error envelope `{"error": {code, message, details}}` for every API error, and domain errors."""
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(exceptions.APIException):
@@ -49,6 +53,15 @@ class Conflict(ApiError):
     default_detail = "Conflict."
 
 
+class DatabaseUnavailable(ApiError):
+    """503: PostgreSQL cannot be reached (down, restarting, out of connections); the request may be retried."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "database_unavailable"
+    default_detail = "The database is unavailable; try again shortly."
+    wait = 5  # DRF sends it as Retry-After
+
+
 class PayloadTooLarge(ApiError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "payload_too_large"
@@ -67,6 +80,7 @@ _CODES = {
     415: "unsupported_media_type",
     422: "unprocessable_entity",
     429: "throttled",
+    503: "service_unavailable",
 }
 
 
@@ -82,6 +96,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # The cause goes to the log; the client learns only that it may retry.
+        logger.warning("database unavailable: %s", exc)
+        exc = DatabaseUnavailable()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

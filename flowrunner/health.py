@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,17 +22,34 @@ from rest_framework.views import APIView
 from accounts.authentication import BearerTokenAuthentication, CachedBasicAuthentication
 from accounts.credentials import InvalidCredentials
 
+logger = logging.getLogger(__name__)
+
 # How long one process reuses the anonymous answer: a load balancer polling every second, or anyone calling
 # in a loop, costs one database query and one broker connection per process per period, and no worker ping.
 STATUS_TTL = 5.0
 
 
+# How long the database probe waits for a connection: PostgreSQL being down must show within about a second,
+# whatever FLOWRUNNER_POSTGRES_POOL_TIMEOUT says.
+DATABASE_WAIT = 1.0
+
+
 def _database_ok() -> bool:
+    pool = connection.pool
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        if pool is None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return True
+        pool.open()  # a no-op once open; the first probe of a process may come before any query
+        conn = pool.getconn(timeout=DATABASE_WAIT)
+        try:
+            conn.execute("SELECT 1")
+        finally:
+            pool.putconn(conn)
         return True
-    except Exception:
+    except Exception as exc:
+        logger.warning("health: the database does not answer: %s", exc)
         return False
 
 
