@@ -41,11 +41,12 @@ async def _send_all(layer: Any, frames: list[dict[str, Any]], account_id: str) -
         by_execution.setdefault(frame["execution_id"], []).append(frame)
     for execution_id, batch in by_execution.items():
         message = {"type": EVENTS_MESSAGE_TYPE, "frames": batch, "account_id": account_id}
-        # Both groups at once: the next node's task waits for these sends.
-        await asyncio.gather(
-            layer.group_send(execution_group(execution_id), message),
-            layer.group_send(account_group(account_id), message),
-        )
+        groups = [execution_group(execution_id), account_group(account_id)]
+        publish_many = getattr(layer, "group_send_many", None)
+        if publish_many is not None:  # the hub: one pipelined round trip for both groups
+            await publish_many(groups, message)
+        else:  # both groups at once: the next node's task waits for these sends
+            await asyncio.gather(*(layer.group_send(group, message) for group in groups))
 
 
 class _Sender:
@@ -122,7 +123,7 @@ def broadcast_frames(
     submitted before them, have been handed to the channel layer: a subscriber sees a node finish before the
     next one can start."""
     if frames or then is not None:
-        if "channels_redis" in settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", ""):
+        if _uses_redis():
             done = threading.Event() if then is not None else None
             _get_sender().submit(frames, str(account_id), done)
             if done is not None:
@@ -131,6 +132,10 @@ def broadcast_frames(
             _send_direct(frames, account_id)
     if then is not None:
         then()
+
+
+def _uses_redis() -> bool:
+    return "redis" in settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "").lower()
 
 
 def _send_direct(frames: list[dict[str, Any]], account_id: Any) -> None:

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
-from django.utils import timezone
 
 from executions.events import account_group, execution_group
-from executions.models import TERMINAL_EXECUTION_STATUSES
-from executions.ws_inbox import FLOOD_CLOSE_CODE, MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES, Inbox
-from executions.ws_selectors import events_between, subscription_open
-from flowrunner.exceptions import NotFound
+from executions.ws_frames import (
+    MAX_SINCE,
+    complete_frame,
+    encode,
+    is_terminal_status,
+)
+from executions.ws_inbox import Inbox, transport_of
+from executions.ws_outbox import ABORT_AFTER_CLOSE_SECONDS, STALL_CLOSE_SECONDS, STALLED_CLOSE_CODE, Outbox
+from executions.ws_requests import CLIENT_TYPES, ClientFrames  # noqa: F401  (re-exported)
+from executions.ws_selectors import events_between
 
 logger = logging.getLogger(__name__)
 
@@ -34,88 +36,25 @@ logger = logging.getLogger(__name__)
 #   execution reached through both is sent once. `complete` is synthesized right after a terminal `status`
 #   frame, with that frame's seq, once per execution (a new `subscribe` of an ended execution sends it again).
 
-CLIENT_TYPES = ("subscribe", "unsubscribe", "subscribe_account", "ping")
 # Executions seen only through subscribe_account are forgotten oldest-first past this many, so a long-lived
 # account subscription keeps bounded memory (an individually subscribed execution is never forgotten).
 DEDUPE_CAPACITY = 4096
-# Largest `since` accepted (as the REST logs endpoint): event seqs are PostgreSQL integers.
-MAX_SINCE = 2**31
 # A subscribed execution that has not ended and sent nothing for this long is read back from PostgreSQL: the
 # channel layer may drop a frame (Redis restarted, a full channel), and a lost *last* frame would otherwise
 # never be noticed — the gap fill only runs when a later frame arrives.
 CATCH_UP_AFTER = 2.0
 CATCH_UP_EVERY = 1.0
+# An execution that stays quiet is read back ever less often (a long node run is the usual reason), up to
+# this: thousands of sockets watching quiet executions must not poll PostgreSQL every second each.
+CATCH_UP_MAX_AFTER = 30.0
 
 
-class FrameError(Exception):
-    """A client frame the server cannot act on; answered with an `error` frame, the connection stays open."""
+class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
+    """One connection. The handshake guard (executions.ws_auth) has put `account_id` in the scope.
 
-    def __init__(self, message: str, *, execution_id: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.execution_id = execution_id
-
-
-def server_frame(
-    type_: str, *, execution_id: str | None = None, seq: int | None = None, **extra: Any
-) -> dict:
-    return {
-        "type": type_,
-        "execution_id": execution_id,
-        "seq": seq,
-        "timestamp": timezone.now().isoformat(),
-        **extra,
-    }
-
-
-def is_terminal_status(frame: dict[str, Any]) -> bool:
-    status = frame.get("status")
-    return (
-        frame.get("type") == "status"
-        and isinstance(status, dict)
-        and (status.get("status") in TERMINAL_EXECUTION_STATUSES)
-    )
-
-
-def complete_frame(status_frame: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "complete",
-        "execution_id": status_frame["execution_id"],
-        "seq": status_frame["seq"],
-        "timestamp": status_frame.get("timestamp") or timezone.now().isoformat(),
-        "message": f"Execution completed with status: {status_frame['status']['status']}",
-    }
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def parse_execution_id(frame: dict[str, Any]) -> str:
-    """The canonical UUID string events carry, so it keys the dedupe map the same way live frames do."""
-    value = frame.get("execution_id")
-    if value is None:
-        raise FrameError("`execution_id` is required")
-    if not isinstance(value, str):
-        raise FrameError("`execution_id` must be a string (a UUID)")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise FrameError(f"`execution_id` is not a valid UUID: {_short(value)}")
-
-
-def parse_since(frame: dict[str, Any], execution_id: str) -> int | None:
-    since = frame.get("since")
-    if since is None:
-        return None
-    if isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= MAX_SINCE:
-        raise FrameError(f"`since` must be an integer from 0 to {MAX_SINCE}", execution_id=execution_id)
-    return since
-
-
-class ExecutionConsumer(AsyncWebsocketConsumer):
-    """One connection. The handshake guard (executions.ws_auth) has put `account_id` in the scope."""
+    With the hub layer (flowrunner.hub) the consumer subscribes to its groups as a local hub subscriber: a
+    live message lands in its bounded outbox and a pump task writes it, so a frame is decoded and encoded
+    once per process, not per socket. Other layers (embedded mode) deliver through the consumer's channel."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -127,12 +66,38 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
         self.inbox: Inbox | None = None
         self._closing = False
         self.last_frame_at: dict[str, float] = {}
+        self.quiet_rounds: dict[str, int] = {}
+        # execution id → the last seq the client has of it, for executions whose frames were not written
+        # (socket stalled, outbox full): read back from PostgreSQL once the socket takes frames again.
+        self.behind: dict[str, int] = {}
         self._delivery = asyncio.Lock()
         self._catch_up_task: asyncio.Task | None = None
+        self._wakeup = asyncio.Event()
+        self.outbox = Outbox(self._wakeup.set)
+        self._pump_task: asyncio.Task | None = None
+        self._transport: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
         self.inbox = Inbox(receive, send)
+        self._transport = transport_of(send)
+        self.outbox.label = str(scope.get("client"))
         return await super().__call__(scope, receive, send)
+
+    @property
+    def _hub(self) -> bool:
+        return getattr(type(self.channel_layer), "hub_add", None) is not None
+
+    async def _join(self, group: str) -> None:
+        if self._hub:
+            await self.channel_layer.hub_add(group, self._on_hub_message)
+        else:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _leave(self, group: str) -> None:
+        if self._hub:
+            await self.channel_layer.hub_discard(group, self._on_hub_message)
+        else:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     # --- connection -------------------------------------------------------------------------------------
 
@@ -143,180 +108,102 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
             return
         self.account_id = str(account_id)
         await self.accept()
+        self.outbox.attach(self._transport)
         self._catch_up_task = asyncio.create_task(self._catch_up_loop())
+        self._pump_task = asyncio.create_task(self._pump())
 
     async def disconnect(self, code: int) -> None:
-        if self._catch_up_task is not None:
-            self._catch_up_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._catch_up_task
-            self._catch_up_task = None
+        self._closing = True
+        for attribute in ("_catch_up_task", "_pump_task"):
+            task = getattr(self, attribute)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                setattr(self, attribute, None)
         groups = [execution_group(execution_id) for execution_id in self.subscriptions]
         if self.account_subscribed:
             groups.append(account_group(self.account_id))
         for group in groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await self._leave(group)
         self.subscriptions.clear()
         self.account_subscribed = False
-
-    # --- client frames ----------------------------------------------------------------------------------
-
-    async def websocket_receive(self, message: dict[str, Any]) -> None:
-        inbox = self.inbox
-        if inbox is not None:
-            inbox.taken(message)
-            if inbox.flooded and not self._closing:
-                self._closing = True
-                dropped = inbox.drop_waiting()
-                logger.warning(
-                    "websocket client %s flooded its connection; closing", self.scope.get("client")
-                )
-                await self._send(
-                    server_frame(
-                        "error",
-                        message=f"too many frames waiting (at most {MAX_BACKLOG_FRAMES} frames or "
-                        f"{MAX_BACKLOG_BYTES} bytes); {dropped} dropped, closing the connection",
-                    )
-                )
-                await self.close(code=FLOOD_CLOSE_CODE)
-            if self._closing:
-                inbox.drop_waiting()
-                return
-        await super().websocket_receive(message)
-
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            frame = self._decode(text_data, bytes_data)
-            kind = frame.get("type")
-            if kind == "subscribe":
-                await self._subscribe(frame)
-            elif kind == "unsubscribe":
-                await self._unsubscribe(frame)
-            elif kind == "subscribe_account":
-                await self._subscribe_account()
-            elif kind == "ping":
-                await self._send(server_frame("pong"))
-            elif kind is None:
-                raise FrameError(f"`type` is required; one of {', '.join(CLIENT_TYPES)}")
-            else:
-                raise FrameError(f"unknown type {_short(kind)}; expected one of {', '.join(CLIENT_TYPES)}")
-        except FrameError as error:
-            await self._send(server_frame("error", execution_id=error.execution_id, message=error.message))
-        except Exception:
-            # A bug or an outage (Redis) answers this frame; it does not end the connection with 1011.
-            logger.exception("websocket frame failed")
-            await self._send(server_frame("error", message="internal error; try again"))
-
-    def _decode(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
-        if text_data is None:
-            raise FrameError("binary frames are not supported; send JSON text frames")
-        limit = settings.FLOWRUNNER_WS_MAX_FRAME_BYTES
-        # len() in characters is a cheap lower bound of the UTF-8 size; encode only when it may be close.
-        if len(text_data) > limit or (len(text_data) * 4 > limit and len(text_data.encode("utf-8")) > limit):
-            raise FrameError(f"frame too large: at most {limit} bytes")
-        try:
-            frame = json.loads(text_data)
-        except ValueError:
-            raise FrameError("malformed JSON")
-        except RecursionError:
-            raise FrameError("malformed JSON: nested too deeply")
-        if not isinstance(frame, dict):
-            raise FrameError("a frame must be a JSON object")
-        return frame
-
-    async def _subscribe(self, frame: dict[str, Any]) -> None:
-        execution_id = parse_execution_id(frame)
-        since = parse_since(frame, execution_id)
-        if execution_id in self.subscriptions:
-            return
-        self._check_room(execution_id)
-        group = execution_group(execution_id)
-        # Join before reading: a frame committed meanwhile waits in this consumer's channel and is then
-        # either sent (newer than the snapshot) or dropped as a duplicate, so nothing falls in between.
-        await self.channel_layer.group_add(group, self.channel_name)
-        try:
-            opened = await subscription_open(
-                account_id=self.account_id, execution_id=execution_id, since=since
-            )
-        except NotFound:
-            await self.channel_layer.group_discard(group, self.channel_name)
-            raise FrameError("execution not found", execution_id=execution_id)
-        except Exception:
-            # A database hiccup ends this subscribe, not the connection: the client may simply retry.
-            logger.exception("websocket subscribe to %s failed", execution_id)
-            await self.channel_layer.group_discard(group, self.channel_name)
-            raise FrameError("subscription failed; try again", execution_id=execution_id)
-        async with self._delivery:
-            self.subscriptions.add(execution_id)
-            # The stored events go out verbatim, even a terminal status among them: `complete` follows the
-            # snapshot, so a late subscriber sees it exactly once.
-            for payload in opened.replay:
-                await self._send(payload)
-            snapshot = opened.snapshot
-            await self._send(snapshot)
-            if opened.terminal:
-                await self._send(complete_frame(snapshot))
-                self.completed.add(execution_id)
-            else:
-                self.completed.discard(execution_id)
-            self._remember(execution_id, max(snapshot["seq"], self.last_seq.get(execution_id, 0)))
-            self.last_frame_at[execution_id] = time.monotonic()
-
-    async def _unsubscribe(self, frame: dict[str, Any]) -> None:
-        execution_id = parse_execution_id(frame)
-        if execution_id not in self.subscriptions:
-            return
-        self.subscriptions.discard(execution_id)
-        await self.channel_layer.group_discard(execution_group(execution_id), self.channel_name)
-        if not self.account_subscribed:
-            # A later subscribe starts a new subscription (with its own snapshot) from scratch.
-            self.last_seq.pop(execution_id, None)
-            self.completed.discard(execution_id)
-        self.last_frame_at.pop(execution_id, None)
-
-    async def _subscribe_account(self) -> None:
-        if self.account_subscribed:
-            return
-        self._check_room(None)
-        await self.channel_layer.group_add(account_group(self.account_id), self.channel_name)
-        self.account_subscribed = True
-
-    def _check_room(self, execution_id: str | None) -> None:
-        limit = settings.FLOWRUNNER_WS_MAX_SUBSCRIPTIONS
-        if len(self.subscriptions) + int(self.account_subscribed) >= limit:
-            raise FrameError(
-                f"too many subscriptions: at most {limit} per connection", execution_id=execution_id
-            )
+        self.outbox.detach()
 
     # --- live frames from the channel layer (executions.events.broadcast_frame) -------------------------
+    # --- live frames (executions.broadcast) ---------------------------------------------------------------
+
+    def _on_hub_message(self, message: dict[str, Any]) -> None:
+        """Called by the hub, synchronously, with a message shared by every local subscriber."""
+        if self._closing:
+            return
+        if not self.outbox.put(message):
+            self._skip(message)
+            self._wakeup.set()
+
+    async def _pump(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self.outbox.messages:
+                await self.execution_events(self.outbox.messages.popleft())
+            if self.behind and not self.outbox.stalled:
+                await self._catch_up_behind()
+
+    def _skip(self, message: dict[str, Any]) -> None:
+        """Note where the client stands on each execution of a message that is not written."""
+        for frame in message.get("frames") or ():
+            execution_id, seq = frame.get("execution_id"), frame.get("seq")
+            if isinstance(execution_id, str) and isinstance(seq, int):
+                if self._wants(execution_id, message.get("account_id")):
+                    self._fall_behind(execution_id, seq)
+
+    def _fall_behind(self, execution_id: str, seq: int) -> None:
+        if execution_id not in self.behind:
+            last = self.last_seq.get(execution_id)
+            self.behind[execution_id] = last if last is not None else seq - 1
+
+    def _wants(self, execution_id: str, account_id: Any) -> bool:
+        return execution_id in self.subscriptions or (
+            self.account_subscribed and str(account_id) == self.account_id
+        )
 
     async def execution_events(self, message: dict[str, Any]) -> None:
         """The frames of one committed transaction, in seq order."""
         frames = message.get("frames")
         if not isinstance(frames, list):
             return
-        for frame in frames:
-            await self.execution_event({"frame": frame, "account_id": message.get("account_id")})
+        # Encoded once per process: the hub hands every local subscriber the same message.
+        texts = message.get("_encoded")
+        if not isinstance(texts, list) or len(texts) != len(frames):
+            texts = message["_encoded"] = [encode(f) if isinstance(f, dict) else "" for f in frames]
+        for frame, text in zip(frames, texts, strict=True):
+            await self.execution_event({"frame": frame, "account_id": message.get("account_id")}, text)
 
-    async def execution_event(self, message: dict[str, Any]) -> None:
+    async def execution_event(self, message: dict[str, Any], text: str | None = None) -> None:
         frame = message.get("frame") or {}
         execution_id = frame.get("execution_id")
         seq = frame.get("seq")
         if not isinstance(execution_id, str) or not isinstance(seq, int):
             return
-        wanted = execution_id in self.subscriptions or (
-            self.account_subscribed and str(message.get("account_id")) == self.account_id
-        )
-        if not wanted:  # e.g. still queued from before an unsubscribe, or a subscribe that was refused
-            return
         async with self._delivery:
-            await self._fill_and_deliver(frame, execution_id, seq)
+            # e.g. still queued from before an unsubscribe, or a subscribe that was refused
+            if self._wants(execution_id, message.get("account_id")):
+                await self._fill_and_deliver(frame, execution_id, seq, text)
 
-    async def _fill_and_deliver(self, frame: dict[str, Any], execution_id: str, seq: int) -> None:
-        last = self.last_seq.get(execution_id)
+    async def _fill_and_deliver(
+        self, frame: dict[str, Any], execution_id: str, seq: int, text: str | None = None
+    ) -> None:
+        if self.outbox.stalled:
+            self._fall_behind(execution_id, seq)
+            return
+        last = self.behind.pop(execution_id, None)
+        if last is None:
+            last = self.last_seq.get(execution_id)
         if last is not None and seq > last + 1:
-            # Broadcasts from different processes may overtake each other; the store is gapless and every
-            # event below a broadcast one has committed, so the missing ones are read back in order.
+            # Broadcasts from different processes may overtake each other, a frame may have been skipped or
+            # lost; the store is gapless and every event below a broadcast one has committed, so the missing
+            # ones are read back in order.
             try:
                 missing = await events_between(
                     account_id=self.account_id, execution_id=execution_id, after=last, before=seq
@@ -327,17 +214,50 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
                 missing = []
             for payload in missing:
                 await self._deliver(payload)
-        await self._deliver(frame)
+        await self._deliver(frame, text)
+
+    async def _catch_up_behind(self) -> None:
+        for execution_id in list(self.behind):
+            if self.outbox.stalled:
+                return
+            async with self._delivery:
+                after = self.behind.pop(execution_id, None)
+                if after is None or not self._wants(execution_id, self.account_id):
+                    continue
+                try:
+                    missing = await events_between(
+                        account_id=self.account_id, execution_id=execution_id, after=after, before=MAX_SINCE
+                    )
+                except Exception:  # the catch-up loop tries again
+                    self.behind.setdefault(execution_id, after)
+                    logger.warning("websocket catch-up of %s failed", execution_id, exc_info=True)
+                    continue
+                for payload in missing:
+                    await self._deliver(payload)
+
+    def _heard(self, execution_id: str) -> None:
+        self.last_frame_at[execution_id] = time.monotonic()
+        self.quiet_rounds.pop(execution_id, None)
+
+    def _quiet_for(self, execution_id: str) -> float:
+        return min(CATCH_UP_AFTER * 2 ** self.quiet_rounds.get(execution_id, 0), CATCH_UP_MAX_AFTER)
 
     async def _catch_up_loop(self) -> None:
         while True:
             await asyncio.sleep(CATCH_UP_EVERY)
             now = time.monotonic()
+            if self.outbox.stalled_for(now) > STALL_CLOSE_SECONDS or len(self.behind) > DEDUPE_CAPACITY:
+                await self._close_stalled()
+                return
+            if self.outbox.stalled:
+                continue
+            if self.behind:
+                self._wakeup.set()
             quiet = [
                 execution_id
                 for execution_id in self.subscriptions
                 if execution_id not in self.completed
-                and now - self.last_frame_at.get(execution_id, 0.0) >= CATCH_UP_AFTER
+                and now - self.last_frame_at.get(execution_id, 0.0) >= self._quiet_for(execution_id)
             ]
             for execution_id in quiet:
                 try:
@@ -345,6 +265,7 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
                         if execution_id not in self.subscriptions or execution_id in self.completed:
                             continue
                         self.last_frame_at[execution_id] = time.monotonic()
+                        self.quiet_rounds[execution_id] = self.quiet_rounds.get(execution_id, 0) + 1
                         missing = await events_between(
                             account_id=self.account_id,
                             execution_id=execution_id,
@@ -358,13 +279,24 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
                 except Exception:  # the next round tries again
                     logger.warning("websocket catch-up of %s failed", execution_id, exc_info=True)
 
-    async def _deliver(self, frame: dict[str, Any]) -> None:
+    async def _close_stalled(self) -> None:
+        logger.warning("websocket client %s stopped reading; closing", self.scope.get("client"))
+        self._closing = True
+        self.outbox.messages.clear()
+        await self.close(code=STALLED_CLOSE_CODE)
+        # The close frame may never get through a buffer the client does not read.
+        asyncio.get_running_loop().call_later(ABORT_AFTER_CLOSE_SECONDS, self.outbox.abort)
+
+    async def _deliver(self, frame: dict[str, Any], text: str | None = None) -> None:
         execution_id = frame["execution_id"]
         last = self.last_seq.get(execution_id)
         if last is not None and frame["seq"] <= last:
             return  # a duplicate (reached through two groups) or a step backwards
-        self.last_frame_at[execution_id] = time.monotonic()
-        await self._send(frame)
+        if self.outbox.stalled:  # the client stopped reading: it is read back from PostgreSQL later
+            self._fall_behind(execution_id, frame["seq"])
+            return
+        self._heard(execution_id)
+        await self._send_text(text or encode(frame))
         self._remember(execution_id, frame["seq"])
         if is_terminal_status(frame) and execution_id not in self.completed:
             self.completed.add(execution_id)
@@ -385,4 +317,7 @@ class ExecutionConsumer(AsyncWebsocketConsumer):
                 excess -= 1
 
     async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+        await self._send_text(encode(frame))
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)

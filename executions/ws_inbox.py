@@ -27,7 +27,7 @@ def _frame_size(message: dict[str, Any]) -> int:
     return len(message.get("text") or message.get("bytes") or "")
 
 
-def _transport_of(send: Any) -> Any:
+def transport_of(send: Any) -> Any:
     """The connection's Twisted transport under daphne, found through the ASGI `send` callable (channels'
     session wrapper → `partial(server.handle_reply, protocol)`); None when the server is not daphne."""
     todo, seen = [send], 0
@@ -52,7 +52,7 @@ class Inbox:
     def __init__(self, receive: Any, send: Any) -> None:
         queue = getattr(receive, "__self__", None)
         self.queue = queue if isinstance(queue, asyncio.Queue) else None
-        self.transport = _transport_of(send) if self.queue is not None else None
+        self.transport = transport_of(send) if self.queue is not None else None
         self.frames = self.bytes = self.dropped = 0
         self.paused = self.flooded = False
         if self.queue is not None:

@@ -235,15 +235,24 @@ LOGIN_REDIRECT_URL = "/"
 REDIS_URL = _env("FLOWRUNNER_REDIS_URL")
 EMBEDDED = REDIS_URL is None
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # All consumers of one daphne process share one Redis channel ("specific." prefix), so capacity
-            # bounds the frames in flight for the whole process, not per socket: at 1000, 200 sockets on one
-            # execution overflowed it and group_send silently dropped frames (the last ones of a run).
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 100_000, "expiry": 60},
+    # The hub (flowrunner.hub): a group message is one PUBLISH, crosses Redis once per web process and is
+    # decoded once there for all its local sockets. Pub/sub drops what is published while a process is not
+    # subscribed (a Redis restart); the consumer's gap fill and catch-up read those events back from PostgreSQL.
+    # FLOWRUNNER_WS_HUB=false goes back to channels_redis' list-based layer (a message per consumer).
+    if _bool("FLOWRUNNER_WS_HUB", True):
+        CHANNEL_LAYERS = {
+            "default": {"BACKEND": "flowrunner.hub.RedisHubChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
         }
-    }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                # All consumers of one daphne process share one Redis channel ("specific." prefix), so capacity
+                # bounds the frames in flight for the whole process, not per socket: at 1000, 200 sockets on
+                # one execution overflowed it and group_send silently dropped frames (the last ones of a run).
+                "CONFIG": {"hosts": [REDIS_URL], "capacity": 100_000, "expiry": 60},
+            }
+        }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "flowrunner.layers.EmbeddedChannelLayer"}}

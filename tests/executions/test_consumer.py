@@ -443,7 +443,7 @@ async def test_subscriptions_beyond_the_limit_answer_error(member, settings):
 
 
 @pytest.mark.skipif(
-    "channels_redis" not in CONFIGURED_LAYERS["default"]["BACKEND"], reason="FLOWRUNNER_REDIS_URL not set"
+    "redis" not in CONFIGURED_LAYERS["default"]["BACKEND"].lower(), reason="FLOWRUNNER_REDIS_URL not set"
 )
 @asynchronous
 async def test_live_frames_cross_the_redis_channel_layer(member, settings):
