@@ -7,7 +7,10 @@ import base64
 import binascii
 import json
 import secrets
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -273,17 +276,54 @@ nodes:
       script: |
         console.log("document says", input.seen[0]);
         return {echoed: input.seen[0], fetched_again: input.fetched};
+    next: {success: call}
+  call:
+    type: http.request
+    params:
+      url: "ECHO_URL"
+      method: POST
+      headers: {X-Token: "${secrets.ROUTED}"}
+      body: {token: "${secrets.ROUTED}"}
 """
 
 
-def test_a_secret_routed_through_items_the_document_and_the_store_is_stored_masked(
-    live_stack, live_api, live_db
+class _Echo(BaseHTTPRequestHandler):
+    """Answers a POST with what it received: its headers and body, as JSON."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        answer = json.dumps({"headers": dict(self.headers), "body": body}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echo_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/echo"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_secret_routed_through_items_the_document_the_store_and_http_is_stored_masked(
+    live_stack, live_api, live_db, echo_url
 ):
     value = f"rtd{secrets.token_hex(12)}"
     assert live_api.put("/accounts/me/secrets/ROUTED", json={"value": value}).status_code == 201
     # given a flow that carries the secret from batch items into part outputs, the join, the store and the
-    # document, through nodes whose code never names `secrets`
-    execution_id = start(live_api, create_flow(live_api, ROUTES_SECRET))
+    # document, through nodes whose code never names `secrets`, then sends it in a header and a body to a
+    # server that answers both back
+    execution_id = start(live_api, create_flow(live_api, ROUTES_SECRET.replace("ECHO_URL", echo_url)))
     # when it runs to its end
     status = wait_all(live_api, [execution_id])[execution_id]
     # then it completed with the value masked wherever it went
@@ -291,6 +331,8 @@ def test_a_secret_routed_through_items_the_document_and_the_store_is_stored_mask
     results = status["results"]
     assert results["seen"] == ["***", "plain"] and results["echoed"] == "***", results
     assert results["fetched"] == "***" and results["fetched_again"] == "***", results
+    echoed = results["body"]
+    assert echoed["headers"]["X-Token"] == "***" and "***" in echoed["body"], echoed
     # and no row of the database and no key of the broker's Redis holds it in clear
     needles = _forms(value)
     assert _postgres_hits(needles) == []
