@@ -21,7 +21,7 @@ from executions.ws_frames import (
 from executions.ws_inbox import Inbox, transport_of
 from executions.ws_outbox import ABORT_AFTER_CLOSE_SECONDS, STALL_CLOSE_SECONDS, STALLED_CLOSE_CODE, Outbox
 from executions.ws_requests import CLIENT_TYPES, ClientFrames  # noqa: F401  (re-exported)
-from executions.ws_selectors import events_between
+from executions.ws_selectors import events_between_shared as events_between
 
 logger = logging.getLogger(__name__)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,3 +65,41 @@ def events_between_sync(
 
 subscription_open = database_sync_to_async(subscription_open_sync)
 events_between = database_sync_to_async(events_between_sync)
+
+
+# Reads of stored events shared by the sockets of one process: many sockets watching one execution fill the
+# same gap or catch up from the same seq at about the same time, and one query serves them all. A result is
+# reused for SHARED_FOR seconds: events below a broadcast seq never change, and a catch-up that misses an
+# event committed meanwhile gets it on its next round.
+SHARED_FOR = 1.0
+SHARED_MAX = 4096
+_shared: dict[tuple[Any, ...], tuple[float, asyncio.Future]] = {}
+
+
+async def events_between_shared(
+    *, account_id: Any, execution_id: Any, after: int, before: int
+) -> list[dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    key = (id(loop), str(account_id), str(execution_id), after, before)
+    now = time.monotonic()
+    hit = _shared.get(key)
+    if hit is None or (hit[1].done() and now - hit[0] >= SHARED_FOR):
+        if len(_shared) >= SHARED_MAX:
+            for old, (at, future) in list(_shared.items()):
+                if future.done() and now - at >= SHARED_FOR:
+                    del _shared[old]
+            if len(_shared) >= SHARED_MAX:
+                _shared.clear()
+        future = asyncio.ensure_future(
+            events_between(account_id=account_id, execution_id=execution_id, after=after, before=before)
+        )
+        future.add_done_callback(lambda done: _forget_failed(key, done))
+        hit = _shared[key] = (now, future)
+    return list(await asyncio.shield(hit[1]))
+
+
+def _forget_failed(key: tuple[Any, ...], future: asyncio.Future) -> None:
+    if future.cancelled() or future.exception() is not None:
+        entry = _shared.get(key)
+        if entry is not None and entry[1] is future:
+            del _shared[key]
