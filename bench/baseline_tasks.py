@@ -67,18 +67,22 @@ def publish(channel: str, count: int, gap: float, filler: int) -> int:
 
 # --- durable baselines: the same tasks, each also committing one row to PostgreSQL ---------------------------
 # The floor for "each node is a Celery task and its state is durable": one broker hop plus one durable commit.
-_table_ready = False
+
+
+def create_durable_table() -> None:
+    """The durable tasks' table, made by the driver once the benchmark database exists (before any worker
+    runs one: two workers creating it at once collide in PostgreSQL's catalog)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_durable (id bigserial PRIMARY KEY, value jsonb)")
 
 
 def _commit_one(value: dict[str, Any]) -> None:
     """One INSERT in autocommit: one round trip, one durable commit (synchronous_commit as configured)."""
-    global _table_ready
     from django.db import connection
 
     with connection.cursor() as cursor:
-        if not _table_ready:
-            cursor.execute("CREATE TABLE IF NOT EXISTS bench_durable (id bigserial PRIMARY KEY, value jsonb)")
-            _table_ready = True
         cursor.execute("INSERT INTO bench_durable (value) VALUES (%s::jsonb)", [json.dumps(value)])
 
 

@@ -74,12 +74,14 @@ def _guarded(name: str, run: Callable[[], list[dict]], stack: object = None) -> 
 
 
 def _stack_scenarios(cfg: bench_config.Config, meta: dict, workdir: Path) -> list[dict]:
+    from bench.baseline_tasks import create_durable_table
     from bench.driver import Bench
     from bench.scenarios import endtoend, live, throughput
     from bench.stack import BenchStack, floors, recreate_database, server_versions
     from tests.integration.harness import create_user_orm
 
     recreate_database(cfg)
+    create_durable_table()
     meta["servers"] = server_versions()
     meta["floors_start"] = floors()
     stack = BenchStack.for_benchmark(workdir, cfg.concurrency)
