@@ -26,13 +26,32 @@ def _purging(check: Any, pool: Any) -> Any:
     return check_and_purge
 
 
+# The pool's own timeout (FLOWRUNNER_POSTGRES_POOL_TIMEOUT, short) is how long a request waits for a connection
+# the pool would have to open: with PostgreSQL down that wait ends in a 503. A request that finds every
+# connection of a full pool busy (a burst of API calls: daphne runs each request's sync code on a thread of its
+# own) is waiting for one to come back, not for a dead server: it may wait this long.
+BUSY_POOL_WAIT = 10.0
+
+
+def _patient_when_busy(getconn: Any, pool: Any) -> Any:
+    def getconn_waiting(timeout: float | None = None) -> Any:
+        if timeout is None and not pool._pool and pool._nconns >= pool.max_size:
+            timeout = max(BUSY_POOL_WAIT, pool.timeout)
+        return getconn(timeout)
+
+    getconn_waiting.patient = True
+    return getconn_waiting
+
+
 def _wrap_pool_check(sender: Any, connection: Any, **_: Any) -> None:
     pool = getattr(connection, "pool", None)
     check = getattr(pool, "_check", None)  # psycopg_pool keeps the `check` callback here (no public setter)
     if check is not None and not getattr(check, "purges_pool", False):
         pool._check = _purging(check, pool)
+    if pool is not None and not getattr(pool.getconn, "patient", False):
+        pool.getconn = _patient_when_busy(pool.getconn, pool)
 
 
 def install() -> None:
-    """Wrap the pool's check of every database alias as soon as it hands out its first connection."""
+    """Wrap the pool's check and wait of every database alias as soon as it hands out its first connection."""
     connection_created.connect(_wrap_pool_check, dispatch_uid="flowrunner.dbpool")
