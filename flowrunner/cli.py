@@ -134,9 +134,32 @@ def _duration(raw: str | None, name: str) -> float | None:
         raise UsageError(f"{name} {raw!r}: {exc}")
 
 
+def _configured_database(command: str, *, create: bool, required: bool) -> bool:
+    """With a PostgreSQL host configured, make sure its database is there (created when `create`). A missing
+    database, or with `required` an unreachable server, ends the command with one line (DatabaseProblem);
+    otherwise an unreachable server is a warning. Returns whether the server answered."""
+    from flowrunner import dbsetup
+
+    if not dbsetup.configured():
+        return False
+    try:
+        if dbsetup.database_ensure(create=create):
+            print(f"flowrunner {command}: created the database", file=sys.stderr)
+    except dbsetup.DatabaseMissing:
+        raise
+    except dbsetup.DatabaseProblem as exc:
+        if required:
+            raise
+        print(f"flowrunner {command}: warning: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from flowrunner import embedded
 
+    embedded.setup_django()
+    _configured_database("serve", create=bool(args.migrate), required=bool(args.migrate))
     embedded.serve(
         host=args.host,
         port=args.port,
@@ -161,6 +184,7 @@ def _exec_celery(subcommand: str, extra: list[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    _configured_database(subcommand, create=False, required=False)
     argv = [sys.executable, "-m", "celery", "-A", "flowrunner", subcommand, *(extra or ["-l", "info"])]
     sys.stdout.flush()
     os.execv(sys.executable, argv)
@@ -181,6 +205,7 @@ def cmd_createaccount(extra: list[str]) -> int:
     from flowrunner import embedded
 
     embedded.setup_django()
+    _configured_database("createaccount", create=False, required=True)
     with embedded.database():
         ManagementUtility(["flowrunner", "createaccount", *extra]).execute()
     return EXIT_OK
@@ -195,6 +220,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from flowrunner.demo import demo_setup, print_demo
 
     embedded.setup_django()
+    _configured_database("demo", create=bool(args.migrate), required=True)
     with embedded.database():
         if args.migrate or (args.migrate is None and embedded.embedded_postgres_dir() is not None):
             embedded.migrate()
@@ -276,16 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from flowrunner.dbsetup import DatabaseProblem
+
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in PASSTHROUGH:
-        raise SystemExit(PASSTHROUGH[argv[0]](argv[1:]))
+        try:
+            raise SystemExit(PASSTHROUGH[argv[0]](argv[1:]))
+        except DatabaseProblem as exc:
+            print(f"flowrunner {argv[0]}: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_FAILED) from None
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
     except UsageError as exc:
         print(f"flowrunner {args.command}: {exc}", file=sys.stderr)
         code = EXIT_USAGE
-    except EmbeddedPostgresError as exc:
+    except (EmbeddedPostgresError, DatabaseProblem) as exc:
         print(f"flowrunner {args.command}: {exc}", file=sys.stderr)
         code = EXIT_FAILED
     except KeyboardInterrupt:
