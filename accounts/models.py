@@ -64,3 +64,16 @@ class Secret(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class KeyFingerprint(models.Model):
+    """An HMAC under FLOWRUNNER_ENCRYPTION_KEY of a fixed text (never the key), recorded by the first process that
+    checked its key: every later worker and server compares its own, so a host with another key says so when it
+    starts instead of failing every node that needs a secret. One row."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"encryption key {self.fingerprint[:12]}…"

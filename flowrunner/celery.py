@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowrunner.settings")
 
@@ -40,3 +41,12 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
     sender.add_periodic_task(
         settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature("flowrunner.reap"), name="reaper"
     )
+
+
+@worker_init.connect
+def _check_encryption_key(sender: object = None, **_: object) -> None:
+    # Before the worker consumes anything: a key that cannot decrypt the stored secrets stops it here, with
+    # the reason, instead of failing every node that needs a secret.
+    from accounts.keycheck import on_worker_init
+
+    on_worker_init(sender)

@@ -159,13 +159,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flowrunner import embedded
 
     embedded.setup_django()
-    _configured_database("serve", create=bool(args.migrate), required=bool(args.migrate))
+    migrate_first = args.migrate
+    if _configured_database("serve", create=bool(args.migrate), required=bool(args.migrate)):
+        # A configured server is migrated and its key checked here, before serving: a process whose key cannot
+        # decrypt the stored secrets would encrypt new ones the workers cannot read either.
+        from accounts.keycheck import check_at_start
+
+        if args.migrate:
+            embedded.migrate()
+            migrate_first = False
+        check_at_start("flowrunner serve")
     embedded.serve(
         host=args.host,
         port=args.port,
         worker=args.worker,
         demo=args.demo,
-        migrate_first=args.migrate,
+        migrate_first=migrate_first,
         concurrency=args.concurrency,
     )
     return EXIT_OK
