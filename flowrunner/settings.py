@@ -260,6 +260,11 @@ else:
 
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
+# Beat's record of when each periodic task last ran: with the embedded PostgreSQL's data in the git-ignored
+# .flowrunner/ of the working directory, not a stray celerybeat-schedule.* file in the project.
+CELERY_BEAT_SCHEDULE_FILENAME = str(
+    Path(_env("FLOWRUNNER_BEAT_SCHEDULE", ".flowrunner/celerybeat-schedule")).expanduser().resolve()
+)
 
 # --- FlowRunner behaviour -----------------------------------------------------------------------------------
 FLOWRUNNER_ALLOW_SIGNUP = _bool("FLOWRUNNER_ALLOW_SIGNUP", True)
