@@ -122,6 +122,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI's and Redoc's files served from the package: /api/docs works offline and cannot change
+    # under us the way a CDN's `@latest` does.
+    "drf_spectacular_sidecar",
     "channels",
     "accounts",
     "flows",
@@ -329,6 +332,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Run YAML workflows on Celery workers; watch them live over WebSocket at /api/v1/ws.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
 }
 
