@@ -119,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         json_events=args.json_events,
         cancel_after=_duration(args.cancel_after, "--cancel-after"),
         verbose=args.verbose,
+        strict=args.strict,
     )
     return run(options)
 
@@ -292,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json-events", action="store_true", help="stderr: one JSON event frame per line")
     run.add_argument("--cancel-after", metavar="DURATION", help="cancel the execution after e.g. 2s")
     run.add_argument("-v", "--verbose", action="store_true", help="queued events and worker logs too")
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to run (exit 2) when the flow's code names secrets not given with --secret",
+    )
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check flow files: FILE:LINE:COL: path: message per problem")

@@ -27,6 +27,7 @@ class RunOptions:
     json_events: bool = False
     cancel_after: float | None = None
     verbose: bool = False
+    strict: bool = False
 
 
 def run(options: RunOptions) -> int:
@@ -58,6 +59,12 @@ def run(options: RunOptions) -> int:
                 for line in problems:
                     print(line, file=sys.stderr)
                 return 2
+            missing = _missing_secrets(options)
+            if missing:
+                # Said before anything runs: otherwise the first node needing one fails only after its retries.
+                print(f"flowrunner run: {'' if options.strict else 'warning: '}{missing}", file=sys.stderr)
+                if options.strict:
+                    return 2
             server.start()
             try:
                 return _run_in_database(options)
@@ -102,6 +109,22 @@ def _problems(options: RunOptions) -> list[str]:
     except FlowValidationError as exc:
         return problem_lines(options.path, exc.problems)
     return []
+
+
+def _missing_secrets(options: RunOptions) -> str | None:
+    """A line naming the secrets the flow's code uses that were not given with --secret, or None."""
+    from flows.dsl.references import secret_names
+    from flows.services import flow_parse
+
+    used = secret_names(flow_parse(content=options.content))
+    missing = {name: nodes for name, nodes in used.items() if name not in options.secrets}
+    if not missing:
+        return None
+    names = ", ".join(f"{name} (used by {', '.join(nodes)})" for name, nodes in sorted(missing.items()))
+    return (
+        f"the flow uses secrets that were not given: {names}; pass them with --secret KEY=VALUE (or --secret KEY "
+        "to read the environment variable KEY)"
+    )
 
 
 def _prepare(options: RunOptions):  # noqa: ANN202
