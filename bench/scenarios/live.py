@@ -16,13 +16,14 @@ from celery import group
 from bench import flows, profiling
 from bench.baseline_tasks import publish
 from bench.config import Config
-from bench.driver import Bench, start_many, wait_executions
+from bench.driver import Bench, wait_executions
 from bench.scenarios.live_load import (
     CHATTY_FLOW,
     DENSE_PER_EXECUTION,
     IDLE_PER_SUBSCRIBER,
     idle_sockets,
     stalled_readers,
+    start_all,
 )
 from bench.stats import scenario_result, summary
 
@@ -145,7 +146,7 @@ async def _flowrunner_round(
     out = Receipts()
     await asyncio.to_thread(bench.stack.pause)
     async with bench.http() as http:
-        ids = await start_many(http, flow_id, executions)
+        ids = await start_all(http, flow_id, executions)
     subs = [Subscriber(ids[i % len(ids)]) for i in range(subscribers)]
     gate = asyncio.Semaphore(CONNECT_PARALLEL)
     readies = [asyncio.Event() for _ in subs]

@@ -11,7 +11,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from bench.driver import Bench, start_many, wait_executions
+from bench.driver import Bench, start_run, wait_executions
 from bench.stats import scenario_result, summary
 
 # 2,000 sockets on 200 executions and 10,000 idle sockets at the default 200 subscribers.
@@ -30,6 +30,25 @@ CHATTY_FLOW = "metadata: {name: bench-chatty}\nnodes:\n" + "".join(
     + (f", next: {{success: {CHATTY_NODES[i + 1]}}}}}\n" if i + 1 < len(CHATTY_NODES) else "}\n")
     for i, n in enumerate(CHATTY_NODES)
 )
+
+
+async def start_all(http: Any, flow_id: str, count: int, parallel: int = 8) -> list[str]:
+    """`count` runs, `parallel` requests in flight (under the web process's database pool of 10), a request
+    answered 503 (no pooled connection within the pool's timeout while the machine is loaded) tried again."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one() -> str:
+        for attempt in range(5):
+            async with gate:
+                try:
+                    return await start_run(http, flow_id)
+                except RuntimeError as error:
+                    if " 503" not in str(error) or attempt == 4:
+                        raise
+            await asyncio.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
 def _rss_mib(pid: int) -> float:
@@ -71,7 +90,7 @@ async def idle_sockets(bench: Bench, flow_id: str, count: int) -> dict[str, Any]
     sockets: list[Any] = []
     try:
         async with bench.http() as http:
-            ids = await start_many(http, flow_id, executions)
+            ids = await start_all(http, flow_id, executions)
         quiet = await _pings(bench, PINGS)
         rss_before = _rss_mib(pid)
         gate = asyncio.Semaphore(CONNECT_PARALLEL)
@@ -152,7 +171,7 @@ async def _chatty_round(bench: Bench, flow_id: str, stall: bool) -> tuple[list[f
     clients: list[Any] = []
     try:
         async with bench.http() as http:
-            (execution_id,) = await start_many(http, flow_id, 1)
+            (execution_id,) = await start_all(http, flow_id, 1)
         clients = [await (_stalled_socket(bench) if stall else bench.ws()) for _ in range(STALLED_CLIENTS)]
         snapshots = []
         for ws in clients:
