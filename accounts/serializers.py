@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from accounts.models import SECRET_KEY_PATTERN
+from accounts.services import SECRET_VALUE_MAX_CHARS
+
+# Signup takes ASCII names: Django would accept any Unicode letter, but then normalizes the name (NFKC), which
+# can turn a valid name into an invalid one (`¼` → `1⁄4`) or a longer one; ASCII is what the schema can state.
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@+-]+\Z"
 
 
 class StrictSerializer(serializers.Serializer):
     """A request serializer that answers 400 for fields it does not know (a typo must not pass silently)."""
+
+    # The OpenAPI schema says so too (`additionalProperties: false`, flowrunner.openapi).
+    rejects_unknown_fields = True
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -32,9 +44,36 @@ class StringField(serializers.CharField):
 
 
 class CredentialsSerializer(StrictSerializer):
+    """Body of POST /login."""
+
     username = StringField(max_length=150)
     # Bounded: an enormous password is only a way to burn CPU in the hasher.
     password = StringField(max_length=1024, write_only=True, style={"input_type": "password"})
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "password",
+        "description": "At least 8 characters, and not one of the 20,000 most common passwords (Django's "
+        "CommonPasswordValidator, compared in lower case).",
+    }
+)
+class NewPasswordField(StringField):
+    pass
+
+
+class SignupSerializer(StrictSerializer):
+    """Body of POST /accounts."""
+
+    username = StringField(
+        max_length=150,
+        validators=[RegexValidator(USERNAME_PATTERN, "Letters, digits and _.@+- (ASCII) only.")],
+        help_text="ASCII letters, digits and `_.@+-`; unique whatever the case.",
+    )
+    password = NewPasswordField(
+        min_length=8, max_length=1024, write_only=True, style={"input_type": "password"}
+    )
 
 
 class SignupResponseSerializer(serializers.Serializer):
@@ -58,13 +97,20 @@ class AccountSerializer(serializers.Serializer):
 
 
 class SecretValueSerializer(StrictSerializer):
-    value = StringField(allow_blank=True, write_only=True, style={"input_type": "password"})
+    """Body of POST/PUT /accounts/{account_id}/secrets/{key}: the value, stored encrypted, never returned."""
+
+    value = StringField(
+        allow_blank=True,
+        max_length=SECRET_VALUE_MAX_CHARS,
+        write_only=True,
+        style={"input_type": "password"},
+    )
 
 
 class SecretSerializer(serializers.Serializer):
     """A secret's metadata; there is deliberately no field that could carry the value or ciphertext."""
 
-    key = serializers.CharField()
+    key = serializers.CharField(validators=[RegexValidator(SECRET_KEY_PATTERN)])
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -72,15 +118,3 @@ class SecretSerializer(serializers.Serializer):
 class SecretListSerializer(serializers.Serializer):
     secrets = SecretSerializer(many=True)
     total = serializers.IntegerField()
-
-
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.JSONField(allow_null=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    """The error envelope `{"error": {code, message, details}}` (for the OpenAPI schema)."""
-
-    error = ErrorBodySerializer()

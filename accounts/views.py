@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import logout as session_logout
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -15,30 +15,31 @@ from accounts import selectors, services, throttling
 from accounts.authentication import WWW_AUTHENTICATE, SessionAuthentication
 from accounts.credentials import authenticate_password
 from accounts.http import ApiViewMixin
-from accounts.models import ApiToken
+from accounts.models import SECRET_KEY_PATTERN, ApiToken
 from accounts.serializers import (
     AccountSerializer,
     CredentialsSerializer,
-    ErrorSerializer,
     LoginResponseSerializer,
     SecretListSerializer,
     SecretSerializer,
     SecretValueSerializer,
     SignupResponseSerializer,
+    SignupSerializer,
 )
+from accounts.services import SECRET_KEY_MAX_CHARS
 from flowrunner.exceptions import ApiError
-
-
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(ErrorSerializer, description="Error envelope.") for code in codes}
-
+from flowrunner.openapi import errors
 
 _ACCOUNT_ID = OpenApiParameter(
     "account_id", str, OpenApiParameter.PATH, description="The caller's account id, or `me`."
 )
 _KEY = OpenApiParameter(
-    "key", str, OpenApiParameter.PATH, description="Secret name, `[A-Za-z_][A-Za-z0-9_]*`."
+    "key",
+    {"type": "string", "pattern": SECRET_KEY_PATTERN, "maxLength": SECRET_KEY_MAX_CHARS},
+    OpenApiParameter.PATH,
+    description="The secret's name.",
 )
+_BAD_KEY = {400: "The key is not a valid secret name."}
 
 
 class SignupView(ApiViewMixin, APIView):
@@ -49,15 +50,26 @@ class SignupView(ApiViewMixin, APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        operation_id="account_signup",
-        request=CredentialsSerializer,
-        responses={201: SignupResponseSerializer, **_errors(400, 403, 409)},
+        operation_id="signup",
+        tags=["auth"],
+        request=SignupSerializer,
+        responses={
+            201: SignupResponseSerializer,
+            **errors(
+                {
+                    400: "The body is not valid, the username is not allowed or the password too weak; "
+                    "`error.details` lists every problem.",
+                    403: "Signup is disabled on this server (FLOWRUNNER_ALLOW_SIGNUP).",
+                    409: "The username is taken (whatever the case).",
+                }
+            ),
+        },
         auth=[],
     )
     def post(self, request: Request) -> Response:
         if not settings.FLOWRUNNER_ALLOW_SIGNUP:
             raise ApiError("Signup is disabled on this server.", code="signup_disabled", status_code=403)
-        body = CredentialsSerializer(data=request.data)
+        body = SignupSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         account, user = services.account_signup(**body.validated_data)
         data = {"id": account.id, "username": user.get_username(), "created_at": account.created_at}
@@ -76,8 +88,19 @@ class LoginView(ApiViewMixin, APIView):
 
     @extend_schema(
         operation_id="login",
+        tags=["auth"],
         request=CredentialsSerializer,
-        responses={200: LoginResponseSerializer, **_errors(400, 401, 429)},
+        responses={
+            200: LoginResponseSerializer,
+            **errors(
+                {
+                    401: "Wrong username or password.",
+                    403: "The password is right, but the user belongs to no account.",
+                    429: "Too many failed logins for this user or from this client; retry after "
+                    "`Retry-After`.",
+                }
+            ),
+        },
         auth=[],
     )
     def post(self, request: Request) -> Response:
@@ -104,8 +127,9 @@ class LogoutView(ApiViewMixin, APIView):
 
     @extend_schema(
         operation_id="logout",
+        tags=["auth"],
         request=None,
-        responses={204: None, **_errors(400, 401)},
+        responses={204: None, **errors({400: "Basic credentials cannot be logged out."})},
         description="Revokes the bearer token sent with this request: it answers 401 from then on. With a "
         "session cookie the session ends. Basic credentials cannot be revoked (400).",
     )
@@ -125,7 +149,7 @@ class LogoutView(ApiViewMixin, APIView):
 class AccountMeView(ApiViewMixin, APIView):
     """GET /accounts/me — the caller's account."""
 
-    @extend_schema(operation_id="account_me", responses={200: AccountSerializer, **_errors(401, 403)})
+    @extend_schema(operation_id="accounts_me", tags=["accounts"], responses={200: AccountSerializer})
     def get(self, request: Request) -> Response:
         account = selectors.account_for_user(request.user)
         data = {
@@ -141,9 +165,10 @@ class SecretListView(ApiViewMixin, APIView):
     """GET /accounts/{id}/secrets — names and dates of the account's secrets, never their values."""
 
     @extend_schema(
-        operation_id="secret_list",
+        operation_id="secrets_list",
+        tags=["accounts"],
         parameters=[_ACCOUNT_ID],
-        responses={200: SecretListSerializer, **_errors(401, 404)},
+        responses={200: SecretListSerializer},
     )
     def get(self, request: Request, account_id: str) -> Response:
         account = selectors.account_by_ref(user=request.user, ref=account_id)
@@ -169,30 +194,34 @@ class SecretDetailView(ApiViewMixin, APIView):
         )
 
     @extend_schema(
-        operation_id="secret_create",
+        operation_id="secrets_create",
+        tags=["accounts"],
         parameters=[_ACCOUNT_ID, _KEY],
         request=SecretValueSerializer,
-        responses={201: SecretSerializer, 200: SecretSerializer, **_errors(400, 401, 404)},
+        responses={201: SecretSerializer, 200: SecretSerializer},
         description="Create the secret (201), or replace its value if the key exists (200).",
     )
     def post(self, request: Request, account_id: str, key: str) -> Response:
         return self._set(request, account_id, key)
 
     @extend_schema(
-        operation_id="secret_set",
+        operation_id="secrets_set",
+        tags=["accounts"],
         parameters=[_ACCOUNT_ID, _KEY],
         request=SecretValueSerializer,
-        responses={200: SecretSerializer, 201: SecretSerializer, **_errors(400, 401, 404)},
+        responses={200: SecretSerializer, 201: SecretSerializer},
         description="Replace the secret's value (200), or create it (201).",
     )
     def put(self, request: Request, account_id: str, key: str) -> Response:
         return self._set(request, account_id, key)
 
     @extend_schema(
-        operation_id="secret_delete",
+        operation_id="secrets_delete",
+        tags=["accounts"],
         parameters=[_ACCOUNT_ID, _KEY],
         request=None,
-        responses={204: None, **_errors(400, 401, 404)},
+        responses={204: None, **errors(_BAD_KEY)},
+        description="Delete the secret; a key never set answers 404.",
     )
     def delete(self, request: Request, account_id: str, key: str) -> Response:
         account = selectors.account_by_ref(user=request.user, ref=account_id)

@@ -21,9 +21,10 @@ def execution_list(
     queryset = (
         Execution.objects.filter(account=account).select_related("flow_version").order_by("-created_at")
     )
-    if flow_id:
+    # A parameter given empty is still given: `?status=` is not a status, `?flow_id=` names no flow.
+    if flow_id is not None:
         queryset = queryset.filter(flow_id=flow_id)
-    if status:
+    if status is not None:
         valid = {choice for choice, _ in Execution._meta.get_field("status").choices}
         if status not in valid:
             raise ValidationFailed(

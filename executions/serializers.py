@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from accounts.serializers import StrictSerializer
-from executions.models import ExecutionEvent, NodeRun
+from executions.models import ExecutionEvent, ExecutionStatus, NodeRun
+from flowrunner.openapi import AnyJsonField, json_object
+
+EXECUTION_STATUSES = ExecutionStatus.choices
 
 
+@extend_schema_field(json_object("The run's input: the document the first node sees (default `{}`)."))
+class InputField(serializers.JSONField):
+    pass
+
+
+@extend_schema_serializer(component_name="Run")
 class RunRequestSerializer(StrictSerializer):
-    input = serializers.JSONField(required=False, default=dict)
+    """Body of POST /flows/{flow_id}/run (optional)."""
+
+    input = InputField(required=False, default=dict)
 
     def validate_input(self, value: Any) -> Any:
         if value is None:
@@ -21,16 +33,20 @@ class RunRequestSerializer(StrictSerializer):
         return value
 
 
+@extend_schema_serializer(component_name="Retry")
 class RetryRequestSerializer(StrictSerializer):
+    """Body of POST /executions/{execution_id}/retry (optional): run the failed execution's own version
+    (`pinned`) or the flow's current one."""
+
     version = serializers.ChoiceField(choices=["pinned", "current"], required=False, default="pinned")
 
 
 class RunResponseSerializer(serializers.Serializer):
     execution_id = serializers.UUIDField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=EXECUTION_STATUSES)
     flow_id = serializers.CharField()
     flow_version = serializers.CharField(allow_null=True)
-    retry_of = serializers.UUIDField(allow_null=True, required=False)
+    retry_of = serializers.UUIDField(allow_null=True, help_text="The execution this one retries.")
 
 
 class ExecutionStatusSerializer(serializers.Serializer):
@@ -39,18 +55,20 @@ class ExecutionStatusSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     flow_id = serializers.CharField()
     flow_version = serializers.CharField(allow_null=True)
-    status = serializers.ChoiceField(choices=["queued", "running", "completed", "failed", "canceled"])
-    progress = serializers.FloatField()
+    status = serializers.ChoiceField(choices=EXECUTION_STATUSES)
+    progress = serializers.FloatField(min_value=0, max_value=100)
     current_node = serializers.CharField(allow_null=True)
     error = serializers.CharField(allow_null=True)
-    input = serializers.JSONField()
-    results = serializers.JSONField(allow_null=True)
+    input = serializers.DictField(help_text="The run's input.")
+    results = AnyJsonField(help_text="The final document once completed, else null.")
     start_time = serializers.DateTimeField(allow_null=True)
     end_time = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
 
 
 class NodeRunSerializer(serializers.ModelSerializer):
+    """One attempt of one node (and batch); `action` and `error` are null until it ends with one."""
+
     action = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
 
@@ -68,6 +86,7 @@ class NodeRunSerializer(serializers.ModelSerializer):
             "finished_at",
             "worker",
         ]
+        read_only_fields = fields
 
     def get_action(self, obj: NodeRun) -> str | None:
         return obj.action or None
@@ -120,4 +139,4 @@ class LogRowSerializer(serializers.Serializer):
     node_id = serializers.CharField(allow_null=True)
     level = serializers.CharField()
     message = serializers.CharField()
-    data = serializers.JSONField(allow_null=True)
+    data = AnyJsonField()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from accounts.http import ApiViewMixin
 from accounts.selectors import account_for_user
 from executions import selectors, services
-from executions.models import Execution
+from executions.models import Execution, ExecutionStatus
 from executions.serializers import (
     ExecutionStatusSerializer,
     LogRowSerializer,
@@ -24,6 +24,7 @@ from executions.serializers import (
     log_row,
 )
 from flowrunner.exceptions import Conflict, ValidationFailed
+from flowrunner.openapi import NO_NUL, errors
 from flowrunner.pagination import LimitOffsetPagination
 from flows.http import flow_id_or_404
 from flows.selectors import flow_get
@@ -39,14 +40,29 @@ def _run_response(execution: Execution) -> dict[str, Any]:
     }
 
 
+_ENDED = {409: "The execution has already ended."}
+
+
 class FlowRunView(ApiViewMixin, APIView):
     @extend_schema(
+        operation_id="flows_run",
+        tags=["flows"],
         request=RunRequestSerializer,
-        responses={201: RunResponseSerializer, 200: RunResponseSerializer},
+        responses={
+            201: RunResponseSerializer,
+            200: OpenApiResponse(RunResponseSerializer, "A repeat of an earlier request (Idempotency-Key)."),
+            **errors(
+                {
+                    409: "The flow has no version to run.",
+                    422: "The Idempotency-Key already started a run of this flow with another input; "
+                    "`error.details.execution_id` is that run.",
+                }
+            ),
+        },
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                {"type": "string", "minLength": 1, "maxLength": 200},
                 OpenApiParameter.HEADER,
                 required=False,
                 description="1 to 200 characters. A repeat on the same flow with the same input within "
@@ -77,15 +93,21 @@ class FlowRunView(ApiViewMixin, APIView):
 
 
 class ExecutionListView(ApiViewMixin, APIView):
+    pagination_class = LimitOffsetPagination
+
     @extend_schema(
+        operation_id="executions_list",
+        tags=["executions"],
         responses=ExecutionStatusSerializer(many=True),
         parameters=[
-            OpenApiParameter("flow_id", str, required=False),
             OpenApiParameter(
-                "status", str, required=False, enum=["queued", "running", "completed", "failed", "canceled"]
+                "flow_id",
+                {"type": "string", "pattern": NO_NUL},
+                description="Only the executions of this flow.",
             ),
-            OpenApiParameter("limit", int, required=False),
-            OpenApiParameter("offset", int, required=False),
+            OpenApiParameter(
+                "status", str, enum=ExecutionStatus.values, description="Only the executions in this status."
+            ),
         ],
         summary="List the account's executions, newest first",
     )
@@ -103,18 +125,30 @@ class ExecutionListView(ApiViewMixin, APIView):
             flow_id=flow_id,
             status=request.query_params.get("status"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response([selectors.redacted_status(execution) for execution in page])
 
 
 class ExecutionDetailView(ApiViewMixin, APIView):
-    @extend_schema(responses=ExecutionStatusSerializer, summary="The ExecutionStatus of one execution")
+    @extend_schema(
+        operation_id="executions_retrieve",
+        tags=["executions"],
+        responses=ExecutionStatusSerializer,
+        summary="The ExecutionStatus of one execution",
+    )
     def get(self, request: Request, execution_id: str) -> Response:
         execution = selectors.execution_get(account=account_for_user(request.user), execution_id=execution_id)
         return Response(selectors.redacted_status(execution))
 
-    @extend_schema(responses={204: None}, summary="Cancel a queued or running execution")
+    @extend_schema(
+        operation_id="executions_delete",
+        tags=["executions"],
+        responses={204: None, **errors(_ENDED)},
+        summary="Cancel a queued or running execution",
+        description="The same as POST /executions/{execution_id}/cancel: the execution is canceled, not "
+        "removed, and stays readable.",
+    )
     def delete(self, request: Request, execution_id: str) -> Response:
         execution = selectors.execution_get(account=account_for_user(request.user), execution_id=execution_id)
         if not services.execution_cancel(execution=execution):
@@ -123,7 +157,13 @@ class ExecutionDetailView(ApiViewMixin, APIView):
 
 
 class ExecutionCancelView(ApiViewMixin, APIView):
-    @extend_schema(request=None, responses={202: ExecutionStatusSerializer}, summary="Cancel an execution")
+    @extend_schema(
+        operation_id="executions_cancel",
+        tags=["executions"],
+        request=None,
+        responses={202: ExecutionStatusSerializer, **errors(_ENDED)},
+        summary="Cancel a queued or running execution",
+    )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = selectors.execution_get(account=account_for_user(request.user), execution_id=execution_id)
         if not services.execution_cancel(execution=execution):
@@ -134,8 +174,13 @@ class ExecutionCancelView(ApiViewMixin, APIView):
 
 class ExecutionRetryView(ApiViewMixin, APIView):
     @extend_schema(
+        operation_id="executions_retry",
+        tags=["executions"],
         request=RetryRequestSerializer,
-        responses={201: RunResponseSerializer},
+        responses={
+            201: RunResponseSerializer,
+            **errors({409: "Only a failed or canceled execution can be retried."}),
+        },
         summary="Re-run a failed execution from its failed node, reusing the succeeded nodes' outputs",
     )
     def post(self, request: Request, execution_id: str) -> Response:
@@ -152,9 +197,15 @@ class ExecutionRetryView(ApiViewMixin, APIView):
 
 class ExecutionLogsView(ApiViewMixin, APIView):
     @extend_schema(
+        operation_id="executions_logs",
+        tags=["executions"],
         responses=LogRowSerializer(many=True),
         parameters=[
-            OpenApiParameter("since", int, required=False, description="only events with seq > since")
+            OpenApiParameter(
+                "since",
+                {"type": "integer", "minimum": 0, "maximum": 2**31},
+                description="Only the events with a greater `seq`.",
+            )
         ],
         summary="The execution's events as log lines, in seq order",
     )
@@ -181,7 +232,10 @@ class ExecutionLogsView(ApiViewMixin, APIView):
 
 class ExecutionNodesView(ApiViewMixin, APIView):
     @extend_schema(
-        responses=NodeRunSerializer(many=True), summary="Node runs: one row per attempt, in start order"
+        operation_id="executions_nodes",
+        tags=["executions"],
+        responses=NodeRunSerializer(many=True),
+        summary="Node runs: one row per attempt, in start order",
     )
     def get(self, request: Request, execution_id: str) -> Response:
         execution = selectors.execution_get(account=account_for_user(request.user), execution_id=execution_id)

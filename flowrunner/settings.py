@@ -325,7 +325,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "flowrunner.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "flowrunner.exceptions.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "flowrunner.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "FlowRunner API",
@@ -336,6 +336,25 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # 3.1: full JSON Schema (`propertyNames`, `not`, type lists), which the request rules need.
+    "OAS_VERSION": "3.1.0",
+    # Request and response components apart: required, read-only and non-blank rules differ between them.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ExecutionStatusEnum": "executions.models.ExecutionStatus",
+        "NodeRunStatusEnum": "executions.models.NodeRunStatus",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "flowrunner.openapi.postprocess",
+    ],
+    "TAGS": [
+        {"name": "auth", "description": "Sign up, log in (a bearer token), log out."},
+        {"name": "accounts", "description": "The caller's account and its secrets."},
+        {"name": "flows", "description": "Flows (YAML), their versions, and starting runs."},
+        {"name": "executions", "description": "Runs: status, logs, node runs, cancel, retry."},
+        {"name": "health", "description": "Liveness for load balancers and monitors."},
+    ],
 }
 
 FLOWRUNNER_LOG_LEVEL = _log_level("FLOWRUNNER_LOG_LEVEL", "INFO")

@@ -6,12 +6,12 @@ from typing import Any
 
 import yaml
 from django.conf import settings
-from rest_framework import exceptions, parsers, renderers
+from rest_framework import exceptions, negotiation, parsers, renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.http import BodyLimitMixin, SafeJSONParser  # noqa: F401 - re-exported for the flows views
-from flowrunner.exceptions import NotFound
+from flowrunner.exceptions import NotFound, ValidationFailed
 from flows.models import Flow
 
 YAML_MEDIA_TYPE = "application/yaml"
@@ -39,6 +39,7 @@ class TextYamlTextParser(YamlTextParser):
 
 
 YAML_PARSERS = [YamlTextParser, XYamlTextParser, TextYamlTextParser]
+YAML_MEDIA_TYPES = [parser.media_type for parser in YAML_PARSERS]
 
 
 class YamlTextRenderer(renderers.BaseRenderer):
@@ -54,6 +55,21 @@ class YamlTextRenderer(renderers.BaseRenderer):
         if isinstance(data, str):
             return data.encode(self.charset)
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode(self.charset)
+
+
+class StrictFormatNegotiation(negotiation.DefaultContentNegotiation):
+    """`?format=` must name one of the view's formats: DRF ignores an empty one and answers 404 for another."""
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None):
+        name = self.settings.URL_FORMAT_OVERRIDE
+        value = request.query_params.get(name) if name else None
+        formats = [renderer.format for renderer in renderers]
+        if value is not None and value not in formats:
+            expected = f"one of {', '.join(formats)}"
+            raise ValidationFailed(
+                f"`{name}` must be {expected}.", details=[{"path": name, "message": f"expected {expected}"}]
+            )
+        return super().select_renderer(request, renderers, format_suffix)
 
 
 class JsonErrorsMixin:

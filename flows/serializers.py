@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from flowrunner.openapi import FLOW_TEXT
 from flows.models import Flow, FlowVersion
+
+# Not blank and no NUL (which PostgreSQL cannot store), as one pattern the schema can carry.
+_NAME = RegexValidator(r"^[^\x00]*[^\s\x00][^\x00]*\Z", "Must contain a character other than whitespace.")
 
 
 class StrictCharField(serializers.CharField):
@@ -18,8 +24,16 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field(FLOW_TEXT)
+class FlowTextField(StrictCharField):
+    pass
+
+
 class RejectUnknownFieldsMixin:
     """A field the endpoint does not know is a client mistake (a typo), not something to ignore."""
+
+    # The OpenAPI schema says so too (`additionalProperties: false`, flowrunner.openapi).
+    rejects_unknown_fields = True
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(self.initial_data) - set(self.fields))
@@ -31,8 +45,15 @@ class RejectUnknownFieldsMixin:
 class FlowWriteSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """Body of POST /flows and PUT /flows/{id}: the YAML text and, optionally, a name over metadata.name."""
 
-    name = StrictCharField(required=False, max_length=Flow._meta.get_field("name").max_length)
-    content = StrictCharField(trim_whitespace=False)
+    # Kept as sent: trimming would make the length limit apply to another string than the one sent.
+    name = StrictCharField(
+        required=False,
+        trim_whitespace=False,
+        max_length=Flow._meta.get_field("name").max_length,
+        validators=[_NAME],
+        help_text="Overrides `metadata.name`.",
+    )
+    content = FlowTextField(trim_whitespace=False)
 
 
 class FlowSerializer(serializers.ModelSerializer):
@@ -60,7 +81,9 @@ class FlowSerializer(serializers.ModelSerializer):
 class FlowVersionSerializer(serializers.ModelSerializer):
     """One stored version; `created_by` is the uploader's username (null once the user is gone)."""
 
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = FlowVersion

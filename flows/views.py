@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from django.db import DataError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, renderers, status
 from rest_framework.request import Request
@@ -15,14 +14,17 @@ from rest_framework.response import Response
 from accounts.models import Account
 from accounts.selectors import account_for_user
 from flowrunner.exceptions import ValidationFailed
+from flowrunner.openapi import FLOW_DOCUMENT, errors
 from flows import selectors, services
 from flows.dsl.spec import FlowValidationError
 from flows.http import (
     YAML_MEDIA_TYPE,
+    YAML_MEDIA_TYPES,
     YAML_PARSERS,
     BodyLimitMixin,
     JsonErrorsMixin,
     SafeJSONParser,
+    StrictFormatNegotiation,
     YamlTextRenderer,
     flow_id_or_404,
 )
@@ -31,11 +33,12 @@ from flows.serializers import FlowSerializer, FlowVersionSerializer, FlowWriteSe
 
 logger = logging.getLogger(__name__)
 
-_WRITE_BODY = {"application/json": FlowWriteSerializer, YAML_MEDIA_TYPE: OpenApiTypes.STR}
-_ERRORS = {
-    400: OpenApiResponse(description="Malformed body, unknown field, or an invalid flow (`error.details`)."),
-    404: OpenApiResponse(description="No such flow in the caller's account."),
-    413: OpenApiResponse(description="The body is larger than FLOWRUNNER_MAX_BODY_BYTES."),
+# A YAML body is the flow itself (its schema is the parsed document's); JSON wraps the text in `content`.
+_WRITE_BODY = {"application/json": FlowWriteSerializer, **dict.fromkeys(YAML_MEDIA_TYPES, FLOW_DOCUMENT)}
+_INVALID = {400: "The body is malformed or the flow is not valid: `error.details` lists every problem."}
+_FLOW = {
+    (200, "application/json"): FlowSerializer,
+    (200, YAML_MEDIA_TYPE): OpenApiResponse(FLOW_DOCUMENT, "With `Accept: application/yaml`: the YAML text."),
 }
 
 
@@ -76,21 +79,23 @@ def _unstorable_flow(exc: Exception) -> ValidationFailed:
 class _FlowApiView(BodyLimitMixin, JsonErrorsMixin, generics.GenericAPIView):
     parser_classes = [SafeJSONParser, *YAML_PARSERS]
     renderer_classes = [renderers.JSONRenderer]
+    content_negotiation_class = StrictFormatNegotiation
 
 
 class FlowListView(_FlowApiView):
     serializer_class = FlowSerializer
 
-    @extend_schema(operation_id="flows_list", responses={200: FlowSerializer(many=True)})
+    @extend_schema(operation_id="flows_list", tags=["flows"], responses={200: FlowSerializer(many=True)})
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(selectors.flow_list(account=_account(request)))
         return self.get_paginated_response(FlowSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="flows_create",
+        tags=["flows"],
         description="Body `{name?, content}` (content = YAML text), or raw YAML with a YAML content type.",
         request=_WRITE_BODY,
-        responses={201: FlowSerializer, 400: _ERRORS[400], 413: _ERRORS[413]},
+        responses={201: FlowSerializer, **errors(_INVALID)},
     )
     def post(self, request: Request) -> Response:
         data = _write_data(request)
@@ -124,24 +129,19 @@ class FlowDetailView(_FlowApiView):
 
     @extend_schema(
         operation_id="flows_retrieve",
-        responses={
-            (200, "application/json"): FlowSerializer,
-            (200, YAML_MEDIA_TYPE): OpenApiTypes.STR,
-            404: _ERRORS[404],
-        },
+        tags=["flows"],
+        description="The flow; with `Accept: application/yaml` (or `?format=yaml`) its YAML text itself.",
+        responses=_FLOW,
     )
     def get(self, request: Request, flow_id: str) -> Response:
         return self._flow_response(request, self._flow(request, flow_id))
 
     @extend_schema(
         operation_id="flows_update",
+        tags=["flows"],
         description="Uploads a new version (unless the text is unchanged) and makes it current.",
         request=_WRITE_BODY,
-        responses={
-            (200, "application/json"): FlowSerializer,
-            (200, YAML_MEDIA_TYPE): OpenApiTypes.STR,
-            **_ERRORS,
-        },
+        responses={**_FLOW, **errors(_INVALID)},
     )
     def put(self, request: Request, flow_id: str) -> Response:
         flow = self._flow(request, flow_id)
@@ -156,7 +156,12 @@ class FlowDetailView(_FlowApiView):
             raise _unstorable_flow(exc)
         return self._flow_response(request, flow)
 
-    @extend_schema(operation_id="flows_destroy", responses={204: None, 404: _ERRORS[404]})
+    @extend_schema(
+        operation_id="flows_delete",
+        tags=["flows"],
+        description="Soft delete: the flow's history stays, new runs are refused.",
+        responses={204: None},
+    )
     def delete(self, request: Request, flow_id: str) -> Response:
         services.flow_delete(flow=self._flow(request, flow_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -166,8 +171,10 @@ class FlowVersionListView(_FlowApiView):
     serializer_class = FlowVersionSerializer
 
     @extend_schema(
-        operation_id="flows_versions_list",
-        responses={200: FlowVersionSerializer(many=True), 404: _ERRORS[404]},
+        operation_id="flows_versions",
+        tags=["flows"],
+        description="The flow's versions, newest first.",
+        responses={200: FlowVersionSerializer(many=True)},
     )
     def get(self, request: Request, flow_id: str) -> Response:
         flow = selectors.flow_get(account=_account(request), flow_id=flow_id_or_404(flow_id))

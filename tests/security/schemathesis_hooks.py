@@ -1,10 +1,73 @@
-"""Schemathesis hooks (SCHEMATHESIS_HOOKS): every error response must be FlowRunner's JSON error envelope."""
+"""Schemathesis hooks: the string formats our OpenAPI document names, YAML flow bodies, and the error envelope.
+
+Loaded by `schemathesis run` from the repository root (schemathesis.toml) and by tests/security/test_rest_fuzz.py.
+JSON Schema states a flow's shape but not its cross-references (every `next` target a node, one start node),
+nor Django's list of common passwords; the document names the first as a format (`flow-yaml`) and states the
+second in words, and here the fuzzer learns to write values that follow them.
+"""
 
 from __future__ import annotations
 
 import json
 
 import schemathesis
+import yaml
+from django.contrib.auth.password_validation import CommonPasswordValidator
+from hypothesis import strategies as st
+
+YAML_MEDIA_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+
+# Printable text a YAML document and PostgreSQL both keep as it is (no NUL, no surrogate, no control).
+_TEXT = st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"))
+_NODE_ID = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
+_COMMON = CommonPasswordValidator().passwords
+
+
+@st.composite
+def _node(draw: st.DrawFn, index: int) -> dict:
+    """One node of a kind that finishes quickly and reaches nothing outside the server."""
+    kind = draw(st.sampled_from(["transform", "log", "store", "wait"]))
+    if kind == "transform":
+        value = draw(st.integers(-1000, 1000))
+        return {"type": "transform", "params": {"script": f"return {{step_{index}: {value}}};"}}
+    if kind == "log":
+        message = draw(st.text(_TEXT, min_size=1, max_size=40).filter(str.strip))
+        level = draw(st.sampled_from(["debug", "info", "warning", "error"]))
+        return {"type": "log", "params": {"message": message, "level": level}}
+    if kind == "store":
+        return {"type": "store", "params": {"operation": "increment", "key": f"fuzz_{index}"}}
+    return {"type": "wait", "params": {"duration": f"{draw(st.integers(1, 50))}ms"}}
+
+
+@st.composite
+def flow_documents(draw: st.DrawFn) -> dict:
+    """A valid flow: a chain of 1 to 4 nodes (the first is the start), some with retries or error edges."""
+    ids = draw(st.lists(_NODE_ID, min_size=1, max_size=4, unique=True))
+    nodes = {}
+    for index, node_id in enumerate(ids):
+        node = draw(_node(index))
+        if index + 1 < len(ids):
+            node["next"] = {"success": ids[index + 1]}
+            if draw(st.booleans()):
+                node["next"]["error"] = ids[-1]
+        if draw(st.booleans()):
+            node["retry"] = {"max_retries": draw(st.integers(0, 2)), "wait": "10ms"}
+        nodes[node_id] = node
+    metadata = {"name": draw(st.text(_TEXT, min_size=1, max_size=60).filter(str.strip))}
+    if draw(st.booleans()):
+        metadata["description"] = draw(st.text(_TEXT, max_size=80))
+    if draw(st.booleans()):
+        metadata["version"] = draw(st.from_regex(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True))
+    return {"metadata": metadata, "nodes": nodes}
+
+
+def flow_texts() -> st.SearchStrategy[str]:
+    return flow_documents().map(lambda doc: yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+schemathesis.openapi.format("flow-yaml", flow_texts())
+for _media_type in YAML_MEDIA_TYPES:
+    schemathesis.openapi.media_type(_media_type, flow_texts().map(str.encode))
 
 
 def _content_type(response) -> str:
@@ -23,6 +86,36 @@ def _daphne_multipart_refusal(response) -> bool:
         and not response.content
         and not _content_type(response)
     )
+
+
+@schemathesis.hook
+def filter_case(ctx, case) -> bool:
+    """Leave out signups whose password has the schema's shape but is one of Django's common passwords, which
+    the document describes in words only (a `not: enum` of 20,000 entries would be the alternative)."""
+    if ctx.operation is None or ctx.operation.label != "POST /api/v1/accounts" or not isinstance(case.body, dict):
+        return True
+    password = case.body.get("password")
+    shaped = isinstance(password, str) and 8 <= len(password) <= 1024
+    # CommonPasswordValidator compares the lowercased, stripped password with its list.
+    return not (shaped and password.lower().strip() in _COMMON)
+
+
+@schemathesis.hook
+def filter_failure(ctx, failure, case, response) -> bool:
+    """Keep every failure but two answers the document describes that depend on earlier requests, not on the
+    request itself (as a 409 does, which schemathesis already accepts):
+
+    - `ignored_auth` probing with invalid credentials and getting the 429 of the failed-authentication
+      throttle, which refuses them as surely as a 401: the probes are failed authentications themselves, so
+      a run gets there after FLOWRUNNER_AUTH_FAILURE_LIMIT of them;
+    - a run whose Idempotency-Key an earlier run with another input used (the fuzzer repeats short keys),
+      answered 422 `idempotency_key_reused` as the IETF Idempotency-Key draft asks.
+    """
+    throttled = "invalid credentials provided" in failure.message and "got `429 " in failure.message
+    if failure.code == "ST401" and throttled:
+        return False
+    reused = response.status_code == 422 and b'"idempotency_key_reused"' in (response.content or b"")
+    return not (failure.code == "ST202" and reused)
 
 
 @schemathesis.check
