@@ -92,7 +92,11 @@ def _daphne_multipart_refusal(response) -> bool:
 def filter_case(ctx, case) -> bool:
     """Leave out signups whose password has the schema's shape but is one of Django's common passwords, which
     the document describes in words only (a `not: enum` of 20,000 entries would be the alternative)."""
-    if ctx.operation is None or ctx.operation.label != "POST /api/v1/accounts" or not isinstance(case.body, dict):
+    if (
+        ctx.operation is None
+        or ctx.operation.label != "POST /api/v1/accounts"
+        or not isinstance(case.body, dict)
+    ):
         return True
     password = case.body.get("password")
     shaped = isinstance(password, str) and 8 <= len(password) <= 1024
