@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from channels.auth import get_user
-from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
@@ -15,6 +14,7 @@ from django.http.request import split_domain_port, validate_host
 from rest_framework.exceptions import APIException
 
 from accounts.credentials import has_account, user_for_authorization
+from executions.ws_selectors import ws_database_sync_to_async
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def _account_of_sync(user: Any) -> Any:
     return user.membership.account_id
 
 
-user_for_header = database_sync_to_async(_user_for_header_sync)
-account_of = database_sync_to_async(_account_of_sync)
+user_for_header = ws_database_sync_to_async(_user_for_header_sync)
+account_of = ws_database_sync_to_async(_account_of_sync)
 
 
 class WebsocketAuthMiddleware:

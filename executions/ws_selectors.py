@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,8 +64,19 @@ def events_between_sync(
     return list(events.order_by("seq").values_list("payload", flat=True))
 
 
-subscription_open = database_sync_to_async(subscription_open_sync)
-events_between = database_sync_to_async(events_between_sync)
+# The WebSocket's reads run on threads of their own, not on Channels' one thread-sensitive thread: thousands of
+# sockets connecting (auth, snapshot) or catching up would otherwise queue behind each other there, past
+# daphne's handshake and shutdown timeouts. Each call borrows a pooled connection for its duration only.
+WS_DB_THREADS = 4
+ws_db_executor = ThreadPoolExecutor(max_workers=WS_DB_THREADS, thread_name_prefix="flowrunner-ws-db")
+
+
+def ws_database_sync_to_async(function: Any) -> Any:
+    return database_sync_to_async(function, thread_sensitive=False, executor=ws_db_executor)
+
+
+subscription_open = ws_database_sync_to_async(subscription_open_sync)
+events_between = ws_database_sync_to_async(events_between_sync)
 
 
 # Reads of stored events shared by the sockets of one process: many sockets watching one execution fill the
