@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from bench.scenarios.live_load import (
 from bench.stats import scenario_result, summary
 
 LIVE_TYPES = ("status", "node", "log")
+# FLOWRUNNER_BENCH_LIVE_SHAPES=many,one runs only those (e.g. against an older commit without flow control).
+SHAPES = ("many", "one", "dense", "idle", "stalled")
 CONNECT_PARALLEL = 50
 TIMEOUT = 300.0
 GRACE = 15.0
@@ -314,40 +317,33 @@ def _profile_web(bench: Bench, cfg: Config, flow_id: str) -> dict[str, Any]:
 
 def live(bench: Bench, cfg: Config) -> list[dict[str, Any]]:
     subscribers = cfg.sizes.live_subscribers
+    shapes = set(os.environ.get("FLOWRUNNER_BENCH_LIVE_SHAPES", ",".join(SHAPES)).split(","))
     short = bench.create_flow("live3", flows.linear("bench-live-3", 3))
     long = bench.create_flow("live10", flows.linear("bench-live-10", 10))
-    many = asyncio.run(_shape(bench, short, cfg, subscribers))
-    one = asyncio.run(_shape(bench, long, cfg, 1))
-    dense = asyncio.run(_shape(bench, short, cfg, subscribers, subscribers * DENSE_PER_EXECUTION))
-    idle = asyncio.run(idle_sockets(bench, short, subscribers * IDLE_PER_SUBSCRIBER))
-    stalled = asyncio.run(stalled_readers(bench, bench.create_flow("chatty", CHATTY_FLOW)))
-    web_profile = _profile_web(bench, cfg, long) if cfg.profile and profiling.available() else None
     common = {
         "flowrunner_measures": "receipt time (driver, time.time()) minus the frame's `timestamp` (set by the "
         "worker when the event row is written, just before commit); only live frames after the snapshot",
         "baseline_measures": "the same subscriber count on raw Redis pub/sub (redis.asyncio, one connection "
         "each), frames published by a bench.publish task on the same worker at the observed frame rate",
     }
-    return [
-        _result(
-            "d_live_many",
-            f"{subscribers} WebSockets, one per execution (3-node flows)",
-            *many,
-            {"executions": subscribers, **common},
-        ),
-        _result(
-            "d_live_one",
-            f"{subscribers} WebSockets on one execution (10-node flow)",
-            *one,
-            {"executions": 1, "web_profile": web_profile, **common},
-        ),
-        _result(
-            "d_live_dense",
-            f"{subscribers * DENSE_PER_EXECUTION} WebSockets on {subscribers} executions (3-node flows)",
-            *dense,
-            {"executions": subscribers, **common},
-            limit=100.0,
-        ),
-        idle,
-        stalled,
-    ]
+    results = []
+    if "many" in shapes:
+        many = asyncio.run(_shape(bench, short, cfg, subscribers))
+        title = f"{subscribers} WebSockets, one per execution (3-node flows)"
+        results.append(_result("d_live_many", title, *many, {"executions": subscribers, **common}))
+    if "one" in shapes:
+        one = asyncio.run(_shape(bench, long, cfg, 1))
+        web_profile = _profile_web(bench, cfg, long) if cfg.profile and profiling.available() else None
+        title = f"{subscribers} WebSockets on one execution (10-node flow)"
+        details = {"executions": 1, "web_profile": web_profile, **common}
+        results.append(_result("d_live_one", title, *one, details))
+    if "dense" in shapes:
+        dense = asyncio.run(_shape(bench, short, cfg, subscribers, subscribers * DENSE_PER_EXECUTION))
+        title = f"{subscribers * DENSE_PER_EXECUTION} WebSockets on {subscribers} executions (3-node flows)"
+        details = {"executions": subscribers, **common}
+        results.append(_result("d_live_dense", title, *dense, details, limit=100.0))
+    if "idle" in shapes:
+        results.append(asyncio.run(idle_sockets(bench, short, subscribers * IDLE_PER_SUBSCRIBER)))
+    if "stalled" in shapes:
+        results.append(asyncio.run(stalled_readers(bench, bench.create_flow("chatty", CHATTY_FLOW))))
+    return results
