@@ -206,9 +206,9 @@ DATABASES = {
             "pool": {
                 "min_size": 1,
                 "max_size": _int("FLOWRUNNER_POSTGRES_POOL_SIZE", 10, minimum=1),
-                # With PostgreSQL down, every request waits this long for a connection before it answers
-                # 503. Threads of one process seldom wait for each other (daphne runs sync views on one
-                # thread), so a short wait only bounds how long an outage takes to show.
+                # How long a request waits for a connection the pool must open: with PostgreSQL down, the
+                # time to its 503. A full pool whose connections are all busy is waited on longer
+                # (flowrunner/dbpool.py), since those come back.
                 "timeout": _seconds("FLOWRUNNER_POSTGRES_POOL_TIMEOUT", "1s"),
             },
         },
