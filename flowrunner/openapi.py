@@ -181,6 +181,9 @@ class AutoSchema(openapi.AutoSchema):
         security = self.get_auth()
         if security and {} not in security:
             implied.update(AUTH_ERRORS)
+        elif security:
+            # Optional credentials that do not check out are still counted by the throttle.
+            implied[429] = AUTH_ERRORS[429]
         if self.method in ("POST", "PUT", "PATCH") and self._get_request_body():
             implied.update(BODY_ERRORS)
         parameters = self._get_parameters()
@@ -280,6 +283,13 @@ def postprocess(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[s
         if operation_id in operations:
             content = operations[operation_id]["requestBody"]["content"][JSON]
             content["schema"] = {"anyOf": [content["schema"], {"type": "null"}]}
+    health = operations.get("health_retrieve")
+    if health is not None:
+        # The health check answers an unreachable database with its own body, not the error envelope.
+        health["responses"]["503"] = {
+            "description": "The database is unreachable.",
+            "content": health["responses"]["200"]["content"],
+        }
     if "signup" in operations:
         operations["signup"]["responses"]["201"]["links"] = {"Login": _SIGNUP_LOGIN}
     return result

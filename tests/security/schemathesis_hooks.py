@@ -1,10 +1,9 @@
-"""Schemathesis hooks: the string formats our OpenAPI document names, YAML flow bodies, and the error envelope.
+"""Schemathesis hooks: the flow-text format, YAML flow bodies, common passwords, and the error envelope."""
 
-Loaded by `schemathesis run` from the repository root (schemathesis.toml) and by tests/security/test_rest_fuzz.py.
-JSON Schema states a flow's shape but not its cross-references (every `next` target a node, one start node),
-nor Django's list of common passwords; the document names the first as a format (`flow-yaml`) and states the
-second in words, and here the fuzzer learns to write values that follow them.
-"""
+# Loaded by `schemathesis run` from the repository root (schemathesis.toml) and by test_rest_fuzz.py. JSON
+# Schema states a flow's shape but not its cross-references (every `next` target a node, one start node), nor
+# Django's list of common passwords: the document names the first as a format (`flow-yaml`) and states the
+# second in words, and here the fuzzer learns to write values that follow them.
 
 from __future__ import annotations
 
