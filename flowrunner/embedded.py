@@ -263,8 +263,9 @@ def serve(
         start_worker = embedded if worker is None else worker
         if embedded and not start_worker:
             print(
-                "warning: no FLOWRUNNER_REDIS_URL and --no-worker: executions will stay queued "
-                "(an in-memory broker is only reachable from this process)",
+                "warning: no FLOWRUNNER_REDIS_URL and --no-worker: executions will stay queued (an in-memory "
+                "broker is only reachable from this process, so `flowrunner worker` cannot take them); serve "
+                "without --no-worker, or set FLOWRUNNER_REDIS_URL and start `flowrunner worker` and `beat`",
                 file=sys.stderr,
             )
         _banner(host, port, embedded=embedded, worker=start_worker, concurrency=concurrency)
@@ -287,16 +288,20 @@ def _banner(host: str, port: int, *, embedded: bool, worker: bool, concurrency: 
     database = settings.DATABASES["default"]
     postgres_dir = embedded_postgres_dir()
     where = (
-        f"embedded PostgreSQL in {postgres_dir} (socket in {database['HOST']})"
+        f"embedded PostgreSQL in {postgres_dir}, database {database['NAME']} (socket in {database['HOST']})"
         if postgres_dir is not None
-        else f"PostgreSQL {database['HOST']}:{database['PORT']}"
+        else f"PostgreSQL {database['HOST']}:{database['PORT']}, database {database['NAME']} as {database['USER']}"
     )
     broker = "in-process (memory://)" if embedded else "Redis"
-    workers = (
-        f"in-process worker ({concurrency} threads)" + (" + reaper" if embedded else "")
-        if worker
-        else "none in-process (start `flowrunner worker` and `flowrunner beat`)"
-    )
+    if worker:
+        workers = f"in-process worker ({concurrency} threads)" + (" + reaper" if embedded else "")
+    elif embedded:
+        # `flowrunner worker` refuses without Redis: nothing outside this process reaches its broker.
+        workers = (
+            "none: executions stay queued (without Redis only this process can run them; drop --no-worker)"
+        )
+    else:
+        workers = "none in-process (start `flowrunner worker` and `flowrunner beat`)"
     base = f"http://{_display_host(host)}:{port}"
     print(
         f"FlowRunner on {base}  (API {base}/api/v1, docs {base}/api/docs, WebSocket ws://"

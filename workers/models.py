@@ -17,6 +17,7 @@ class StoreEntry(models.Model):
             models.UniqueConstraint(fields=["account", "key"], name="unique_store_key_per_account")
         ]
         ordering = ["key"]
+        verbose_name_plural = "store entries"
 
     def __str__(self) -> str:
         return self.key
