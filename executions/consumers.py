@@ -72,6 +72,7 @@ class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
         self.behind: dict[str, int] = {}
         self._delivery = asyncio.Lock()
         self._catch_up_task: asyncio.Task | None = None
+        self._catch_up_due = asyncio.Event()
         self._wakeup = asyncio.Event()
         self.outbox = Outbox(self._wakeup.set)
         self._pump_task: asyncio.Task | None = None
@@ -242,9 +243,24 @@ class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
     def _quiet_for(self, execution_id: str) -> float:
         return min(CATCH_UP_AFTER * 2 ** self.quiet_rounds.get(execution_id, 0), CATCH_UP_MAX_AFTER)
 
+    async def _catch_up_sleep(self) -> None:
+        """Until the next read-back is due (a new subscription wakes it early): an idle socket costs no
+        wake-up a second, which thousands of them per process would add up to."""
+        delay = CATCH_UP_EVERY
+        if not self.outbox.stalled and not self.behind:
+            dues = [
+                self.last_frame_at.get(execution_id, 0.0) + self._quiet_for(execution_id)
+                for execution_id in self.subscriptions
+                if execution_id not in self.completed
+            ]
+            delay = max(CATCH_UP_EVERY, min(dues) - time.monotonic()) if dues else CATCH_UP_MAX_AFTER
+        self._catch_up_due.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._catch_up_due.wait(), delay)
+
     async def _catch_up_loop(self) -> None:
         while True:
-            await asyncio.sleep(CATCH_UP_EVERY)
+            await self._catch_up_sleep()
             now = time.monotonic()
             if self.outbox.stalled_for(now) > STALL_CLOSE_SECONDS or len(self.behind) > DEDUPE_CAPACITY:
                 await self._close_stalled()
