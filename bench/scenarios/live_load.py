@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from websockets.asyncio.client import connect
 
 from bench.driver import Bench, start_run, wait_executions
@@ -59,10 +60,24 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def _pings(bench: Bench, count: int) -> list[float]:
+async def _bearer(bench: Bench) -> dict[str, str]:
+    """A bearer token's header: Basic would cost a password hash per handshake whenever its cache misses."""
+    async with httpx.AsyncClient(base_url=bench.stack.api_url, timeout=60.0) as http:
+        response = await http.post(
+            "/login", json={"username": bench.creds.username, "password": bench.creds.password}
+        )
+    response.raise_for_status()
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+def _ws(bench: Bench, headers: dict[str, str]) -> Any:
+    return connect(bench.stack.ws_url, additional_headers=headers, open_timeout=60, ping_interval=None)
+
+
+async def _pings(bench: Bench, count: int, headers: dict[str, str]) -> list[float]:
     """Round trips (ms) of `ping` → `pong` on a socket of its own, one at a time."""
     times: list[float] = []
-    async with bench.ws() as ws:
+    async with _ws(bench, headers) as ws:
         for _ in range(count):
             started = time.perf_counter()
             await ws.send('{"type": "ping"}')
@@ -73,9 +88,11 @@ async def _pings(bench: Bench, count: int) -> list[float]:
     return times
 
 
-async def _open_subscribed(bench: Bench, execution_id: str, gate: asyncio.Semaphore) -> Any:
+async def _open_subscribed(
+    bench: Bench, execution_id: str, gate: asyncio.Semaphore, headers: dict[str, str]
+) -> Any:
     async with gate:
-        ws = await bench.ws()
+        ws = await _ws(bench, headers)
         await ws.send(json.dumps({"type": "subscribe", "execution_id": execution_id}))
         snapshot = json.loads(await ws.recv())
         if snapshot["type"] != "status":
@@ -92,12 +109,14 @@ async def idle_sockets(bench: Bench, flow_id: str, count: int) -> dict[str, Any]
     try:
         async with bench.http() as http:
             ids = await start_all(http, flow_id, executions)
-        quiet = await _pings(bench, PINGS)
+        headers = await _bearer(bench)
+        quiet = await _pings(bench, PINGS, headers)
         rss_before = _rss_mib(pid)
         gate = asyncio.Semaphore(CONNECT_PARALLEL)
         started = time.monotonic()
         opening = [
-            asyncio.create_task(_open_subscribed(bench, ids[i % len(ids)], gate)) for i in range(count)
+            asyncio.create_task(_open_subscribed(bench, ids[i % len(ids)], gate, headers))
+            for i in range(count)
         ]
         opened = await asyncio.wait_for(asyncio.gather(*opening, return_exceptions=True), TIMEOUT)
         sockets = [ws for ws in opened if not isinstance(ws, BaseException)]
@@ -105,7 +124,7 @@ async def idle_sockets(bench: Bench, flow_id: str, count: int) -> dict[str, Any]
         connect_s = time.monotonic() - started
         # Long enough for every socket's first PostgreSQL catch-up of its quiet execution (2 s, then 4 s).
         await asyncio.sleep(5.0)
-        loaded = await _pings(bench, PINGS)
+        loaded = await _pings(bench, PINGS, headers)
         rss_after = _rss_mib(pid)
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
