@@ -18,6 +18,9 @@ SCENARIOS = {
     "c_throughput",
     "d_live_many",
     "d_live_one",
+    "d_live_dense",
+    "d_live_idle",
+    "d_live_stalled",
     "e_scripts_warm",
     "e_scripts_cold",
 }
