@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -10,17 +9,13 @@ from pathlib import Path
 
 from django.conf import settings
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.flowrunner.process_env import REPO, fresh_environment
 
 
 def test_beat_keeps_its_schedule_under_the_state_directory(tmp_path: Path):
     # given beat started in a project directory, as `make beat` starts it
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUNNER_")}
-    environment.update(
-        DJANGO_SETTINGS_MODULE="flowrunner.settings",
-        PYTHONPATH=str(REPO),
-        FLOWRUNNER_ENV_FILE=os.devnull,
-        FLOWRUNNER_DEV_KEYS_FILE=str(tmp_path / "keys.json"),
+    environment = fresh_environment(
+        tmp_path,
         FLOWRUNNER_POSTGRES_HOST="127.0.0.1",
         FLOWRUNNER_REDIS_URL=settings.REDIS_URL or "redis://127.0.0.1:6379/0",
     )

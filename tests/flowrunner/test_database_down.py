@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -15,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.flowrunner.process_env import REPO, fresh_environment
+
 TOKEN = "database-down-health-token-0123"
 BOUND = 2.0
 
@@ -30,12 +30,8 @@ def _free_port() -> int:
 def server_without_database(tmp_path: Path) -> Iterator[str]:
     """daphne serving the API with FLOWRUNNER_POSTGRES_PORT on a closed port (the shared server stays up)."""
     port = _free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUNNER_")}
-    environment.update(
-        DJANGO_SETTINGS_MODULE="flowrunner.settings",
-        PYTHONPATH=str(REPO),
-        FLOWRUNNER_ENV_FILE=os.devnull,
-        FLOWRUNNER_DEV_KEYS_FILE=str(tmp_path / "keys.json"),
+    environment = fresh_environment(
+        tmp_path,
         FLOWRUNNER_POSTGRES_HOST="127.0.0.1",
         FLOWRUNNER_POSTGRES_PORT=str(_free_port()),
         FLOWRUNNER_HEALTH_TOKEN=TOKEN,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.flowrunner.process_env import REPO, fresh_environment
+
 PRINT = (
     "from django.conf import settings; import json; print(json.dumps({name: getattr(settings, name) for name in "
     "['FLOWRUNNER_HTTP_ALLOW_PRIVATE', 'FLOWRUNNER_HTTP_ALLOWED_HOSTS', 'FLOWRUNNER_HTTP_MAX_RESPONSE_BYTES', "
@@ -18,13 +18,7 @@ PRINT = (
 
 def settings_in(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """Load flowrunner.settings in a new interpreter with only `env` of FlowRunner's variables."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUNNER_")}
-    environment.update(
-        DJANGO_SETTINGS_MODULE="flowrunner.settings",
-        FLOWRUNNER_ENV_FILE=os.devnull,
-        FLOWRUNNER_DEV_KEYS_FILE=str(tmp_path / "keys.json"),
-        **env,
-    )
+    environment = fresh_environment(tmp_path, **env)
     return subprocess.run(
         [sys.executable, "-c", PRINT], cwd=REPO, env=environment, capture_output=True, text=True, timeout=60
     )
@@ -81,13 +75,7 @@ SETUP_LOGGING = (
 
 def logging_in(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """Set Django up (which configures logging from the settings) in a new interpreter with `env`."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUNNER_")}
-    environment.update(
-        DJANGO_SETTINGS_MODULE="flowrunner.settings",
-        FLOWRUNNER_ENV_FILE=os.devnull,
-        FLOWRUNNER_DEV_KEYS_FILE=str(tmp_path / "keys.json"),
-        **env,
-    )
+    environment = fresh_environment(tmp_path, **env)
     return subprocess.run(
         [sys.executable, "-c", SETUP_LOGGING],
         cwd=REPO,
