@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,7 +133,3 @@ class EngineContext:
         return [
             LogEntry(e.level, self.redactor.text(e.message), self.redactor.data(e.data)) for e in self.logs
         ]
-
-
-def document_copy(data: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(data)
