@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
-from executions import dispatch, idempotency, transitions
+from executions import callbacks, dispatch, idempotency, transitions
 from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
 from flowrunner.exceptions import Conflict, NotFound, ValidationFailed
@@ -50,11 +50,13 @@ def execution_start(
     start_node: str | None = None,
     data: dict[str, Any] | None = None,
     node_outputs: dict[str, Any] | None = None,
+    callback_url: str | None = None,
 ) -> tuple[Execution, bool]:
     """Create an execution and its first node run, enqueued on commit. Returns (execution, created).
 
     A repeated `idempotency_key` of the same account and flow, with the same input and within
     FLOWRUNNER_IDEMPOTENCY_TTL, returns the first execution unchanged; with another input → 422.
+    `callback_url` (http/https, within the egress policy) receives the ExecutionStatus once the run ends.
     """
     if input is None:
         input = {}
@@ -62,6 +64,8 @@ def execution_start(
         raise ValidationFailed(
             "`input` must be a JSON object.", details=[{"path": "input", "message": "expected an object"}]
         )
+    if callback_url is not None:
+        callback_url = callbacks.callback_url_validate(callback_url)
     if flow.deleted_at is not None:
         raise NotFound()
     digest = idempotency.key_digest(flow=flow, key=idempotency_key) if idempotency_key else None
