@@ -14,6 +14,10 @@ RUN_NODE = "flowrunner.run_node"
 RUN_BATCH = "flowrunner.run_batch"
 RESUME_NODE = "flowrunner.resume_node"
 JOIN_BATCHES = "flowrunner.join_batches"
+BATCH_DEADLINE = "flowrunner.batch_deadline"
+# Tasks whose results nobody reads. Sent by name, Celery cannot know that, so it would subscribe to each one's
+# result channel (a SUBSCRIBE and later an UNSUBSCRIBE on Redis for every node run) unless it is told.
+_NO_RESULT = frozenset({RUN_NODE, RESUME_NODE, JOIN_BATCHES, BATCH_DEADLINE})
 
 
 def send_now(
@@ -35,6 +39,8 @@ def send_now(
         options["time_limit"] = time_limit
     if task_id:
         options["task_id"] = task_id
+    if task in _NO_RESULT:
+        options["ignore_result"] = True
     try:
         current_app.send_task(task, args=[node_run_id], **options)
     except Exception:

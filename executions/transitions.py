@@ -185,7 +185,8 @@ def _call(sql: str, args: list[Any], *, then: Callable[[dict], None] | None = No
         raw = cursor.fetchone()[0]
     result = json.loads(raw) if isinstance(raw, str | bytes) else raw
     frames = result.get("frames") or []
-    account_id = result.get("account_id")
+    # A claim names its account inside the execution it returns.
+    account_id = result.get("account_id") or (result.get("execution") or {}).get("account_id")
     after = (lambda: then(result)) if then is not None else None
     if frames or after is not None:
         transaction.on_commit(lambda: broadcast_frames(frames, account_id=account_id, then=after))
@@ -199,7 +200,14 @@ def node_run_claim(node_run_id: int, *, task_id: str, worker: str) -> dict[str, 
     node already runs max_parallel parts), `interrupted` (this task claimed it before and never finished),
     `ended` (its execution or batch node is over: the run was canceled) or `taken`.
     """
-    return _call("SELECT flowrunner_claim(%s, %s, %s)", [node_run_id, task_id or "", worker or ""])
+    sql = "SELECT flowrunner_claim(%s, %s, %s)"
+    if not connection.in_atomic_block:
+        # The claim's commit does not wait for its WAL flush (the finish's, which follows, flushes both): one
+        # durable commit per node run. A database crash can forget a claim of its last moments; the run is then
+        # queued again, and its task, which retries when the database is back, claims and runs it again, as
+        # after any worker crash.
+        sql += ", set_config('synchronous_commit', 'off', true)"
+    return _call(sql, [node_run_id, task_id or "", worker or ""])
 
 
 def node_run_finish(decision_json: str, *, then: Callable[[dict], None] | None = None) -> dict[str, Any]:

@@ -25,8 +25,6 @@ from workers.storable import storable_json
 
 logger = logging.getLogger(__name__)
 
-BATCH_DEADLINE = "flowrunner.batch_deadline"
-
 
 def _plan(kind: Any, ctx: EngineContext) -> tuple[list[list[Any]], int]:
     """The batches and how many may run at once; raises what the kind raises (bad items, sizes, limits)."""
@@ -61,7 +59,7 @@ def start(claimed: runs.Claimed, node: NodeSpec, kind: Any, ctx: EngineContext) 
         return join(claimed.id)
     _launch_chord(claimed.id, parts, lanes, node)
     if node.timeout:
-        dispatch.send_now(BATCH_DEADLINE, claimed.id, countdown=node.timeout, queue=node.queue)
+        dispatch.send_now(dispatch.BATCH_DEADLINE, claimed.id, countdown=node.timeout, queue=node.queue)
     return None
 
 

@@ -225,3 +225,28 @@ def test_runs_a_failure_around_the_work_fails_the_node_once_instead_of_leaving_i
     assert (run.status, run.attempt) == ("failed", 1) and run.error == "RuntimeError: redaction broke"
     execution.refresh_from_db()
     assert execution.status == "failed" and "redaction broke" in execution.error
+
+
+def test_runs_the_claims_frames_reach_the_account_group_too(member, sent, monkeypatch):
+    # Given a recorder of the account each broadcast is addressed to
+    accounts: list[str] = []
+    monkeypatch.setattr(broadcast, "_send_direct", lambda frames, account_id: accounts.append(account_id))
+    monkeypatch.setattr(broadcast.settings, "CHANNEL_LAYERS", {"default": {"BACKEND": "in-memory"}})
+    execution = start_execution(member, THREE)
+    accounts.clear()
+    # When a node is claimed and finished
+    _run_next(sent)
+    # Then both the claim's frames and the finish's went to the execution's account (not to "None")
+    assert len(accounts) == 2 and set(accounts) == {str(execution.account_id)}, accounts
+
+
+def test_runs_only_the_finish_waits_for_its_wal_flush(member, sent):
+    # Given an execution whose first node is queued
+    start_execution(member, THREE)
+    # When it runs
+    with CaptureQueriesContext(connection) as queries:
+        _run_next(sent)
+    # Then the claim commits asynchronously and the finish, which flushes both, durably
+    claim_sql, finish_sql = (q["sql"] for q in queries.captured_queries)
+    assert "synchronous_commit" in claim_sql and "'off'" in claim_sql
+    assert "synchronous_commit" not in finish_sql
