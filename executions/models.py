@@ -4,6 +4,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
+from django.db.models.fields.json import KT
 
 from accounts.models import Account
 from flows.models import Flow, FlowVersion
@@ -18,6 +20,11 @@ class ExecutionStatus(models.TextChoices):
 
 
 TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "canceled"})
+
+
+def api_trigger() -> dict[str, str]:
+    """What started an execution when nothing else is said: a client's run request."""
+    return {"type": "api"}
 
 
 class NodeRunStatus(models.TextChoices):
@@ -50,6 +57,9 @@ class Execution(models.Model):
     retry_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
     )
+    # What started it: {"type": "api"}, {"type": "schedule", "schedule_id", "scheduled_for"},
+    # {"type": "hook", "trigger_id"} or {"type": "retry", "retry_of"}.
+    trigger = models.JSONField(default=api_trigger)
     steps = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -61,7 +71,12 @@ class Execution(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["account", "status"]), models.Index(fields=["account", "flow"])]
+        indexes = [
+            models.Index(fields=["account", "status"]),
+            models.Index(fields=["account", "flow"]),
+            # `/executions?schedule_id=` and a schedule's own history.
+            models.Index(F("account"), KT("trigger__schedule_id"), name="execution_schedule"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "idempotency_key"],

@@ -16,7 +16,11 @@ from flowrunner.exceptions import NotFound, ValidationFailed
 
 
 def execution_list(
-    *, account: Account, flow_id: str | None = None, status: str | None = None
+    *,
+    account: Account,
+    flow_id: str | None = None,
+    status: str | None = None,
+    schedule_id: str | None = None,
 ) -> QuerySet[Execution]:
     queryset = (
         Execution.objects.filter(account=account).select_related("flow_version").order_by("-created_at")
@@ -32,6 +36,15 @@ def execution_list(
                 details=[{"path": "status", "message": f"one of {sorted(valid)}"}],
             )
         queryset = queryset.filter(status=status)
+    if schedule_id is not None:
+        try:
+            key = uuid.UUID(schedule_id)
+        except ValueError:
+            raise ValidationFailed(
+                "`schedule_id` is not a valid schedule id.",
+                details=[{"path": "schedule_id", "message": "expected a UUID"}],
+            )
+        queryset = queryset.filter(trigger__schedule_id=str(key))
     return queryset
 
 

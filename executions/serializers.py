@@ -19,6 +19,23 @@ class InputField(serializers.JSONField):
     pass
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "enum": ["api", "schedule", "hook", "retry"]},
+            "schedule_id": {"type": "string", "format": "uuid"},
+            "scheduled_for": {"type": "string", "format": "date-time"},
+            "trigger_id": {"type": "string", "format": "uuid"},
+            "retry_of": {"type": "string", "format": "uuid"},
+        },
+    }
+)
+class TriggerField(serializers.JSONField):
+    pass
+
+
 @extend_schema_serializer(component_name="Run")
 class RunRequestSerializer(StrictSerializer):
     """Body of POST /flows/{flow_id}/run (optional)."""
@@ -60,6 +77,10 @@ class ExecutionStatusSerializer(serializers.Serializer):
     current_node = serializers.CharField(allow_null=True)
     error = serializers.CharField(allow_null=True)
     input = serializers.DictField(help_text="The run's input.")
+    trigger = TriggerField(
+        help_text="What started it: `{type: api}`, `{type: schedule, schedule_id, scheduled_for}`, "
+        "`{type: hook, trigger_id}` or `{type: retry, retry_of}`."
+    )
     results = AnyJsonField(help_text="The final document once completed, else null.")
     start_time = serializers.DateTimeField(allow_null=True)
     end_time = serializers.DateTimeField(allow_null=True)

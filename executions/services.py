@@ -51,8 +51,11 @@ def execution_start(
     data: dict[str, Any] | None = None,
     node_outputs: dict[str, Any] | None = None,
     callback_url: str | None = None,
+    trigger: dict[str, Any] | None = None,
 ) -> tuple[Execution, bool]:
     """Create an execution and its first node run, enqueued on commit. Returns (execution, created).
+
+    `trigger` records what started it (default: the API, or the retried execution when `retry_of` is given).
 
     A repeated `idempotency_key` of the same account and flow, with the same input and within
     FLOWRUNNER_IDEMPOTENCY_TTL, returns the first execution unchanged; with another input → 422.
@@ -78,6 +81,8 @@ def execution_start(
         raise Conflict("The flow has no version to run.")
     spec: FlowSpec = flow_version_spec(version)
     first = start_node or spec.start
+    if trigger is None:
+        trigger = {"type": "retry", "retry_of": str(retry_of.id)} if retry_of is not None else {"type": "api"}
     try:
         with transaction.atomic():
             execution = Execution.objects.create(
@@ -89,6 +94,7 @@ def execution_start(
                 node_outputs=node_outputs or {},
                 idempotency_key=digest,
                 retry_of=retry_of,
+                trigger=trigger,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 steps=1,
             )

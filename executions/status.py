@@ -37,7 +37,8 @@ def execution_status(
     execution: Execution, *, flow_version_label: str | None = None, with_input: bool = True
 ) -> dict[str, Any]:
     """The ExecutionStatus as the row is now (the caller redacts when secrets may appear). Status events leave
-    the input out (`with_input=False`): it never changes, and repeating it in every event multiplied it."""
+    the input and trigger out (`with_input=False`): they never change, and repeating them in every event
+    multiplied them."""
     label = flow_version_label if flow_version_label is not None else _version_label(execution)
     status = {
         "id": str(execution.id),
@@ -48,6 +49,7 @@ def execution_status(
         "current_node": execution.current_node or None,
         "error": execution.error,
         "input": execution.input,
+        "trigger": execution.trigger,
         "results": execution.results,
         "start_time": iso(execution.started_at),
         "end_time": iso(execution.finished_at),
@@ -55,4 +57,5 @@ def execution_status(
     }
     if not with_input:
         del status["input"]
+        del status["trigger"]
     return status

@@ -108,6 +108,11 @@ class ExecutionListView(ApiViewMixin, APIView):
             OpenApiParameter(
                 "status", str, enum=ExecutionStatus.values, description="Only the executions in this status."
             ),
+            OpenApiParameter(
+                "schedule_id",
+                {"type": "string", "format": "uuid"},
+                description="Only the executions this schedule started.",
+            ),
         ],
         summary="List the account's executions, newest first",
     )
@@ -124,6 +129,7 @@ class ExecutionListView(ApiViewMixin, APIView):
             account=account,
             flow_id=flow_id,
             status=request.query_params.get("status"),
+            schedule_id=request.query_params.get("schedule_id"),
         )
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)

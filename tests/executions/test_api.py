@@ -148,6 +148,7 @@ def test_execution_detail_is_the_execution_status_shape(api, flow):
         "current_node",
         "error",
         "input",
+        "trigger",
         "results",
         "start_time",
         "end_time",
@@ -231,7 +232,37 @@ def test_retry_of_an_unfinished_execution_conflicts_and_of_a_canceled_one_starts
     assert response.status_code == 201, response.content
     assert response.json()["retry_of"] == execution_id
     assert Execution.objects.get(id=response.json()["execution_id"]).retry_of_id == uuid.UUID(execution_id)
+    assert api.get(f"/api/v1/executions/{response.json()['execution_id']}").json()["trigger"] == {
+        "type": "retry",
+        "retry_of": execution_id,
+    }
     assert (
         api.post(f"/api/v1/executions/{execution_id}/retry", {"version": "x"}, format="json").status_code
         == 400
     )
+
+
+def test_execution_trigger_is_recorded_and_filters_by_schedule(api, flow):
+    # Given a run from the API and one recorded as a schedule's firing
+    from executions.services import execution_start
+
+    api_run = _run(api, flow)
+    schedule_id = str(uuid.uuid4())
+    fired, _ = execution_start(
+        account=flow.account,
+        flow=flow,
+        trigger={
+            "type": "schedule",
+            "schedule_id": schedule_id,
+            "scheduled_for": "2026-01-01T00:00:00+00:00",
+        },
+    )
+    # When the executions are read and filtered by the schedule
+    detail = api.get(f"/api/v1/executions/{api_run}").json()
+    filtered = api.get("/api/v1/executions", {"schedule_id": schedule_id}).json()["results"]
+    bad = api.get("/api/v1/executions", {"schedule_id": "nope"})
+    # Then each says what started it, and the filter keeps the schedule's only
+    assert detail["trigger"] == {"type": "api"}
+    assert [row["id"] for row in filtered] == [str(fired.id)]
+    assert filtered[0]["trigger"]["schedule_id"] == schedule_id
+    assert bad.status_code == 400 and bad.json()["error"]["details"][0]["path"] == "schedule_id"
