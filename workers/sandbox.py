@@ -136,6 +136,9 @@ class _Host:
         )
         self._out = self.process.stdin.fileno()
         self._in = self.process.stdout.fileno()
+        self._buffer = bytearray()
+        self._poll = select.poll()
+        self._poll.register(self._in, select.POLLIN)
         try:
             reply, _bodies = self._receive(time.monotonic() + HOST_START_TIMEOUT, bodies=0)
         except _HostGone as exc:
@@ -169,17 +172,20 @@ class _Host:
         return self._read_exactly(size, deadline)
 
     def _read_exactly(self, size: int, deadline: float) -> bytes:
-        chunks, missing = [], size
-        while missing:
+        # A reply's frames usually arrive in one write: read what is there into a buffer and cut the frames
+        # from it, rather than a select() and a read() for each length prefix and each body.
+        buffer = self._buffer
+        while len(buffer) < size:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self._in], [], [], remaining)[0]:
+            if remaining <= 0 or not self._poll.poll(remaining * 1000):
                 raise _HostGone("no answer in time", timed_out=True)
-            chunk = os.read(self._in, min(missing, 1 << 20))
+            chunk = os.read(self._in, max(size - len(buffer), 1 << 16))
             if not chunk:
                 raise _HostGone("the process ended")
-            chunks.append(chunk)
-            missing -= len(chunk)
-        return b"".join(chunks)
+            buffer += chunk
+        data = bytes(buffer[:size])
+        del buffer[:size]
+        return data
 
     def exit_description(self) -> str:
         try:

@@ -259,22 +259,27 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    chunks, missing = [], size
-    while missing:
-        chunk = os.read(fd, min(missing, 1 << 20))
-        if not chunk:
+class _Reader:
+    """Frames from a pipe, cut from a buffer: a request's frames usually arrive in one read."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buffer = fd, bytearray()
+
+    def exactly(self, size: int) -> bytes | None:
+        while len(self.buffer) < size:
+            chunk = os.read(self.fd, max(size - len(self.buffer), 1 << 16))
+            if not chunk:
+                return None
+            self.buffer += chunk
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+    def frame(self) -> bytes | None:
+        head = self.exactly(_LENGTH.size)
+        if head is None:
             return None
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_frame(fd: int) -> bytes | None:
-    head = _read_exactly(fd, _LENGTH.size)
-    if head is None:
-        return None
-    return _read_exactly(fd, _LENGTH.unpack(head)[0])
+        return self.exactly(_LENGTH.unpack(head)[0])
 
 
 # --- the V8 context -------------------------------------------------------------------------------------
@@ -367,15 +372,15 @@ def _send(fd: int, reply: dict[str, Any], *bodies: str) -> None:
 def main() -> None:
     """Serve requests on stdin/stdout until stdin closes (the worker went away), then exit at once."""
     _harden()
-    requests, replies = 0, os.dup(1)
+    reader, replies = _Reader(0), os.dup(1)
     os.dup2(2, 1)  # stray prints must not corrupt the replies
     engine = Engine()
     try:
         engine.context()
         _send(replies, {"status": "ready", "pid": os.getpid()})
         while True:
-            header = _read_frame(requests)
-            body = _read_frame(requests) if header is not None else None
+            header = reader.frame()
+            body = reader.frame() if header is not None else None
             if body is None:
                 break
             request = json.loads(header)
