@@ -114,6 +114,80 @@ def _drain_at_exit() -> None:
 THEN_WAIT_SECONDS = 2.0
 
 
+class _DirectPublisher:
+    """PUBLISHes a transaction's frames from the caller's thread, for the pub/sub layers, with the layer's own
+    serializer, channel names and shards: what the sender thread's group_send would write, without handing the
+    frames to a thread and an event loop and waiting for them to come back."""
+
+    def __init__(self, layer: Any) -> None:
+        import redis
+        from channels_redis.utils import _consistent_hash, decode_hosts
+
+        self.pid = os.getpid()
+        self.layer = layer
+        self.prefix = layer._kwargs.get("prefix", "asgi")
+        self.hash = _consistent_hash
+        self.clients = [
+            redis.Redis.from_url(host["address"]) for host in decode_hosts(layer._kwargs.get("hosts"))
+        ]
+
+    @classmethod
+    def for_layer(cls, layer: Any) -> _DirectPublisher | None:
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+        from channels_redis.utils import decode_hosts
+
+        if not isinstance(layer, RedisPubSubChannelLayer):
+            return None
+        hosts = decode_hosts(layer._kwargs.get("hosts"))
+        if any(set(host) != {"address"} for host in hosts):  # sentinels and the like: the layer's own way
+            return None
+        return cls(layer)
+
+    def publish(self, frames: list[dict[str, Any]], account_id: str) -> None:
+        by_execution: dict[str, list[dict[str, Any]]] = {}
+        for frame in frames:
+            by_execution.setdefault(frame["execution_id"], []).append(frame)
+        pipes: dict[int, Any] = {}
+        for execution_id, batch in by_execution.items():
+            data = self.layer.serialize(
+                {"type": EVENTS_MESSAGE_TYPE, "frames": batch, "account_id": account_id}
+            )
+            for group in (execution_group(execution_id), account_group(account_id)):
+                name = f"{self.prefix}__group__{group}"
+                shard = self.hash(name, len(self.clients))
+                if shard not in pipes:
+                    pipes[shard] = self.clients[shard].pipeline(transaction=False)
+                pipes[shard].publish(name, data)
+        for pipe in pipes.values():
+            pipe.execute()
+
+
+_direct: list[_DirectPublisher | None] = []
+
+
+def _direct_publisher() -> _DirectPublisher | None:
+    if not _direct or (_direct[0] is not None and _direct[0].pid != os.getpid()):
+        from channels.layers import get_channel_layer
+
+        _direct[:] = [_DirectPublisher.for_layer(get_channel_layer())]
+    return _direct[0]
+
+
+def _publish_direct(frames: list[dict[str, Any]], account_id: str) -> bool:
+    """Publish on the caller's thread when no earlier frames of this process are still queued (they must go
+    first); False when that is not possible (frames queued, another kind of layer, an error)."""
+    if _sender is not None and _sender.pid == os.getpid() and _sender.pending:
+        return False
+    publisher = _direct_publisher()
+    if publisher is None:
+        return False
+    try:
+        publisher.publish(frames, account_id)
+    except Exception:  # the events are durable in PostgreSQL; a subscriber catches up by seq
+        logger.warning("broadcast of %d event(s) failed", len(frames), exc_info=True)
+    return True
+
+
 def broadcast_frames(
     frames: list[dict[str, Any]], *, account_id: Any, then: Callable[[], None] | None = None
 ) -> None:
@@ -122,6 +196,9 @@ def broadcast_frames(
     `then` (publishing the next node's task) runs on the caller's thread once these frames, and every frame
     submitted before them, have been handed to the channel layer: a subscriber sees a node finish before the
     next one can start."""
+    if frames and then is not None and _uses_redis() and _publish_direct(frames, str(account_id)):
+        then()
+        return
     if frames or then is not None:
         if _uses_redis():
             done = threading.Event() if then is not None else None
