@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from datetime import timedelta
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.db.models import F, Max, Q
 from django.utils import timezone
+from redis.exceptions import LockError
 
 from executions import dispatch
 from executions.models import ExecutionStatus, NodeRun, NodeRunStatus
@@ -202,6 +204,25 @@ def _drop_broken_connections() -> None:
         conn.close_if_unusable_or_obsolete()
 
 
+# One pass at a time: passes slower than REAPER_INTERVAL (a long backlog, an overloaded machine) would otherwise
+# pile up on every worker process, and the node runs would wait behind them. The lock expires by itself if the
+# worker holding it dies.
+PASS_LOCK = "flowrunner:reaper:pass"
+
+
+def _pass_lock(backlog: Backlog) -> Any:
+    """The held pass lock; False when another pass holds it; None when there is none to take (the in-memory
+    broker, or Redis unreachable: a pass is safe beside another, only wasteful)."""
+    client = backlog._redis()
+    if client is None:
+        return None
+    lock = client.lock(PASS_LOCK, timeout=max(60.0, 6 * settings.FLOWRUNNER_REAPER_INTERVAL), blocking=False)
+    try:
+        return lock if lock.acquire() else False
+    except redis.RedisError:
+        return None
+
+
 def reap() -> dict[str, int]:
     """One pass; safe to run concurrently with everything (each step is a compare-and-swap on the run's row,
     so a duplicate message it sends is refused by the claim).
@@ -217,6 +238,10 @@ def reap() -> dict[str, int]:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.FLOWRUNNER_STALE_AFTER)
     backlog = Backlog()
+    lock = _pass_lock(backlog)
+    if lock is False:
+        backlog.close()
+        return {"resent": 0, "recovered": 0, "joined": 0, "skipped": 1}
     try:
         result = {
             "resent": _resend_waiting(stale, now, Lanes(), backlog),
@@ -229,6 +254,9 @@ def reap() -> dict[str, int]:
             conn.close()
         return {"resent": 0, "recovered": 0, "joined": 0, "database_errors": 1}
     finally:
+        if lock is not None:
+            with contextlib.suppress(redis.RedisError, LockError):
+                lock.release()
         backlog.close()
     if any(result.values()):
         logger.info("reaper: %s", result)
