@@ -41,6 +41,8 @@ def send_now(
         options["task_id"] = task_id
     if task in _NO_RESULT:
         options["ignore_result"] = True
+    # What Celery would otherwise build with its saferepr (a third of a publish's CPU); the reaper reads it.
+    options.update(argsrepr=f"[{int(node_run_id)}]", kwargsrepr="{}")
     try:
         current_app.send_task(task, args=[node_run_id], **options)
     except Exception:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from executions import dispatch
 
 
@@ -22,6 +24,19 @@ def test_dispatch_node_tasks_are_sent_without_a_result_subscription(monkeypatch)
     # Then Celery is told their results are ignored (it would otherwise subscribe to each one's result)
     assert [options.get("ignore_result") for _, options in calls] == [True] * 4
     assert all(options["queue"] == "q" for _, options in calls)
+
+
+def test_dispatch_the_argument_text_is_the_run_id_the_reaper_reads(monkeypatch):
+    # Given a captured broker
+    calls = _capture(monkeypatch)
+    # When a node task is published
+    dispatch.send_now(dispatch.RUN_NODE, 42)
+    # Then its argsrepr is written out (not left to Celery's saferepr) in the form the reaper's backlog scan reads
+    from workers.reaper import _run_ids
+
+    # (kombu's Redis message is JSON with the headers in clear, in json.dumps' default separators)
+    message = json.dumps({"headers": {"task": dispatch.RUN_NODE, "argsrepr": calls[0][1]["argsrepr"]}})
+    assert _run_ids([message.encode()]) == {42}
 
 
 def test_dispatch_batch_parts_keep_their_results_for_the_chord(monkeypatch):
