@@ -61,6 +61,8 @@ class FlowSpec:
     nodes: dict[str, NodeSpec]
     description: str = ""
     version: str | None = None
+    # How many executions of the flow may run at once (`metadata.concurrency`); None is no bound.
+    concurrency: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +87,7 @@ class FlowSpec:
             nodes=nodes,
             description=data.get("description") or "",
             version=data.get("version"),
+            concurrency=data.get("concurrency"),
         )
 
 

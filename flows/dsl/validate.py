@@ -17,6 +17,7 @@ RETRY_KEYS = ("max_retries", "wait", "backoff", "max_wait", "jitter")
 BATCH_KEYS = ("strategy", "max_parallel")
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 DEFAULT_MAX_WAIT = 300.0
+MAX_CONCURRENCY = 10_000
 _PARENT = re.compile(r"(\.[^.\[]*|\[\d+\])$")
 
 
@@ -90,10 +91,12 @@ class Validator:
             nodes=nodes,
             description=metadata.get("description") or "",
             version=metadata.get("version"),
+            concurrency=metadata.get("concurrency"),
         )
 
     def metadata(self, root: dict[str, Any]) -> dict[str, Any]:
-        """name, description, version (as text) and start; other metadata keys are descriptive only."""
+        """name, description, version (as text), start and concurrency; other metadata keys are descriptive
+        only."""
         raw = root.get("metadata")
         if raw is None:
             self.report("metadata", "missing 'metadata' (a mapping with at least 'name')")
@@ -132,6 +135,17 @@ class Validator:
                 result["start"] = False
             else:
                 result["start"] = self.text("metadata.start", start)
+        concurrency = raw.get("concurrency")
+        if concurrency is not None:
+            if not _is_int(concurrency) or not 1 <= concurrency <= MAX_CONCURRENCY:
+                self.report(
+                    "metadata.concurrency",
+                    f"'metadata.concurrency' must be an integer from 1 to {MAX_CONCURRENCY} (how many executions "
+                    f"of the flow may run at once), got "
+                    + (str(concurrency) if _is_int(concurrency) else type_name(concurrency)),
+                )
+            else:
+                result["concurrency"] = concurrency
         return result
 
     def nodes(self, root: dict[str, Any]) -> dict[str, NodeSpec]:

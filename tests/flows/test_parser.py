@@ -747,3 +747,32 @@ def test_parse_flow_refuses_non_finite_numbers_once():
     # given `.nan` where a value is expected / when parsed / then one problem, no follow-up problem
     problems = problems_of("metadata: {name: n}\nnodes:\n  a: {type: log, params: {message: .nan}}\n")
     assert [p.message for p in problems] == ["'.nan' is not a finite number (JSON cannot hold it)"]
+
+
+def test_parse_flow_concurrency_bounds_the_flow_and_defaults_to_none():
+    # given a flow with metadata.concurrency, and one without / when parsed
+    bounded = parse_flow("metadata: {name: c, concurrency: 2}\nnodes: {a: {type: log, params: {message: m}}}")
+    free = parse_flow("metadata: {name: c}\nnodes: {a: {type: log, params: {message: m}}}")
+    # then the bound is kept (through the stored JSON too) and absent is None
+    assert bounded.concurrency == 2
+    assert FlowSpec.from_json(json.loads(json.dumps(bounded.to_json()))).concurrency == 2
+    assert free.concurrency is None
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("0", "0"), ("-1", "-1"), ("two", "a string"), ("1.5", "a number"), ("true", "a boolean")],
+)
+def test_parse_flow_concurrency_refuses_what_is_not_a_positive_integer(value, shown):
+    # given a flow whose metadata.concurrency is not a positive integer, on line 3
+    text = (
+        f"metadata:\n  name: c\n  concurrency: {value}\nnodes: {{a: {{type: log, params: {{message: m}}}}}}\n"
+    )
+    # when parsed / then exactly that problem is reported, at its line
+    (problem,) = problems_of(text)
+    assert problem.path == "metadata.concurrency"
+    assert problem.line == 3
+    assert problem.message == (
+        "'metadata.concurrency' must be an integer from 1 to 10000 (how many executions of the flow may run "
+        f"at once), got {shown}"
+    )
