@@ -13,6 +13,8 @@ class Account(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The key that signs completion callbacks, encrypted like a Secret; made on first use.
+    callback_secret = models.TextField(blank=True, default="")
 
     def __str__(self) -> str:
         return self.name

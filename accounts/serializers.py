@@ -94,6 +94,10 @@ class AccountSerializer(serializers.Serializer):
     name = serializers.CharField()
     username = serializers.CharField()
     created_at = serializers.DateTimeField()
+    callback_secret = serializers.CharField(
+        help_text="The key of the `X-FlowRunner-Signature` header of completion callbacks: `sha256=` and the hex "
+        "HMAC-SHA256 of the raw request body keyed by this secret."
+    )
 
 
 class SecretValueSerializer(StrictSerializer):

@@ -147,3 +147,16 @@ def secret_delete(*, account: Account, key: str) -> None:
     deleted, _ = Secret.objects.filter(account=account, key=key).delete()
     if not deleted:
         raise NotFound("Secret not found.")
+
+
+CALLBACK_SECRET_PREFIX = "frcb_"
+
+
+def account_callback_secret(*, account: Account) -> str:
+    """The key that signs the account's completion callbacks (HMAC-SHA256), made on first use and stored
+    encrypted; two first uses at once agree on one key."""
+    if not account.callback_secret:
+        made = vault.encrypt(CALLBACK_SECRET_PREFIX + secrets.token_urlsafe(32))
+        Account.objects.filter(id=account.id, callback_secret="").update(callback_secret=made)
+        account.callback_secret = Account.objects.values_list("callback_secret", flat=True).get(id=account.id)
+    return vault.decrypt(account.callback_secret)

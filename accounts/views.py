@@ -157,6 +157,7 @@ class AccountMeView(ApiViewMixin, APIView):
             "name": account.name,
             "username": request.user.get_username(),
             "created_at": account.created_at,
+            "callback_secret": services.account_callback_secret(account=account),
         }
         return Response(AccountSerializer(data).data)
 

@@ -27,6 +27,13 @@ def api_trigger() -> dict[str, str]:
     return {"type": "api"}
 
 
+class WaitingReason(models.TextChoices):
+    """Why a queued execution has not started: a concurrency bound is reached (admission starts it later)."""
+
+    FLOW_CONCURRENCY = "flow_concurrency"
+    ACCOUNT_CONCURRENCY = "account_concurrency"
+
+
 class NodeRunStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
@@ -68,6 +75,14 @@ class Execution(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     last_event_seq = models.PositiveIntegerField(default=0)
+    # Admission: a queued execution held back by a concurrency bound has a reason and no node run yet; it starts
+    # at `start_node`. Every other queued or running execution holds a slot.
+    waiting_reason = models.CharField(max_length=32, choices=WaitingReason.choices, blank=True, default="")
+    start_node = models.CharField(max_length=200, blank=True, default="")
+    # Completion callback: where the ExecutionStatus is POSTed once the run ends, and how that went.
+    callback_url = models.CharField(max_length=2000, blank=True, default="")
+    callback_attempts = models.PositiveIntegerField(default=0)
+    callback_delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -76,6 +91,18 @@ class Execution(models.Model):
             models.Index(fields=["account", "flow"]),
             # `/executions?schedule_id=` and a schedule's own history.
             models.Index(F("account"), KT("trigger__schedule_id"), name="execution_schedule"),
+            # The slots held: few rows (at most the bounds), counted on every admission.
+            models.Index(
+                fields=["account", "flow"],
+                condition=models.Q(status__in=["queued", "running"], waiting_reason=""),
+                name="execution_holding_slot",
+            ),
+            # The waiting line, FIFO per flow.
+            models.Index(
+                fields=["account", "flow", "created_at"],
+                condition=models.Q(status="queued") & ~models.Q(waiting_reason=""),
+                name="execution_waiting",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from accounts.serializers import StrictSerializer
-from executions.models import ExecutionEvent, ExecutionStatus, NodeRun
+from executions.models import ExecutionEvent, ExecutionStatus, NodeRun, WaitingReason
 from flowrunner.openapi import AnyJsonField, json_object
 
 EXECUTION_STATUSES = ExecutionStatus.choices
@@ -41,6 +41,16 @@ class RunRequestSerializer(StrictSerializer):
     """Body of POST /flows/{flow_id}/run (optional)."""
 
     input = InputField(required=False, default=dict)
+    callback_url = serializers.CharField(
+        required=False,
+        allow_null=True,
+        max_length=2000,
+        trim_whitespace=False,
+        help_text="An http or https URL that receives the ExecutionStatus (POST, JSON) once the execution ends, "
+        "signed with the account's callback secret (`X-FlowRunner-Signature: sha256=<hex HMAC-SHA256 of the "
+        "body>`; the secret is in GET /accounts/me). Failed deliveries (no 2xx answer) are retried with "
+        "exponential backoff; each attempt is in the execution's logs. Subject to the egress policy of nodes.",
+    )
 
     def validate_input(self, value: Any) -> Any:
         if value is None:
@@ -85,6 +95,14 @@ class ExecutionStatusSerializer(serializers.Serializer):
     start_time = serializers.DateTimeField(allow_null=True)
     end_time = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
+    waiting_reason = serializers.ChoiceField(
+        choices=WaitingReason.choices,
+        allow_null=True,
+        help_text="Why a queued execution has not started: `flow_concurrency` (its flow's "
+        "`metadata.concurrency` executions already hold a slot, or older ones of the flow wait first) or "
+        "`account_concurrency` (FLOWRUNNER_ACCOUNT_MAX_RUNNING reached). It starts, FIFO per flow, when a slot "
+        "frees. Null otherwise.",
+    )
 
 
 class NodeRunSerializer(serializers.ModelSerializer):

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
-from executions import callbacks, dispatch, idempotency, transitions
+from executions import admission, callbacks, dispatch, idempotency, lifecycle, transitions
 from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
 from flowrunner.exceptions import Conflict, NotFound, ValidationFailed
@@ -53,7 +53,8 @@ def execution_start(
     callback_url: str | None = None,
     trigger: dict[str, Any] | None = None,
 ) -> tuple[Execution, bool]:
-    """Create an execution and its first node run, enqueued on commit. Returns (execution, created).
+    """Create an execution and its first node run, enqueued on commit — or, beyond its flow's or account's
+    concurrency bound, a queued execution that waits for admission. Returns (execution, created).
 
     `trigger` records what started it (default: the API, or the retried execution when `retry_of` is given).
 
@@ -85,6 +86,10 @@ def execution_start(
         trigger = {"type": "retry", "retry_of": str(retry_of.id)} if retry_of is not None else {"type": "api"}
     try:
         with transaction.atomic():
+            # Beyond a concurrency bound the execution waits, queued without a node run, for admission.
+            waiting = admission.reason_to_wait(
+                account_id=account.id, flow_id=flow.id, concurrency=spec.concurrency
+            )
             execution = Execution.objects.create(
                 account=account,
                 flow=flow,
@@ -97,12 +102,17 @@ def execution_start(
                 trigger=trigger,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 steps=1,
+                callback_url=callback_url or "",
+                waiting_reason=waiting,
+                start_node=first if waiting else "",
             )
             # A new row nobody else can see yet: its events go in one batch like a locked execution's.
             with locked_execution_work(execution):
                 transitions.record_status(execution)
-                node_run = transitions.node_run_create(execution=execution, node_id=first, step=1)
-            enqueue_node_run(node_run, spec.nodes[first])
+                if not waiting:
+                    node_run = transitions.node_run_create(execution=execution, node_id=first, step=1)
+            if not waiting:
+                enqueue_node_run(node_run, spec.nodes[first])
     except IntegrityError:
         # A concurrent request with the same key won the insert: answer as if it had come first.
         existing = (
@@ -136,6 +146,9 @@ def execution_cancel(*, execution: Execution) -> bool:
             open_runs, account_id=execution.account_id, error="execution canceled"
         )
     dispatch.revoke_on_commit([run.task_id for run in moved])
+    lifecycle.execution_ended(
+        execution_id=execution.id, account_id=execution.account_id, flow_id=execution.flow_id
+    )
     return True
 
 

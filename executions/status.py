@@ -54,6 +54,8 @@ def execution_status(
         "start_time": iso(execution.started_at),
         "end_time": iso(execution.finished_at),
         "created_at": iso(execution.created_at),
+        # Only a queued execution waits; the reason stays on the row after it is canceled, not in its status.
+        "waiting_reason": (execution.waiting_reason or None) if execution.status == "queued" else None,
     }
     if not with_input:
         del status["input"]

@@ -86,6 +86,7 @@ class FlowRunView(ApiViewMixin, APIView):
             user=request.user,
             input=body.validated_data.get("input") or {},
             idempotency_key=key,
+            callback_url=body.validated_data.get("callback_url"),
         )
         return Response(
             _run_response(execution), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -1,4 +1,5 @@
-"""The Celery app: JSON only, late acks, one task at a time per process; tasks are found in `workers.tasks`."""
+"""The Celery app: JSON only, late acks, one task at a time per process; tasks are found in `workers.tasks` and
+`executions.tasks`."""
 
 import os
 from pathlib import Path
@@ -29,7 +30,7 @@ app.conf.update(
     # keeps countdown tasks from being redelivered over and over while they wait.
     broker_transport_options={"visibility_timeout": 3600, "polling_interval": 0.01},
     result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
-    imports=("workers.tasks",),
+    imports=("workers.tasks", "executions.tasks"),
     beat_scheduler="flowrunner.celery:StateScheduler",
 )
 # Celery's Django fixup would otherwise close (in prefork: destroy) the connection pool around every task,
@@ -52,6 +53,10 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
 
     sender.add_periodic_task(
         settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature("flowrunner.reap"), name="reaper"
+    )
+    # Starts executions still waiting for a slot that freed when no admission followed (a process died).
+    sender.add_periodic_task(
+        settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature("flowrunner.admit"), name="admission"
     )
 
 

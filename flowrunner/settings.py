@@ -286,6 +286,13 @@ FLOWRUNNER_AUTH_FAILURE_WINDOW = _seconds("FLOWRUNNER_AUTH_FAILURE_WINDOW", "60s
 FLOWRUNNER_BASIC_AUTH_CACHE_SECONDS = _seconds("FLOWRUNNER_BASIC_AUTH_CACHE_SECONDS", "60s")
 FLOWRUNNER_WS_MAX_FRAME_BYTES = _int("FLOWRUNNER_WS_MAX_FRAME_BYTES", 65_536, minimum=1024)
 FLOWRUNNER_WS_MAX_SUBSCRIPTIONS = _int("FLOWRUNNER_WS_MAX_SUBSCRIPTIONS", 1000, minimum=1)
+# Executions of one account holding a slot (queued to start, or running) at once; 0 is no bound.
+FLOWRUNNER_ACCOUNT_MAX_RUNNING = _int("FLOWRUNNER_ACCOUNT_MAX_RUNNING", 0, minimum=0)
+# Completion callbacks: attempts in all, the wait before the first retry (doubled for each next one, at most
+# an hour) and each attempt's HTTP timeout.
+FLOWRUNNER_CALLBACK_MAX_ATTEMPTS = _int("FLOWRUNNER_CALLBACK_MAX_ATTEMPTS", 8, minimum=1)
+FLOWRUNNER_CALLBACK_RETRY_WAIT = _seconds("FLOWRUNNER_CALLBACK_RETRY_WAIT", "10s")
+FLOWRUNNER_CALLBACK_TIMEOUT = _seconds("FLOWRUNNER_CALLBACK_TIMEOUT", "10s")
 
 
 def _egress_hosts(name: str) -> list[str]:

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from accounts.redaction import LazyRedactor
 from accounts.selectors import secrets_decrypted
-from executions import dispatch, transitions
-from executions.models import NodeRun
+from executions import dispatch, lifecycle, transitions
+from executions.models import TERMINAL_EXECUTION_STATUSES, NodeRun
 from executions.services import node_task_options
 from flows.dsl.durations import DurationError, parse_duration
 from flows.dsl.spec import FlowSpec, NodeSpec
@@ -355,6 +355,12 @@ def finish(
             f"FLOWRUNNER_MAX_DOCUMENT_BYTES ({limit})"
         )
         result = _store_failure(claimed, spec, node, reason, kind)
+    if result["outcome"] == "done" and result.get("status") in TERMINAL_EXECUTION_STATUSES:
+        lifecycle.execution_ended(
+            execution_id=claimed.execution["id"],
+            account_id=claimed.execution["account_id"],
+            flow_id=claimed.execution["flow_id"],
+        )
     if result["outcome"] == "retry":
         return RetryLater(int(result["next_run"]), float(decision["retry"]["delay"])), result
     return None, result

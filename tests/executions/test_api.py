@@ -153,8 +153,10 @@ def test_execution_detail_is_the_execution_status_shape(api, flow):
         "start_time",
         "end_time",
         "created_at",
+        "waiting_reason",
     }
     assert body["status"] == "queued" and body["progress"] == 0 and body["end_time"] is None
+    assert body["waiting_reason"] is None
 
 
 def test_execution_list_is_paginated_and_filtered(api, flow):

@@ -44,6 +44,8 @@ DEFAULT_STACK_ENV = {
     # Flows under test call servers the test runs on loopback, which a shared server refuses by default; the
     # egress tests start a worker of their own with the default policy.
     "FLOWRUNNER_HTTP_ALLOW_PRIVATE": "true",
+    # Completion callbacks retried after 200ms, 400ms, ... rather than 10s, 20s, ...
+    "FLOWRUNNER_CALLBACK_RETRY_WAIT": "200ms",
 }
 STARTUP_TIMEOUT = float(os.environ.get("FLOWRUNNER_IT_STARTUP_TIMEOUT", "90"))
 STOP_TIMEOUT = 10.0

@@ -1,0 +1,57 @@
+"""What follows an execution's end, once it has committed: its completion callback is enqueued and the
+executions waiting for the slot it held are admitted."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from celery import current_app
+from django.db import connection, transaction
+
+from executions import admission
+from executions.models import Execution
+
+logger = logging.getLogger(__name__)
+
+DELIVER_CALLBACK = "flowrunner.deliver_callback"
+
+# One round trip per end, whatever the flow: the callback URL, and whether anyone of the account waits.
+_AFTER_END_SQL = f"""
+SELECT e.callback_url, EXISTS (
+    SELECT 1 FROM {Execution._meta.db_table} w
+     WHERE w.account_id = e.account_id AND w.status = 'queued' AND w.waiting_reason <> '')
+  FROM {Execution._meta.db_table} e WHERE e.id = %s
+"""
+
+
+def execution_ended(*, execution_id: Any, account_id: Any, flow_id: str) -> None:
+    """Called once by the path that made the execution terminal (a node's finish, a cancel); the work runs
+    after that transaction commits (at once in autocommit)."""
+    transaction.on_commit(lambda: _after_end(execution_id, account_id, flow_id))
+
+
+def _after_end(execution_id: Any, account_id: Any, flow_id: str) -> None:
+    # Never raises into the engine: a lost admission is redone by the sweep.
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_AFTER_END_SQL, [uuid.UUID(str(execution_id))])
+            row = cursor.fetchone()
+        if row is None:
+            return
+        callback_url, someone_waits = row
+        if callback_url:
+            send_callback(execution_id)
+        if someone_waits:
+            admission.admit(account_id=account_id, flow_id=flow_id)
+    except Exception:
+        logger.exception("after the end of execution %s", execution_id)
+
+
+def send_callback(execution_id: Any) -> None:
+    """Publish the first delivery attempt (the task retries itself); a broker failure is logged."""
+    try:
+        current_app.send_task(DELIVER_CALLBACK, args=[str(execution_id), 1])
+    except Exception:
+        logger.warning("could not enqueue the callback of execution %s", execution_id, exc_info=True)

@@ -1,0 +1,76 @@
+"""The engine's end of an execution, in-process: it admits what waited for the slot, at one statement's cost."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from executions import dispatch
+from executions.models import Execution, NodeRun
+from executions.services import execution_start
+from flows.services import flow_create
+from workers import engine
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ONE_AT_A_TIME = """
+metadata: {name: one at a time, concurrency: 1}
+nodes:
+  a: {type: transform, params: {script: "if (input.fail) throw new Error('boom'); return {a: 1}"}}
+"""
+FREE = """
+metadata: {name: free}
+nodes:
+  a: {type: transform, params: {script: "return {a: 1}"}}
+"""
+
+
+def _run(sent, execution_id=None):
+    index = 0
+    if execution_id is not None:
+        index = next(
+            i
+            for i, (_, run_id, _) in enumerate(sent)
+            if NodeRun.objects.get(id=run_id).execution_id == execution_id
+        )
+    task, node_run_id, options = sent.pop(index)
+    assert task == dispatch.RUN_NODE
+    return engine.run_node(node_run_id, task_id=options.get("task_id") or "t1", hostname="w@h")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_admission_engine_end_of_a_run_starts_the_waiting_one(member, sent, fail):
+    # given a flow run one at a time, one execution running and one waiting
+    account, user = member
+    flow = flow_create(account=account, user=user, content=ONE_AT_A_TIME)
+    first, _ = execution_start(account=account, flow=flow, input={"fail": fail})
+    second, _ = execution_start(account=account, flow=flow)
+    assert [run for _, run, _ in sent] == [NodeRun.objects.get(execution=first).id]
+    # when the first one's node completes (or fails) in a worker
+    _run(sent)
+    # then the first ended and the waiting one got its node run, published
+    first.refresh_from_db()
+    assert first.status == ("failed" if fail else "completed")
+    assert [run for _, run, _ in sent] == [NodeRun.objects.get(execution=second).id]
+    _run(sent)
+    second.refresh_from_db()
+    assert second.status == "completed" and second.waiting_reason == ""
+
+
+def test_admission_engine_end_costs_one_statement_without_callback_or_waiting(member, sent):
+    # given an execution of an unbounded flow, without a callback (flow version cached, connection open)
+    account, user = member
+    flow = flow_create(account=account, user=user, content=FREE)
+    execution_start(account=account, flow=flow)
+    _run(sent)
+    execution, _ = execution_start(account=account, flow=flow)
+    # when its last node runs
+    with CaptureQueriesContext(connection) as queries:
+        _run(sent)
+    # then the end added one statement to the claim and the finish
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) == 3, statements
+    assert "flowrunner_claim" in statements[0] and "flowrunner_finish" in statements[1]
+    assert "callback_url" in statements[2]
+    assert Execution.objects.get(id=execution.id).status == "completed"
