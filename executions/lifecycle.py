@@ -52,6 +52,6 @@ def _after_end(execution_id: Any, account_id: Any, flow_id: str) -> None:
 def send_callback(execution_id: Any) -> None:
     """Publish the first delivery attempt (the task retries itself); a broker failure is logged."""
     try:
-        current_app.send_task(DELIVER_CALLBACK, args=[str(execution_id), 1])
+        current_app.send_task(DELIVER_CALLBACK, args=[str(execution_id), 1], ignore_result=True)
     except Exception:
         logger.warning("could not enqueue the callback of execution %s", execution_id, exc_info=True)

@@ -101,7 +101,8 @@ def migrate(*, verbosity: int = 0) -> None:
 
 
 class Reaper(threading.Thread):
-    """What `celery beat` does in a deployment: run the stuck-run reaper every FLOWRUNNER_REAPER_INTERVAL."""
+    """What `celery beat` does in a deployment: run the stuck-run reaper (and the admission sweep) every
+    FLOWRUNNER_REAPER_INTERVAL."""
 
     def __init__(self, interval: float) -> None:
         super().__init__(name="flowrunner-reaper", daemon=True)
@@ -111,12 +112,14 @@ class Reaper(threading.Thread):
     def run(self) -> None:
         from django.db import close_old_connections, connection
 
+        from executions.admission import admit_all
         from workers.reaper import reap
 
         while not self.stopped.wait(self.interval):
             try:
                 close_old_connections()
                 reap()
+                admit_all()
             except Exception:  # one failed pass must not end the loop: the next one retries everything
                 logger.warning("reaper pass failed", exc_info=True)
                 connection.close()
