@@ -142,6 +142,7 @@ def test_me_returns_the_callers_account(api, member):
         "name": "alice",
         "username": "alice",
         "created_at": response.json()["created_at"],
+        "callback_secret": response.json()["callback_secret"],
     }
 
 
