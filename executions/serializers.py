@@ -36,21 +36,32 @@ class TriggerField(serializers.JSONField):
     pass
 
 
+# What the service accepts, told to client generators and fuzzers: http(s), a host (no credentials, no port past
+# 9999 written), then anything without spaces. An address literal the egress policy refuses is still a 400.
+CALLBACK_URL_PATTERN = r"^https?://[^\s/?#@:\[\]]+(:[0-9]{1,4})?([/?#][^\s]*)?$"
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "maxLength": 2000,
+        "pattern": CALLBACK_URL_PATTERN,
+        "description": "An http or https URL that receives the ExecutionStatus (POST, JSON) once the execution "
+        "ends, signed with the account's callback secret (`X-FlowRunner-Signature: sha256=<hex HMAC-SHA256 of "
+        "the body>`; the secret is in GET /accounts/me). Failed deliveries (no 2xx answer) are retried with "
+        "exponential backoff; each attempt is in the execution's logs. Subject to the egress policy of nodes.",
+    }
+)
+class CallbackUrlField(serializers.CharField):
+    pass
+
+
 @extend_schema_serializer(component_name="Run")
 class RunRequestSerializer(StrictSerializer):
     """Body of POST /flows/{flow_id}/run (optional)."""
 
     input = InputField(required=False, default=dict)
-    callback_url = serializers.CharField(
-        required=False,
-        allow_null=True,
-        max_length=2000,
-        trim_whitespace=False,
-        help_text="An http or https URL that receives the ExecutionStatus (POST, JSON) once the execution ends, "
-        "signed with the account's callback secret (`X-FlowRunner-Signature: sha256=<hex HMAC-SHA256 of the "
-        "body>`; the secret is in GET /accounts/me). Failed deliveries (no 2xx answer) are retried with "
-        "exponential backoff; each attempt is in the execution's logs. Subject to the egress policy of nodes.",
-    )
+    callback_url = CallbackUrlField(required=False, allow_null=True, max_length=2000, trim_whitespace=False)
 
     def validate_input(self, value: Any) -> Any:
         if value is None:
