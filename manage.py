@@ -9,8 +9,8 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowrunner.settings")
     from django.core.management import execute_from_command_line
 
-    from flowrunner import dbsetup
-    from flowrunner.embedded import database
+    from flowrunner.cli import dbsetup
+    from flowrunner.cli.embedded import database
 
     if sys.argv[1:2] == ["migrate"] and dbsetup.configured():
         # A configured server's database is created here when missing, as `flowrunner serve --migrate` does.

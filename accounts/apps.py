@@ -10,6 +10,6 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         # Importing registers the OpenAPI security schemes of our authentication classes.
         from accounts import schema  # noqa: F401
-        from flowrunner import dbpool
+        from core import dbpool
 
         dbpool.install()

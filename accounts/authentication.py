@@ -1,12 +1,13 @@
 """DRF authentication classes: Bearer API token, cached HTTP Basic, session (CSRF enforced)."""
 
-# This module is imported while rest_framework.views itself is loading (DRF reads
-# DEFAULT_AUTHENTICATION_CLASSES at import time), so it must not import flowrunner.exceptions or anything
-# that does; the credential logic lives in accounts.credentials and is imported on first use.
-
 from __future__ import annotations
 
 from rest_framework import authentication
+
+from accounts.credentials import bearer_token, token_for_bearer, user_for_authorization
+from accounts.throttling import client_ip
+from core.api.exceptions import api_exception
+from core.errors import ApplicationError
 
 # DRF puts the first authentication class's header on every 401; Basic is the scheme the API documents first.
 WWW_AUTHENTICATE = 'Basic realm="api"'
@@ -25,13 +26,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request)
         if _scheme(header) != b"bearer":
             return None
-        from accounts.credentials import bearer_token, token_for_bearer
-        from accounts.throttling import client_ip
-
-        raw = bearer_token(header)
-        if raw is None:
-            return None
-        token = token_for_bearer(raw, client_ip=client_ip(request))
+        try:
+            raw = bearer_token(header)
+            if raw is None:
+                return None
+            token = token_for_bearer(raw, client_ip=client_ip(request))
+        except ApplicationError as exc:
+            raise api_exception(exc)
         return (token.user, token)
 
     def authenticate_header(self, request) -> str:
@@ -45,10 +46,10 @@ class CachedBasicAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request)
         if _scheme(header) != b"basic":
             return None
-        from accounts.credentials import user_for_authorization
-        from accounts.throttling import client_ip
-
-        user = user_for_authorization(header, client_ip=client_ip(request), request=request)
+        try:
+            user = user_for_authorization(header, client_ip=client_ip(request), request=request)
+        except ApplicationError as exc:
+            raise api_exception(exc)
         return (user, None) if user is not None else None
 
     def authenticate_header(self, request) -> str:

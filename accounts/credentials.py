@@ -17,13 +17,12 @@ from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
-from rest_framework import exceptions
 
 from accounts import throttling
 from accounts.models import ApiToken, Membership
 from accounts.selectors import NoAccount
 from accounts.services import token_digest
-from flowrunner.exceptions import ApiError
+from core.errors import NotAuthenticated
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +31,8 @@ _MAX_TOKEN_CHARS = 256
 _BASIC_CACHE_PREFIX = "fr:basic:"
 
 
-class InvalidCredentials(ApiError, exceptions.AuthenticationFailed):
-    """401 in the envelope. Subclassing AuthenticationFailed makes DRF add WWW-Authenticate."""
-
-    status_code = 401
-    default_code = "invalid_credentials"
-    default_detail = "Invalid username or password."
+class InvalidCredentials(NotAuthenticated):
+    """Wrong, expired or malformed credentials (401)."""
 
 
 def has_account(user: AbstractBaseUser) -> bool:
@@ -192,7 +187,7 @@ def user_for_authorization(
     header: str | bytes | None, *, client_ip: str, request: HttpRequest | None = None
 ) -> AbstractBaseUser | None:
     """Check an `Authorization` header value: Bearer or Basic → the user (with an account); no header or
-    another scheme → None; wrong credentials → InvalidCredentials (401) or Throttled (429); the right password
+    another scheme → None; wrong credentials → InvalidCredentials (401) or TooManyAttempts (429); the right password
     of a user without an account → NoAccount (403). Synchronous: call it through database_sync_to_async from
     Channels."""
     if isinstance(header, bytes):

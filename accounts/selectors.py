@@ -9,15 +9,14 @@ from django.db.models import QuerySet
 
 from accounts import vault
 from accounts.models import Account, Membership, Secret
-from flowrunner.exceptions import ApiError, NotFound
+from core.errors import Forbidden, NotFound
 
 
-class NoAccount(ApiError):
+class NoAccount(Forbidden):
     """403: the credentials are right, but the user belongs to no account (e.g. made with createsuperuser)."""
 
-    status_code = 403
     default_code = "no_account"
-    default_detail = (
+    default_message = (
         "This user does not belong to an account: give it a membership in the admin (Accounts → Memberships), "
         "or use a user made by `flowrunner createaccount` or POST /api/v1/accounts."
     )

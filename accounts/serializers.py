@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import SECRET_KEY_PATTERN
 from accounts.services import SECRET_VALUE_MAX_CHARS
+from core.api.serializers import StrictSerializer, StringField
 
 # Signup takes ASCII names: Django would accept any Unicode letter, but then normalizes the name (NFKC), which
 # can turn a valid name into an invalid one (`¼` → `1⁄4`) or a longer one; ASCII is what the schema can state.
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@+-]+\Z"
-
-
-class StrictSerializer(serializers.Serializer):
-    """A request serializer that answers 400 for fields it does not know (a typo must not pass silently)."""
-
-    # The OpenAPI schema says so too (`additionalProperties: false`, flowrunner.openapi).
-    rejects_unknown_fields = True
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
-
-
-class StringField(serializers.CharField):
-    """A CharField that takes only JSON strings (DRF's also coerces numbers) and keeps whitespace as sent."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("trim_whitespace", False)
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class CredentialsSerializer(StrictSerializer):

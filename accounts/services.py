@@ -18,7 +18,7 @@ from django.utils import timezone
 from accounts import vault
 from accounts.models import SECRET_KEY_PATTERN, Account, ApiToken, Membership, Secret
 from accounts.selectors import account_for_user
-from flowrunner.exceptions import Conflict, NotFound, ValidationFailed
+from core.errors import Conflict, NotFound, ValidationFailed
 
 TOKEN_PREFIX = "fr_"
 # Bounded so one request cannot make the database store megabytes of ciphertext per key.

@@ -10,7 +10,8 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
-from rest_framework.exceptions import Throttled
+
+from core.errors import TooManyAttempts
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def _keys(*, username: str | None, ip: str | None) -> list[str]:
 
 
 def check(*, username: str | None = None, ip: str | None = None) -> None:
-    """Raise Throttled (429) if the username or the IP has used up its failures for the current window."""
+    """Raise TooManyAttempts (429) if the username or the IP has used up its failures for the current window."""
     keys = _keys(username=username, ip=ip)
     try:
         counts = cache.get_many([*keys, *(f"{key}:start" for key in keys)])
@@ -56,7 +57,9 @@ def check(*, username: str | None = None, ip: str | None = None) -> None:
         if int(counts.get(key) or 0) >= limit:
             started = counts.get(f"{key}:start") or time.time()
             wait = max(1, math.ceil(started + failure_window() - time.time()))
-            raise Throttled(wait=wait, detail="Too many failed authentication attempts; try again later.")
+            raise TooManyAttempts(
+                "Too many failed authentication attempts; try again later.", retry_after=wait
+            )
 
 
 def record_failure(*, username: str | None = None, ip: str | None = None) -> None:

@@ -14,7 +14,6 @@ from rest_framework.views import APIView
 from accounts import selectors, services, throttling
 from accounts.authentication import WWW_AUTHENTICATE, SessionAuthentication
 from accounts.credentials import authenticate_password
-from accounts.http import ApiViewMixin
 from accounts.models import SECRET_KEY_PATTERN, ApiToken
 from accounts.serializers import (
     AccountSerializer,
@@ -27,8 +26,9 @@ from accounts.serializers import (
     SignupSerializer,
 )
 from accounts.services import SECRET_KEY_MAX_CHARS
-from flowrunner.exceptions import ApiError
-from flowrunner.openapi import errors
+from core.api.openapi import errors
+from core.api.views import ApiViewMixin
+from core.errors import ApplicationError, Forbidden
 
 _ACCOUNT_ID = OpenApiParameter(
     "account_id", str, OpenApiParameter.PATH, description="The caller's account id, or `me`."
@@ -68,7 +68,7 @@ class SignupView(ApiViewMixin, APIView):
     )
     def post(self, request: Request) -> Response:
         if not settings.FLOWRUNNER_ALLOW_SIGNUP:
-            raise ApiError("Signup is disabled on this server.", code="signup_disabled", status_code=403)
+            raise Forbidden("Signup is disabled on this server.", code="signup_disabled")
         body = SignupSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         account, user = services.account_signup(**body.validated_data)
@@ -139,7 +139,7 @@ class LogoutView(ApiViewMixin, APIView):
         elif isinstance(request.successful_authenticator, SessionAuthentication):
             session_logout(request._request)
         else:
-            raise ApiError(
+            raise ApplicationError(
                 "Only a bearer token or a session can be logged out; Basic credentials stay valid.",
                 code="not_revocable",
             )

@@ -9,9 +9,9 @@ from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
-from rest_framework.exceptions import Throttled
 
 from accounts import throttling
+from core.errors import TooManyAttempts
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
@@ -23,9 +23,9 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         ip = throttling.client_ip(self.request) if self.request else None
         try:
             throttling.check(username=username, ip=ip)
-        except Throttled as exc:
+        except TooManyAttempts as exc:
             raise forms.ValidationError(
-                f"Too many failed sign-ins; try again in {exc.wait or 60:.0f} seconds.", code="throttled"
+                f"Too many failed sign-ins; try again in {exc.retry_after:.0f} seconds.", code="throttled"
             )
         try:
             cleaned = super().clean()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from flowrunner.exceptions import NotFound
+from core.errors import NotFound
 
 
 def content_security_policy(request: HttpRequest) -> str:

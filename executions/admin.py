@@ -14,9 +14,9 @@ from django.utils.html import format_html
 
 from accounts.redaction import Redactor
 from accounts.selectors import secret_values
+from core.errors import ApplicationError
 from executions import services
 from executions.models import Execution, ExecutionEvent, NodeRun
-from flowrunner.exceptions import ApiError
 
 # An execution with a long loop has thousands of events; the page shows the latest ones (the API has all).
 EVENT_LIMIT = 500
@@ -202,8 +202,8 @@ class ExecutionAdmin(admin.ModelAdmin):
         for execution in queryset.select_related("flow", "flow_version", "account"):
             try:
                 new = services.execution_retry(execution=execution, user=request.user)
-            except ApiError as exc:
-                refused.append(f"{execution.id} ({exc.detail})")
+            except ApplicationError as exc:
+                refused.append(f"{execution.id} ({exc.message})")
                 continue
             started.append(f"{execution.id} → {new.id}")
         if started:

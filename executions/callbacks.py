@@ -19,10 +19,10 @@ from django.utils import timezone
 from accounts.redaction import Redactor
 from accounts.selectors import secret_values
 from accounts.services import account_callback_secret
+from core.errors import ValidationFailed
 from executions import transitions
 from executions.models import TERMINAL_EXECUTION_STATUSES, Execution
 from executions.selectors import redacted_status
-from flowrunner.exceptions import ValidationFailed
 from flows.nodes.egress import EgressPolicy, EgressRefused, PinnedTransport
 
 MAX_URL_LENGTH = 2000

@@ -52,7 +52,7 @@ CATCH_UP_MAX_AFTER = 30.0
 class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
     """One connection. The handshake guard (executions.ws_auth) has put `account_id` in the scope.
 
-    With the hub layer (flowrunner.hub) the consumer subscribes to its groups as a local hub subscriber: a
+    With the hub layer (core.hub) the consumer subscribes to its groups as a local hub subscriber: a
     live message lands in its bounded outbox and a pump task writes it, so a frame is decoded and encoded
     once per process, not per socket. Other layers (embedded mode) deliver through the consumer's channel."""
 

@@ -11,18 +11,17 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Account
+from core.errors import Unprocessable
 from executions.models import Execution
-from flowrunner.exceptions import ApiError
 from flows.models import Flow
 
 
-class IdempotencyKeyReused(ApiError):
+class IdempotencyKeyReused(Unprocessable):
     """422, as payment APIs answer: the key already started a run with another body, which a retry of the same
     request never has, so the caller is about to lose a run it meant to start."""
 
-    status_code = 422
     default_code = "idempotency_key_reused"
-    default_detail = "This Idempotency-Key was already used for a run of this flow with a different input."
+    default_message = "This Idempotency-Key was already used for a run of this flow with a different input."
 
 
 def key_digest(*, flow: Flow, key: str) -> str:

@@ -10,9 +10,9 @@ from django.db.models import F, QuerySet
 from accounts.models import Account
 from accounts.redaction import Redactor
 from accounts.selectors import secret_values
+from core.errors import NotFound, ValidationFailed
 from executions.models import Execution, ExecutionEvent, NodeRun
 from executions.status import execution_status
-from flowrunner.exceptions import NotFound, ValidationFailed
 
 
 def execution_list(

@@ -7,9 +7,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from accounts.serializers import StrictSerializer
+from core.api.openapi import AnyJsonField, json_object
+from core.api.serializers import StrictSerializer
 from executions.models import ExecutionEvent, ExecutionStatus, NodeRun, WaitingReason
-from flowrunner.openapi import AnyJsonField, json_object
 
 EXECUTION_STATUSES = ExecutionStatus.choices
 

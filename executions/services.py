@@ -8,10 +8,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
+from core.errors import Conflict, NotFound, ValidationFailed
 from executions import admission, callbacks, dispatch, idempotency, lifecycle, transitions
 from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
-from flowrunner.exceptions import Conflict, NotFound, ValidationFailed
 from flows.dsl.spec import FlowSpec, NodeSpec
 from flows.models import Flow, FlowVersion
 from flows.nodes.registry import get_kind

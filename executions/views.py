@@ -10,8 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.http import ApiViewMixin
 from accounts.selectors import account_for_user
+from core.api.openapi import NO_NUL, errors
+from core.api.pagination import LimitOffsetPagination
+from core.api.views import ApiViewMixin
+from core.errors import Conflict, ValidationFailed
 from executions import selectors, services
 from executions.models import Execution, ExecutionStatus
 from executions.serializers import (
@@ -23,9 +26,6 @@ from executions.serializers import (
     RunResponseSerializer,
     log_row,
 )
-from flowrunner.exceptions import Conflict, ValidationFailed
-from flowrunner.openapi import NO_NUL, errors
-from flowrunner.pagination import LimitOffsetPagination
 from flows.http import flow_id_or_404
 from flows.selectors import flow_get
 

@@ -11,9 +11,9 @@ from channels.security.websocket import WebsocketDenier
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
-from rest_framework.exceptions import APIException
 
 from accounts.credentials import has_account, user_for_authorization
+from core.errors import ApplicationError
 from executions.ws_selectors import ws_database_sync_to_async
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def _user_for_header_sync(header: bytes, ip: str) -> tuple[Any, Any] | None:
     """
     try:
         user = user_for_authorization(header, client_ip=ip)
-    except APIException as exc:  # InvalidCredentials (401) or Throttled (429): both refuse the handshake
-        logger.info("websocket handshake refused from %s: %s", ip, exc.detail)
+    except ApplicationError as exc:  # wrong credentials (401), throttled (429), no account (403): all refuse
+        logger.info("websocket handshake refused from %s: %s", ip, exc.message)
         return None
     if user is None:
         return None

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
+from core.errors import NotFound
 from executions.events import account_group, execution_group
 from executions.ws_frames import (
     FrameError,
@@ -19,7 +20,6 @@ from executions.ws_frames import (
 )
 from executions.ws_inbox import FLOOD_CLOSE_CODE, MAX_BACKLOG_BYTES, MAX_BACKLOG_FRAMES
 from executions.ws_selectors import subscription_open
-from flowrunner.exceptions import NotFound
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """Django-level error handlers: API paths get the JSON envelope, never an HTML page or a stack trace."""
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
-from flowrunner.exceptions import error_body, json_error
+from core.api.exceptions import error_response, json_error
+from core.api.views import body_too_large
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -16,11 +16,7 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     if _is_api(request):
         if isinstance(exception, RequestDataTooBig):
             # Django reports an over-limit body as a SuspiciousOperation (400); the API documents 413.
-            limit = settings.FLOWRUNNER_MAX_BODY_BYTES
-            body = error_body(
-                "payload_too_large", f"The request body is larger than {limit} bytes.", {"limit": limit}
-            )
-            return JsonResponse(body, status=413)
+            return error_response(body_too_large())
         return json_error(400, "bad_request", "Bad request.")
     return defaults.bad_request(request, exception)
 

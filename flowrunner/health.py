@@ -13,14 +13,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import authentication, serializers
+from rest_framework import authentication, exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication, CachedBasicAuthentication
-from accounts.credentials import InvalidCredentials
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +161,7 @@ class HealthView(APIView):
         # whose 429 goes through.
         try:
             super().perform_authentication(request)
-        except InvalidCredentials:
+        except exceptions.AuthenticationFailed:
             pass  # DRF has already made the request anonymous
 
     @extend_schema(

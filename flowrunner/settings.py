@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
-from flows.dsl.durations import DurationError, parse_duration
+from core.durations import DurationError, parse_duration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(os.environ.get("FLOWRUNNER_ENV_FILE", BASE_DIR / ".env"), override=False)
@@ -208,7 +208,7 @@ DATABASES = {
                 "max_size": _int("FLOWRUNNER_POSTGRES_POOL_SIZE", 10, minimum=1),
                 # How long a request waits for a connection the pool must open: with PostgreSQL down, the
                 # time to its 503. A full pool whose connections are all busy is waited on longer
-                # (flowrunner/dbpool.py), since those come back.
+                # (core/dbpool.py), since those come back.
                 "timeout": _seconds("FLOWRUNNER_POSTGRES_POOL_TIMEOUT", "1s"),
             },
         },
@@ -238,13 +238,13 @@ LOGIN_REDIRECT_URL = "/"
 REDIS_URL = _env("FLOWRUNNER_REDIS_URL")
 EMBEDDED = REDIS_URL is None
 if REDIS_URL:
-    # The hub (flowrunner.hub): a group message is one PUBLISH, crosses Redis once per web process and is
+    # The hub (core.hub): a group message is one PUBLISH, crosses Redis once per web process and is
     # decoded once there for all its local sockets. Pub/sub drops what is published while a process is not
     # subscribed (a Redis restart); the consumer's gap fill and catch-up read those events back from PostgreSQL.
     # FLOWRUNNER_WS_HUB=false goes back to channels_redis' list-based layer (a message per consumer).
     if _bool("FLOWRUNNER_WS_HUB", True):
         CHANNEL_LAYERS = {
-            "default": {"BACKEND": "flowrunner.hub.RedisHubChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+            "default": {"BACKEND": "core.hub.RedisHubChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
         }
     else:
         CHANNEL_LAYERS = {
@@ -258,7 +258,7 @@ if REDIS_URL:
         }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "flowrunner.layers.EmbeddedChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "core.layers.EmbeddedChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
@@ -329,9 +329,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PAGINATION_CLASS": "flowrunner.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "flowrunner.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.handler.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "flowrunner.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {

@@ -183,15 +183,15 @@ class FlowAdmin(AccountScopedAdmin):
     @admin.action(description="Run selected flows (empty input)", permissions=["run"])
     def run(self, request: HttpRequest, queryset: QuerySet[Flow]) -> None:
         # Imported here: flows sits below executions in the layers; only this admin adapter reaches up.
+        from core.errors import ApplicationError
         from executions.services import execution_start
-        from flowrunner.exceptions import ApiError
 
         started, refused = [], []
         for flow in queryset.select_related("account", "current_version"):
             try:
                 execution, _ = execution_start(account=flow.account, flow=flow, user=request.user, input={})
-            except ApiError as exc:
-                refused.append(f"{flow.id} ({exc.detail})")
+            except ApplicationError as exc:
+                refused.append(f"{flow.id} ({exc.message})")
                 continue
             started.append(f"{flow.id} → {execution.id}")
         if started:

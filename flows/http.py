@@ -10,8 +10,8 @@ from rest_framework import exceptions, negotiation, parsers, renderers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.http import BodyLimitMixin, SafeJSONParser  # noqa: F401 - re-exported for the flows views
-from flowrunner.exceptions import NotFound, ValidationFailed
+from core.api.views import BodyLimitMixin, SafeJSONParser  # noqa: F401 - re-exported for the flows views
+from core.errors import NotFound, ValidationFailed
 from flows.models import Flow
 
 YAML_MEDIA_TYPE = "application/yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.api.openapi import ref
 from flows.dsl.spec import BACKOFFS, BATCH_STRATEGIES
 from flows.dsl.validate import QUEUE_NAME
 from flows.nodes.registry import known_kinds
@@ -12,6 +13,14 @@ from flows.nodes.registry import known_kinds
 # flow valid beyond its shape (every `next` target names a node, one start node, each kind's params), so
 # the format names those rules; tests/security/schemathesis_hooks.py teaches the fuzzer to write such texts.
 FLOW_YAML_FORMAT = "flow-yaml"
+FLOW_DOCUMENT = ref("FlowDocument")
+FLOW_TEXT = {
+    "type": "string",
+    "format": FLOW_YAML_FORMAT,
+    "minLength": 1,
+    "description": "The flow's YAML text: a mapping that is a FlowDocument, with the rules the FlowDocument "
+    "schema describes.",
+}
 
 FLOW_RULES = (
     "Beyond this shape a flow must satisfy what JSON Schema cannot state: every `next` target names a node, "

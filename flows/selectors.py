@@ -8,7 +8,7 @@ from collections import OrderedDict
 from django.db.models import QuerySet
 
 from accounts.models import Account
-from flowrunner.exceptions import NotFound
+from core.errors import NotFound
 from flows.dsl.spec import FlowSpec
 from flows.models import Flow, FlowVersion
 

@@ -2,58 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from flowrunner.openapi import FLOW_TEXT
+from core.api.serializers import StrictSerializer, StringField
 from flows.models import Flow, FlowVersion
+from flows.openapi import FLOW_TEXT
 
 # Not blank and no NUL (which PostgreSQL cannot store), as one pattern the schema can carry.
 _NAME = RegexValidator(r"^[^\x00]*[^\s\x00][^\x00]*\Z", "Must contain a character other than whitespace.")
 
 
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of turning them into text."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 @extend_schema_field(FLOW_TEXT)
-class FlowTextField(StrictCharField):
+class FlowTextField(StringField):
     pass
 
 
-class RejectUnknownFieldsMixin:
-    """A field the endpoint does not know is a client mistake (a typo), not something to ignore."""
-
-    # The OpenAPI schema says so too (`additionalProperties: false`, flowrunner.openapi).
-    rejects_unknown_fields = True
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return attrs
-
-
-class FlowWriteSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+class FlowWriteSerializer(StrictSerializer):
     """Body of POST /flows and PUT /flows/{id}: the YAML text and, optionally, a name over metadata.name."""
 
-    # Kept as sent: trimming would make the length limit apply to another string than the one sent.
-    name = StrictCharField(
+    name = StringField(
         required=False,
-        trim_whitespace=False,
         max_length=Flow._meta.get_field("name").max_length,
         validators=[_NAME],
         help_text="Overrides `metadata.name`.",
     )
-    content = FlowTextField(trim_whitespace=False)
+    content = FlowTextField()
 
 
 class FlowSerializer(serializers.ModelSerializer):

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Account
-from flowrunner.exceptions import NotFound
+from core.errors import NotFound
 from flows.dsl.parser import parse_flow
 from flows.dsl.spec import FlowSpec, FlowValidationError, Problem
 from flows.models import Flow, FlowVersion

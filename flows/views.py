@@ -13,8 +13,8 @@ from rest_framework.response import Response
 
 from accounts.models import Account
 from accounts.selectors import account_for_user
-from flowrunner.exceptions import ValidationFailed
-from flowrunner.openapi import FLOW_DOCUMENT, errors
+from core.api.openapi import errors
+from core.errors import ValidationFailed
 from flows import selectors, services
 from flows.dsl.spec import FlowValidationError
 from flows.http import (
@@ -29,6 +29,7 @@ from flows.http import (
     flow_id_or_404,
 )
 from flows.models import Flow
+from flows.openapi import FLOW_DOCUMENT
 from flows.serializers import FlowSerializer, FlowVersionSerializer, FlowWriteSerializer
 
 logger = logging.getLogger(__name__)

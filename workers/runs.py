@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from accounts.redaction import LazyRedactor
 from accounts.selectors import secrets_decrypted
+from core.durations import DurationError, parse_duration
 from executions import dispatch, lifecycle, transitions
 from executions.models import TERMINAL_EXECUTION_STATUSES, NodeRun
 from executions.services import node_task_options
-from flows.dsl.durations import DurationError, parse_duration
 from flows.dsl.spec import FlowSpec, NodeSpec
 from workers import heartbeat
 from workers.context import EngineContext

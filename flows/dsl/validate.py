@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flows.dsl.durations import DurationError, parse_duration
+from core.durations import DurationError, parse_duration
 from flows.dsl.spec import BACKOFFS, BATCH_STRATEGIES, BatchPolicy, FlowSpec, NodeSpec, Problem, RetryPolicy
 from flows.dsl.yamltree import Tree, child_path
 from flows.nodes.params import type_name

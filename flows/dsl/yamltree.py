@@ -18,11 +18,11 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from core.json import MAX_DEPTH
 from flows.dsl.spec import Problem
 
 MAX_TEXT_BYTES = 1024 * 1024
 MAX_ALIAS_EXPANSION = 10_000
-MAX_DEPTH = 100
 
 # libyaml is twice as fast and stops at 1000 nesting levels by itself; the pure-Python composer recurses.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flows.dsl.durations import DurationError, parse_duration
+from core.durations import DurationError, parse_duration
 from flows.nodes.base import PermanentNodeError, Report
 
 # Every kind tolerates params.timeout: the parser validates it and turns it into the node's timeout.

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts import selectors, services, vault
 from accounts.models import Account, ApiToken, Secret
-from flowrunner.exceptions import ApiError, Conflict, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from tests.conftest import PASSWORD
 
 
@@ -29,7 +29,7 @@ def test_account_signup_refuses_a_taken_username_case_insensitively(member):
     # given alice exists, when ALICE signs up, then 409 username_taken
     with pytest.raises(Conflict) as caught:
         services.account_signup(username="ALICE", password=PASSWORD)
-    assert caught.value.error_code == "username_taken"
+    assert caught.value.code == "username_taken"
     assert Account.objects.count() == 1
 
 
@@ -103,7 +103,7 @@ def test_secret_set_errors_never_echo_the_value(member):
     value = "S" * (services.SECRET_VALUE_MAX_CHARS + 1)
     with pytest.raises(ValidationFailed) as caught:
         services.secret_set(account=member[0], key="BIG", value=value)
-    assert "SSSS" not in str(caught.value.detail) + str(caught.value.details)
+    assert "SSSS" not in caught.value.message + str(caught.value.details)
 
 
 @pytest.mark.django_db
@@ -153,9 +153,9 @@ def test_account_by_ref_hides_other_accounts(member, other_member):
 def test_account_for_user_without_membership_is_403():
     # given a user with no account, when resolved, then no_account
     user = get_user_model().objects.create_user(username="loner", password=PASSWORD)
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(Forbidden) as caught:
         selectors.account_for_user(user)
-    assert caught.value.status_code == 403
+    assert caught.value.code == "no_account"
 
 
 @pytest.mark.django_db

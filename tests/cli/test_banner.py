@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from flowrunner import embedded
+from flowrunner.cli import embedded
 
 
 def test_banner_names_the_configured_database(capsys):

@@ -9,8 +9,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
+from core.hub import RedisHubChannelLayer
 from executions import broadcast
-from flowrunner.hub import RedisHubChannelLayer
 
 pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="FLOWRUNNER_REDIS_URL not set")
 

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from core.errors import ValidationFailed
 from executions.callbacks import callback_deliver, callback_url_validate
 from executions.models import Execution
-from flowrunner.exceptions import ValidationFailed
 from flows.services import flow_create
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from flowrunner import dbpool
+from core import dbpool
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from flowrunner.hub import RedisHubChannelLayer
+from core.hub import RedisHubChannelLayer
 
 pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="FLOWRUNNER_REDIS_URL not set")
 

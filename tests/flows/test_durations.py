@@ -2,7 +2,7 @@
 
 import pytest
 
-from flows.dsl.durations import DurationError, parse_duration
+from core.durations import DurationError, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from flowrunner.exceptions import NotFound
+from core.errors import NotFound
 from flows import selectors
 from flows.dsl.parser import parse_flow
 from flows.dsl.spec import FlowSpec, FlowValidationError
@@ -213,7 +213,7 @@ def test_flow_get_hides_other_accounts_and_missing_alike(member, other_member):
     with pytest.raises(NotFound) as missing:
         selectors.flow_get(account=member[0], flow_id="no-such-flow")
     # then both answers are the same
-    assert str(foreign.value.detail) == str(missing.value.detail)
+    assert foreign.value.message == missing.value.message
 
 
 def test_flow_list_is_scoped_newest_first(member, other_member):

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts import services
-from flowrunner.exceptions import ApiError
+from core.errors import ApplicationError
 
 
 class Command(BaseCommand):
@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 raise CommandError("The passwords do not match.")
         try:
             account, _user = services.account_signup(username=username, password=password, account_name=name)
-        except ApiError as exc:
+        except ApplicationError as exc:
             problems = "; ".join(f"{item['path']}: {item['message']}" for item in exc.details or [])
-            raise CommandError(f"{exc.detail}{' ' + problems if problems else ''}") from None
+            raise CommandError(f"{exc.message}{' ' + problems if problems else ''}") from None
         self.stdout.write(str(account.id))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowrunner.display import EventDisplay
+from flowrunner.cli.display import EventDisplay
 
 POLL_SECONDS = 0.05
 TERMINAL = ("completed", "failed", "canceled")
@@ -35,7 +35,8 @@ def run(options: RunOptions) -> int:
 
     The database is an embedded PostgreSQL started for this run: in a temporary directory removed at the end,
     or with `--db DIR` in DIR (its data directory DIR/postgres and its key file DIR/dev-keys.json, kept)."""
-    from flowrunner import embedded, pgserver
+    from flowrunner import pgserver
+    from flowrunner.cli import embedded
 
     embedded.terminate_as_interrupt()
     with tempfile.TemporaryDirectory(prefix="flowrunner-run-") as scratch:
@@ -81,15 +82,15 @@ def run(options: RunOptions) -> int:
 
 
 def _run_in_database(options: RunOptions) -> int:
-    from flowrunner import embedded
-    from flowrunner.exceptions import ApiError
+    from core.errors import ApplicationError
+    from flowrunner.cli import embedded
 
     embedded.migrate()
     try:
         account, flow = _prepare(options)
-    except ApiError as exc:  # e.g. a secret key or value over the size limits
+    except ApplicationError as exc:  # e.g. a secret key or value over the size limits
         details = "; ".join(f"{d.get('path')}: {d.get('message')}" for d in exc.details or [])
-        print(f"flowrunner run: {exc.detail}{' ' + details if details else ''}", file=sys.stderr)
+        print(f"flowrunner run: {exc.message}{' ' + details if details else ''}", file=sys.stderr)
         return 2
     # The execution has ended when the block exits: nothing left in the worker is worth waiting for, and its
     # loop would notice the stop only at its next 2 s broker poll (the daemon thread ends with the process).
@@ -100,7 +101,7 @@ def _run_in_database(options: RunOptions) -> int:
 
 
 def _problems(options: RunOptions) -> list[str]:
-    from flowrunner.display import problem_lines
+    from flowrunner.cli.display import problem_lines
     from flows.dsl.spec import FlowValidationError
     from flows.services import flow_parse
 

@@ -73,8 +73,8 @@ def parse_secrets(items: list[str]) -> dict[str, str]:
 
 def _flow_problems(path: str, content: str, scratch: str) -> list[str]:
     """The API's validation (parser + storage limits) in a throwaway embedded environment."""
-    from flowrunner import embedded
-    from flowrunner.display import problem_lines
+    from flowrunner.cli import embedded
+    from flowrunner.cli.display import problem_lines
 
     if "flowrunner.settings" not in sys.modules:
         # Validation reads no table: the embedded server these settings name is never started.
@@ -107,7 +107,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flowrunner.runner import RunOptions, run
+    from flowrunner.cli.runner import RunOptions, run
 
     content = _read_text(args.file)
     options = RunOptions(
@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _duration(raw: str | None, name: str) -> float | None:
     if raw is None:
         return None
-    from flows.dsl.durations import DurationError, parse_duration
+    from core.durations import DurationError, parse_duration
 
     try:
         return parse_duration(raw)
@@ -139,7 +139,7 @@ def _configured_database(command: str, *, create: bool, required: bool) -> bool:
     """With a PostgreSQL host configured, make sure its database is there (created when `create`). A missing
     database, or with `required` an unreachable server, ends the command with one line (DatabaseProblem);
     otherwise an unreachable server is a warning. Returns whether the server answered."""
-    from flowrunner import dbsetup
+    from flowrunner.cli import dbsetup
 
     if not dbsetup.configured():
         return False
@@ -157,7 +157,7 @@ def _configured_database(command: str, *, create: bool, required: bool) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from flowrunner import embedded
+    from flowrunner.cli import embedded
 
     embedded.setup_django()
     migrate_first = args.migrate
@@ -183,7 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _exec_celery(subcommand: str, extra: list[str]) -> int:
     """Replace this process with `celery -A flowrunner <subcommand> ...` (signals go straight to Celery)."""
-    from flowrunner import embedded
+    from flowrunner.cli import embedded
 
     embedded.setup_django()
     if embedded.is_embedded():
@@ -212,7 +212,7 @@ def cmd_beat(extra: list[str]) -> int:
 def cmd_createaccount(extra: list[str]) -> int:
     from django.core.management import ManagementUtility
 
-    from flowrunner import embedded
+    from flowrunner.cli import embedded
 
     embedded.setup_django()
     _configured_database("createaccount", create=False, required=True)
@@ -226,8 +226,8 @@ PASSTHROUGH = {"worker": cmd_worker, "beat": cmd_beat, "createaccount": cmd_crea
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flowrunner import embedded
-    from flowrunner.demo import demo_setup, print_demo
+    from flowrunner.cli import embedded
+    from flowrunner.cli.demo import demo_setup, print_demo
 
     embedded.setup_django()
     _configured_database("demo", create=bool(args.migrate), required=True)
@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from flowrunner.dbsetup import DatabaseProblem
+    from flowrunner.cli.dbsetup import DatabaseProblem
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in PASSTHROUGH:
@@ -339,7 +339,3 @@ def main(argv: list[str] | None = None) -> None:
         print(f"flowrunner {args.command}: interrupted", file=sys.stderr)
         code = 130
     raise SystemExit(code)
-
-
-if __name__ == "__main__":
-    main()

@@ -54,4 +54,4 @@ def _wrap_pool_check(sender: Any, connection: Any, **_: Any) -> None:
 
 def install() -> None:
     """Wrap the pool's check and wait of every database alias as soon as it hands out its first connection."""
-    connection_created.connect(_wrap_pool_check, dispatch_uid="flowrunner.dbpool")
+    connection_created.connect(_wrap_pool_check, dispatch_uid="core.dbpool")

@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework import pagination
 
-from flowrunner.exceptions import ValidationFailed
+from core.errors import ValidationFailed
 
 # Digits only: int() would also take " 5", "+5", "5_0" and other scripts' digits, none of which the schema
 # (an integer) describes.

@@ -192,7 +192,7 @@ def in_process_worker(
 
 
 def use_embedded_channel_layer() -> None:
-    """Swap Channels' in-memory layer for the thread-safe one (flowrunner/layers.py) before it is first used:
+    """Swap Channels' in-memory layer for the thread-safe one (core/layers.py) before it is first used:
     the in-process worker broadcasts from its own threads."""
     from django.conf import settings
 
@@ -200,7 +200,7 @@ def use_embedded_channel_layer() -> None:
     if layer.get("BACKEND") == "channels.layers.InMemoryChannelLayer":
         settings.CHANNEL_LAYERS = {
             **settings.CHANNEL_LAYERS,
-            "default": {**layer, "BACKEND": "flowrunner.layers.EmbeddedChannelLayer"},
+            "default": {**layer, "BACKEND": "core.layers.EmbeddedChannelLayer"},
         }
 
 
@@ -260,7 +260,7 @@ def serve(
         if migrate_first or (migrate_first is None and postgres_dir is not None):
             migrate()
         if demo:
-            from flowrunner.demo import demo_setup, print_demo
+            from flowrunner.cli.demo import demo_setup, print_demo
 
             print_demo(demo_setup(), base_url=f"http://{_display_host(host)}:{port}")
         start_worker = embedded if worker is None else worker

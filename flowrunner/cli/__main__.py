@@ -1,0 +1,5 @@
+"""`python -m flowrunner.cli`: the `flowrunner` console script."""
+
+from flowrunner.cli.main import main
+
+main()
