@@ -46,7 +46,7 @@ def test_callback_url_validate_refuses_with_a_precise_message(settings, url, mes
     with pytest.raises(ValidationFailed) as raised:
         callback_url_validate(url)
     # then the error names the field and the reason
-    assert message in str(raised.value.detail)
+    assert message in raised.value.message
     assert raised.value.details[0]["path"] == "callback_url"
 
 
