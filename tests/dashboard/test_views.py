@@ -151,6 +151,16 @@ def test_running_execution_shows_pending_nodes_and_cancel(owner, execution):
     assert re.search(r'id="cancel"(?! hidden)>', page)
 
 
+def test_waiting_execution_says_what_it_waits_for(owner, execution):
+    # given a queued execution held back by its flow's concurrency, and a running one
+    Execution.objects.filter(id=execution.id).update(waiting_reason="flow_concurrency")
+    # when its page is opened / then it says it waits for a slot of its flow
+    page = html(owner.get(f"/executions/{execution.id}"))
+    assert '<dd id="waiting">a slot of the flow (metadata.concurrency)</dd>' in page
+    Execution.objects.filter(id=execution.id).update(status="running")
+    assert '<dd id="waiting">—</dd>' in html(owner.get(f"/executions/{execution.id}"))
+
+
 def test_flow_pages_render(owner, flow, execution):
     # given a flow that ran once
     # when the flows list and the flow page are opened

@@ -48,6 +48,12 @@ function paintIdleNodes() {
 
 // --- status ------------------------------------------------------------------------------------------------
 
+// Why a queued execution has not started (ExecutionStatus.waiting_reason).
+const WAITING = {
+  flow_concurrency: "a slot of the flow (metadata.concurrency)",
+  account_concurrency: "a slot of the account (FLOWRUNNER_ACCOUNT_MAX_RUNNING)",
+};
+
 function applyStatus(next) {
   status = next;
   const badge = $("status");
@@ -56,6 +62,7 @@ function applyStatus(next) {
   $("progress").value = next.progress;
   $("progress-text").textContent = `${Math.round(next.progress)}%`;
   $("current-node").textContent = next.current_node || "—";
+  $("waiting").textContent = WAITING[next.waiting_reason] || "—";
   setTime($("started"), next.start_time);
   setTime($("ended"), next.end_time);
   $("duration").textContent = formatDuration(next.start_time, next.end_time);
