@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from core import metrics
 from executions.events import account_group, execution_group
 from executions.ws_frames import (
     MAX_SINCE,
@@ -47,6 +50,14 @@ CATCH_UP_EVERY = 1.0
 # An execution that stays quiet is read back ever less often (a long node run is the usual reason), up to
 # this: thousands of sockets watching quiet executions must not poll PostgreSQL every second each.
 CATCH_UP_MAX_AFTER = 30.0
+
+
+# The accepted connections of this process, for the metrics scrape (flowrunner.metrics counts them then).
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def live_consumers() -> Iterable[Any]:
+    return list(_LIVE)
 
 
 class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
@@ -109,12 +120,14 @@ class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
             return
         self.account_id = str(account_id)
         await self.accept()
+        _LIVE.add(self)
         self.outbox.attach(self._transport)
         self._catch_up_task = asyncio.create_task(self._catch_up_loop())
         self._pump_task = asyncio.create_task(self._pump())
 
     async def disconnect(self, code: int) -> None:
         self._closing = True
+        _LIVE.discard(self)
         for attribute in ("_catch_up_task", "_pump_task"):
             task = getattr(self, attribute)
             if task is not None:
@@ -337,3 +350,4 @@ class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
 
     async def _send_text(self, text: str) -> None:
         await self.send(text_data=text)
+        metrics.frame_sent()

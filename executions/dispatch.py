@@ -28,9 +28,17 @@ def send_now(
     countdown: float | None = None,
     time_limit: float | None = None,
     task_id: str | None = None,
+    execution_id: Any = None,
+    node_id: str | None = None,
 ) -> None:
-    """Publish one task; a broker failure is logged, not raised: the reaper re-drives from PostgreSQL."""
+    """Publish one task; a broker failure is logged, not raised: the reaper re-drives from PostgreSQL.
+
+    `execution_id` and `node_id`, when given, travel as keyword arguments the task ignores (the run's id says
+    it all), so that Flower, `celery events` and `celery inspect` show which execution and node a task is.
+    """
     options: dict[str, Any] = {}
+    if execution_id is not None or node_id is not None:
+        options["kwargs"] = {"execution_id": str(execution_id or ""), "node_id": node_id or ""}
     if queue:
         options["queue"] = queue
     if countdown:

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
+from core import metrics
 from core.errors import Conflict, NotFound, ValidationFailed
 from executions import admission, callbacks, dispatch, idempotency, lifecycle, transitions
 from executions.events import locked_execution_work
@@ -35,7 +36,10 @@ def node_task_options(node: NodeSpec) -> dict[str, Any]:
 
 
 def enqueue_node_run(node_run: NodeRun, node: NodeSpec, *, countdown: float | None = None) -> None:
-    dispatch.send_on_commit(dispatch.RUN_NODE, node_run.id, countdown=countdown, **node_task_options(node))
+    dispatch.send_on_commit(
+        dispatch.RUN_NODE, node_run.id, countdown=countdown, execution_id=node_run.execution_id,
+        node_id=node_run.node_id, **node_task_options(node),
+    )  # fmt: skip
 
 
 def execution_start(
@@ -113,6 +117,7 @@ def execution_start(
                     node_run = transitions.node_run_create(execution=execution, node_id=first, step=1)
             if not waiting:
                 enqueue_node_run(node_run, spec.nodes[first])
+            transaction.on_commit(metrics.execution_started)
     except IntegrityError:
         # A concurrent request with the same key won the insert: answer as if it had come first.
         existing = (
@@ -137,6 +142,7 @@ def execution_cancel(*, execution: Execution) -> bool:
             execution, to=ExecutionStatus.CANCELED, expected=ACTIVE_STATUSES, error="canceled"
         ):
             return False
+        transaction.on_commit(lambda: metrics.execution_finished(ExecutionStatus.CANCELED))
         open_runs = list(
             execution.node_runs.filter(
                 status__in=(NodeRunStatus.QUEUED, NodeRunStatus.RUNNING, NodeRunStatus.RETRYING)

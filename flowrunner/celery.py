@@ -10,6 +10,8 @@ from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowrunner.settings")
 
+from flowrunner import worker_metrics  # noqa: E402
+
 app = Celery("flowrunner")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
@@ -33,6 +35,7 @@ app.conf.update(
     imports=("workers.tasks", "executions.tasks"),
     beat_scheduler="flowrunner.celery:StateScheduler",
 )
+worker_metrics.install(app)
 # Celery's Django fixup would otherwise close (in prefork: destroy) the connection pool around every task,
 # costing a new PostgreSQL connection per node run. A dead connection is handled by the tasks themselves.
 app.conf.CELERY_DB_REUSE_MAX = 1000

@@ -134,6 +134,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "flowrunner.metrics.request_latency_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -161,6 +162,14 @@ TEMPLATES = [
 ]
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "flowrunner.asgi.application"
+
+
+def _prepare_threshold(name: str) -> int | None:
+    raw = _env(name, "off")
+    if raw.lower() in {"off", "none", "never"}:
+        return None
+    return _int(name, 0, minimum=0)
+
 
 # --- database: PostgreSQL, the configured server or else the embedded one -----------------------------------
 POSTGRES_HOST = _env("FLOWRUNNER_POSTGRES_HOST")
@@ -202,6 +211,10 @@ DATABASES = {
             # A server that drops packets instead of refusing would otherwise hold a connection attempt for
             # minutes (libpq has no default limit).
             "connect_timeout": 5,
+            # Server-side prepared statements live in one server connection; behind PgBouncer in transaction
+            # mode (before 1.21's max_prepared_statements) the next transaction may run on another one.
+            # None never prepares (Django's own default); a number prepares a query after that many runs.
+            "prepare_threshold": _prepare_threshold("FLOWRUNNER_POSTGRES_PREPARE_THRESHOLD"),
             # psycopg's pool: ASGI (daphne) must not keep per-thread persistent connections.
             "pool": {
                 "min_size": 1,
@@ -319,6 +332,18 @@ FLOWRUNNER_HEALTH_TOKEN = _env("FLOWRUNNER_HEALTH_TOKEN")
 if FLOWRUNNER_HEALTH_TOKEN is not None and len(FLOWRUNNER_HEALTH_TOKEN) < 16:
     raise ImproperlyConfigured("FLOWRUNNER_HEALTH_TOKEN must be at least 16 characters")
 DATA_UPLOAD_MAX_MEMORY_SIZE = FLOWRUNNER_MAX_BODY_BYTES
+
+# Prometheus: /metrics on the web process, `flowrunner worker --metrics-port N` on a worker. Off → /metrics is
+# a 404 and workers refuse --metrics-port; on without a token → every scrape is refused (401).
+FLOWRUNNER_METRICS = _bool("FLOWRUNNER_METRICS", True)
+FLOWRUNNER_METRICS_TOKEN = _env("FLOWRUNNER_METRICS_TOKEN")
+if FLOWRUNNER_METRICS_TOKEN is not None and len(FLOWRUNNER_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("FLOWRUNNER_METRICS_TOKEN must be at least 16 characters")
+# Celery task events (what Flower and `celery events` show): a few broker publishes per task. A node task's
+# kwargsrepr carries its execution and node ids (executions.dispatch).
+FLOWRUNNER_TASK_EVENTS = _bool("FLOWRUNNER_TASK_EVENTS", True)
+CELERY_WORKER_SEND_TASK_EVENTS = FLOWRUNNER_TASK_EVENTS
+CELERY_TASK_SEND_SENT_EVENT = FLOWRUNNER_TASK_EVENTS
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from flowrunner import health
+from flowrunner import health, metrics
 
 api_v1 = [
     path("health", health.HealthView.as_view(), name="health"),
@@ -16,6 +16,7 @@ api_v1 = [
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("", include("dashboard.urls")),

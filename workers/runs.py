@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from accounts.redaction import LazyRedactor
 from accounts.selectors import secrets_decrypted
+from core import metrics
 from core.durations import DurationError, parse_duration
 from executions import dispatch, lifecycle, transitions
 from executions.models import TERMINAL_EXECUTION_STATUSES, NodeRun
@@ -42,6 +44,7 @@ class Claimed:
     run: dict[str, Any]
     execution: dict[str, Any]
     parent_input: dict[str, Any] | None = None
+    started: float = field(default_factory=time.monotonic)  # for the node-run duration metric
 
     @property
     def id(self) -> int:
@@ -307,6 +310,8 @@ def _publish_next(spec: FlowSpec, decision: dict[str, Any]) -> Any:
                 dispatch.RUN_NODE,
                 result["next_run"],
                 task_id=decision["next"]["task_id"],
+                execution_id=decision["execution_id"],
+                node_id=target.id,
                 **node_task_options(target),
             )
         elif result["outcome"] == "deferred":
@@ -327,6 +332,7 @@ def _store_failure(claimed: Claimed, spec: FlowSpec, node: NodeSpec, reason: str
     outcome = Outcome(ok=False, error=reason, error_type="store_error", retryable=False)
     decision = decide(claimed, spec, node, outcome, redactor_for(claimed.execution["account_id"]), kind=kind)
     decision["node_id"] = node.id
+    decision["execution_id"] = claimed.execution["id"]
     return transitions.node_run_finish(storable_json(decision), then=_publish_next(spec, decision))
 
 
@@ -340,6 +346,7 @@ def finish(
     kind = "resume" if resuming else "done"
     decision = decide(claimed, spec, node, outcome, redactor, kind=kind)
     decision["node_id"] = node.id
+    decision["execution_id"] = claimed.execution["id"]
     try:
         result = transitions.node_run_finish(storable_json(decision), then=_publish_next(spec, decision))
     except (OperationalError, InterfaceError):
@@ -355,6 +362,7 @@ def finish(
             f"FLOWRUNNER_MAX_DOCUMENT_BYTES ({limit})"
         )
         result = _store_failure(claimed, spec, node, reason, kind)
+    metrics.node_run_finished(kind=node.type, decision=decision, result=result, started=claimed.started)
     if result["outcome"] == "done" and result.get("status") in TERMINAL_EXECUTION_STATUSES:
         lifecycle.execution_ended(
             execution_id=claimed.execution["id"],

@@ -9,6 +9,7 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError, connections
 
+from core import metrics
 from workers import batches, engine, reaper
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def reconnecting(func):  # noqa: ANN001, ANN201
 
 @shared_task(bind=True, name="flowrunner.run_node", ignore_result=True)
 @reconnecting
-def run_node(self, node_run_id: int) -> None:
+def run_node(self, node_run_id: int, **labels: str) -> None:  # labels: execution_id, node_id for monitoring
     directive = engine.run_node(
         node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or ""
     )
@@ -81,7 +82,9 @@ def resume_node(self, node_run_id: int) -> None:
 
 @shared_task(name="flowrunner.reap", ignore_result=True)
 def reap() -> dict[str, int]:
-    return reaper.reap()
+    result = reaper.reap()
+    metrics.reaper_pass(result)
+    return result
 
 
 @worker_process_init.connect

@@ -201,7 +201,23 @@ def _exec_celery(subcommand: str, extra: list[str]) -> int:
     return EXIT_FAILED  # not reached
 
 
+def _metrics_dir() -> None:
+    """`--metrics-port`: the pool processes write their metrics to files in one directory, which must start
+    empty (a previous run's totals would be added in). Its own temporary one unless PROMETHEUS_MULTIPROC_DIR
+    names one (emptied of metric files here)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flowrunner-metrics-")
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
 def cmd_worker(extra: list[str]) -> int:
+    if any(arg == "--metrics-port" or arg.startswith("--metrics-port=") for arg in extra):
+        _metrics_dir()
     return _exec_celery("worker", extra)
 
 

@@ -213,6 +213,8 @@ class LiveStack:
                 "FLOWRUNNER_LOG_LEVEL": "INFO",
                 # /health shows the worker count only to staff or to this token.
                 "FLOWRUNNER_HEALTH_TOKEN": secrets.token_urlsafe(24),
+                # /metrics answers only to this token.
+                "FLOWRUNNER_METRICS_TOKEN": secrets.token_urlsafe(24),
             }
         )
         env.update(DEFAULT_STACK_ENV)
@@ -304,9 +306,11 @@ class LiveStack:
         concurrency: int = 2,
         env: Mapping[str, str] | None = None,
         default_queues: bool = True,
+        args: Iterable[str] = (),
     ):
         """Start (or restart) worker `name`, consuming the default queues (unless `default_queues` is false)
-        plus `queues`, with `env` over the stack's environment; wait for its ping."""
+        plus `queues`, with `env` over the stack's environment and `args` added to its command line; wait for
+        its ping."""
         existing = self.children.get(f"worker-{name}")
         if existing is not None and existing.alive():
             raise StackError(f"worker {name} is already running (pid {existing.pid})")
@@ -314,10 +318,35 @@ class LiveStack:
             self.worker_env[name] = dict(env)
         if not default_queues:
             self.exclusive_workers.add(name)
-        child = self._spawn_worker(name, tuple(queues), concurrency=concurrency)
+        child = self._spawn_worker(name, tuple(queues), concurrency=concurrency, args=tuple(args))
         if wait:
             self.wait_for_workers([name])
         return child
+
+    def start_web(self, name: str, *, env: Mapping[str, str] | None = None) -> str:
+        """Start another daphne (child `name`) with `env` over the stack's environment; its base URL once it
+        answers /health. Stop it with `stop_child(name)`."""
+        port = free_port()
+        self._spawn(
+            name,
+            ["-m", "daphne", "-b", self.host, "-p", str(port), "flowrunner.asgi:application"],
+            env=env,
+        )
+        base_url = f"http://{self.host}:{port}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        with self._quiet_httpx():
+            while True:
+                try:
+                    if httpx.get(f"{base_url}/api/v1/health", timeout=2).status_code < 500:
+                        return base_url
+                except httpx.HTTPError:
+                    pass
+                if not self.children[name].alive() or time.monotonic() > deadline:
+                    raise StackError(f"{name} did not answer on {base_url}:\n{self.children[name].tail()}")
+                time.sleep(0.2)
+
+    def stop_child(self, name: str, timeout: float = STOP_TIMEOUT) -> None:
+        self.children[name].stop(timeout)
 
     def kill_worker(self, name: str, sig: int = signal.SIGKILL, whole_group: bool = True) -> None:
         """Send `sig` to worker `name`; by default SIGKILL to its whole group (main process and pool).
@@ -455,7 +484,9 @@ class LiveStack:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _spawn_worker(self, name: str, extra_queues: tuple[str, ...], concurrency: int = 2) -> Child:
+    def _spawn_worker(
+        self, name: str, extra_queues: tuple[str, ...], concurrency: int = 2, args: tuple[str, ...] = ()
+    ) -> Child:
         self.worker_queues[name] = extra_queues
         base = () if name in self.exclusive_workers else self.base_queues
         queues = list(dict.fromkeys([*base, *extra_queues]))
@@ -477,6 +508,7 @@ class LiveStack:
                 "--without-gossip",
                 "-l",
                 "info",
+                *args,
             ],
             env=self.worker_env.get(name),
         )
