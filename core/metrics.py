@@ -16,7 +16,9 @@ NODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 EXECUTIONS_STARTED = Counter(
-    "flowrunner_executions_started", "Executions created (a run or a retry), counted once committed."
+    "flowrunner_executions_started",
+    "Executions created, counted once committed, by what started them (api, retry, schedule, hook).",
+    ["trigger"],
 )
 EXECUTIONS_FINISHED = Counter(
     "flowrunner_executions_finished",
@@ -48,8 +50,8 @@ HTTP_SECONDS = Histogram(
 _FINISH_OUTCOMES = {"retry": "retried", "deferred": "deferred", "stale": "discarded", "ended": "discarded"}
 
 
-def execution_started() -> None:
-    EXECUTIONS_STARTED.inc()
+def execution_started(trigger: str) -> None:
+    EXECUTIONS_STARTED.labels(trigger).inc()
 
 
 def execution_finished(status: str) -> None:

@@ -117,7 +117,7 @@ def execution_start(
                     node_run = transitions.node_run_create(execution=execution, node_id=first, step=1)
             if not waiting:
                 enqueue_node_run(node_run, spec.nodes[first])
-            transaction.on_commit(metrics.execution_started)
+            transaction.on_commit(lambda: metrics.execution_started(str(trigger.get("type") or "api")))
     except IntegrityError:
         # A concurrent request with the same key won the insert: answer as if it had come first.
         existing = (
