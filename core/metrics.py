@@ -6,7 +6,10 @@ import hmac
 import time
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, disable_created_metrics
+
+# A `_created` timestamp series per counter and histogram doubles what is stored and says nothing useful here.
+disable_created_metrics()
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
 
