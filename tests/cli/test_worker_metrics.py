@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from flowrunner import cli
+from flowrunner.cli import main as cli
 from flowrunner.worker_metrics import MetricsConfigError, MetricsServer, multiproc_dir_problem
 
 
