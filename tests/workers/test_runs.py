@@ -71,6 +71,19 @@ def test_runs_status_events_carry_no_input(member, sent):
     assert statuses[-1]["status"] == "completed" and statuses[-1]["results"]["c"] == 3
 
 
+def test_runs_status_events_of_the_engine_have_the_shape_of_those_written_in_python(member, sent):
+    # Given an execution that ran to the end
+    execution = start_execution(member, THREE)
+    while sent:
+        _run_next(sent)
+    # Then every status event (the first written in Python by the start, the others by the engine's functions)
+    # has the same keys: the ExecutionStatus without input and trigger
+    events = ExecutionEvent.objects.filter(execution=execution, type="status").order_by("seq")
+    shapes = {tuple(sorted(event.payload["status"])) for event in events}
+    assert len(shapes) == 1, shapes
+    assert "waiting_reason" in next(iter(shapes))
+
+
 def test_runs_the_frames_of_a_finish_are_broadcast_before_the_next_task_is_published(
     member, sent, monkeypatch
 ):

@@ -487,19 +487,6 @@ def test_sandbox_get_sandbox_is_one_process_wide_instance_safe_across_threads():
     assert results == {n: n * 2 for n in range(8)}
 
 
-def test_sandbox_warm_call_is_fast(sandbox):
-    # given a warm context
-    run(sandbox, "return 1")
-    # when a trivial script runs many times
-    samples = []
-    for _ in range(200):
-        started = time.perf_counter()
-        run(sandbox, "return {a: input.x + 1}")
-        samples.append(time.perf_counter() - started)
-    # then the median call stays under the 1 ms goal (generously bounded for loaded CI machines)
-    assert sorted(samples)[len(samples) // 2] < 0.005
-
-
 def _child_runs_a_script(results) -> None:
     import gc
 
