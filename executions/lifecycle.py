@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from celery import current_app
 from django.db import connection, transaction
+from django.utils import timezone
 
 from executions import admission
-from executions.models import Execution
+from executions.models import TERMINAL_EXECUTION_STATUSES, Execution
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +57,29 @@ def send_callback(execution_id: Any) -> None:
         current_app.send_task(DELIVER_CALLBACK, args=[str(execution_id), 1], ignore_result=True)
     except Exception:
         logger.warning("could not enqueue the callback of execution %s", execution_id, exc_info=True)
+
+
+# An end whose first callback attempt was never published (its process died between the commit and the send, or
+# the broker was down) is sent by the periodic sweep once it is this old; the attempt's claim on
+# callback_attempts makes a message sent twice deliver once.
+CALLBACK_LOST_AFTER = timedelta(seconds=30)
+CALLBACKS_PER_SWEEP = 500
+
+
+def callbacks_resend_lost() -> int:
+    """The sweep: publish the first attempt of every ended execution's callback that never had one."""
+    cutoff = timezone.now() - CALLBACK_LOST_AFTER
+    ids = list(
+        Execution.objects.filter(
+            status__in=TERMINAL_EXECUTION_STATUSES,
+            callback_attempts=0,
+            callback_delivered_at__isnull=True,
+            finished_at__lt=cutoff,
+        )
+        .exclude(callback_url="")
+        .order_by("finished_at")
+        .values_list("id", flat=True)[:CALLBACKS_PER_SWEEP]
+    )
+    for execution_id in ids:
+        send_callback(execution_id)
+    return len(ids)

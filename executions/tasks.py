@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from executions import admission, callbacks
+from executions import admission, callbacks, lifecycle
 
 
 @shared_task(bind=True, name="flowrunner.deliver_callback", ignore_result=True, max_retries=None)
@@ -17,4 +17,7 @@ def deliver_callback(self, execution_id: str, attempt: int = 1) -> None:  # noqa
 
 @shared_task(name="flowrunner.admit", ignore_result=True)
 def admit() -> int:
-    return admission.admit_all()
+    """The periodic sweep of what follows ends: lost admissions, then callbacks never sent."""
+    started = admission.admit_all()
+    lifecycle.callbacks_resend_lost()
+    return started

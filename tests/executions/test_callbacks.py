@@ -227,3 +227,28 @@ def test_account_callback_secret_is_made_once_and_stays(api, member):
     assert first.startswith("frcb_") and api.get("/api/v1/accounts/me").json()["callback_secret"] == first
     member[0].refresh_from_db()
     assert first not in member[0].callback_secret
+
+
+def test_callback_sweep_sends_the_first_attempt_an_end_never_sent(ended, monkeypatch):
+    # Given ended executions with callbacks: one whose first attempt was never published (a minute ago), one
+    # just ended (its own end sends it), one already attempted, one without a callback
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from executions import lifecycle
+
+    sent: list[str] = []
+    monkeypatch.setattr(lifecycle, "send_callback", lambda execution_id: sent.append(str(execution_id)))
+    minute_ago = timezone.now() - timedelta(minutes=1)
+    lost = ended("http://127.0.0.1:9/cb")
+    fresh = ended("http://127.0.0.1:9/cb")
+    tried = ended("http://127.0.0.1:9/cb")
+    silent = ended("")
+    Execution.objects.filter(id__in=[lost.id, tried.id, silent.id]).update(finished_at=minute_ago)
+    Execution.objects.filter(id=fresh.id).update(finished_at=timezone.now())
+    Execution.objects.filter(id=tried.id).update(callback_attempts=1)
+    # When the periodic sweep runs
+    count = lifecycle.callbacks_resend_lost()
+    # Then only the lost one is sent, once
+    assert sent == [str(lost.id)] and count == 1
