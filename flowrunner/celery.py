@@ -8,7 +8,11 @@ from celery import Celery
 from celery.beat import PersistentScheduler
 from celery.signals import worker_init
 
+from flowrunner import brokerguard
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowrunner.settings")
+# Before any connection exists: a worker must outlive its broker going away (see the module).
+brokerguard.install()
 
 from flowrunner import worker_metrics  # noqa: E402
 
