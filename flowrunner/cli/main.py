@@ -181,8 +181,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _exec_celery(subcommand: str, extra: list[str]) -> int:
-    """Replace this process with `celery -A flowrunner <subcommand> ...` (signals go straight to Celery)."""
+def _celery_argv(subcommand: str, extra: list[str]) -> list[str] | None:
+    """`python -m celery -A flowrunner <subcommand> ...` once the broker and database checks pass (None: not)."""
     from flowrunner.cli import embedded
 
     embedded.setup_django()
@@ -193,9 +193,16 @@ def _exec_celery(subcommand: str, extra: list[str]) -> int:
             "FLOWRUNNER_REDIS_URL (and FLOWRUNNER_POSTGRES_*) to run one separately.",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+        return None
     _configured_database(subcommand, create=False, required=False)
-    argv = [sys.executable, "-m", "celery", "-A", "flowrunner", subcommand, *(extra or ["-l", "info"])]
+    return [sys.executable, "-m", "celery", "-A", "flowrunner", subcommand, *(extra or ["-l", "info"])]
+
+
+def _exec_celery(subcommand: str, extra: list[str]) -> int:
+    """Replace this process with `celery -A flowrunner <subcommand> ...` (signals go straight to Celery)."""
+    argv = _celery_argv(subcommand, extra)
+    if argv is None:
+        return EXIT_USAGE
     sys.stdout.flush()
     os.execv(sys.executable, argv)
     return EXIT_FAILED  # not reached
@@ -216,9 +223,18 @@ def _metrics_dir() -> None:
 
 
 def cmd_worker(extra: list[str]) -> int:
+    """The Celery worker under a supervisor that starts it again if it dies (`--no-restart`: Celery itself)."""
     if any(arg == "--metrics-port" or arg.startswith("--metrics-port=") for arg in extra):
         _metrics_dir()
-    return _exec_celery("worker", extra)
+    if "--no-restart" in extra:
+        return _exec_celery("worker", [arg for arg in extra if arg != "--no-restart"])
+    from flowrunner.cli.supervisor import supervise
+
+    argv = _celery_argv("worker", extra)
+    if argv is None:
+        return EXIT_USAGE
+    sys.stdout.flush()
+    return supervise(argv)
 
 
 def cmd_beat(extra: list[str]) -> int:
@@ -286,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     for name, help_text in (
-        ("worker", "a Celery worker (needs Redis)"),
+        ("worker", "a Celery worker (needs Redis), restarted if it dies (--no-restart: not)"),
         ("beat", "Celery beat (the reaper)"),
     ):
         sub.add_parser(name, help=help_text + "; arguments go to celery", add_help=False)
