@@ -1,0 +1,1 @@
+"""Multi-host tests: worker hosts as Linux network namespaces."""
