@@ -9,8 +9,9 @@ COPY . .
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
-# Writable state lives in one directory (a volume in docker-compose.yml), shared by every service so web,
-# worker and beat agree on the development keys when FLOWRUNNER_ENCRYPTION_KEY/SECRET_KEY are not set.
+# Writable state lives in one directory: beat's schedule (its own volume in docker-compose.yml) and, for a lone
+# container started without FLOWRUNNER_ENCRYPTION_KEY/SECRET_KEY, the generated development keys. Containers
+# never share it: several containers must be given the same two keys (docker-compose.yml requires them).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DJANGO_SETTINGS_MODULE=flowrunner.settings \
