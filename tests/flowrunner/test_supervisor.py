@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from flowrunner.cli.supervisor import BACKOFF_FIRST, supervise
+from tests.integration.conftest import live_database  # noqa: F401  (the test database the worker checks)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,3 +91,76 @@ def test_supervisor_forwards_sigterm_and_stops(tmp_path):
     assert process.wait(timeout=max(1.0, deadline - time.monotonic())) == 0
     assert marker.exists()
     assert process.stderr.read().count("started the Celery worker") == 1
+
+
+@pytest.mark.integration
+def test_supervisor_restarts_a_killed_celery_worker(live_database, tmp_path):  # noqa: F811
+    # Given `flowrunner worker` on a private broker, answering pings
+    from django.conf import settings
+
+    from tests.faults.steps import make_client_app, wait_until
+    from tests.integration.harness import free_port
+    from tests.services import RedisServer
+
+    redis_server = RedisServer(port=free_port(), log_path=tmp_path / "redis.log")
+    redis_server.start()
+    client = make_client_app(redis_server.url)
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FLOWRUNNER_ENV_FILE": os.devnull,
+        "FLOWRUNNER_REDIS_URL": redis_server.url,
+        "FLOWRUNNER_POSTGRES_DATABASE": str(db["NAME"]),
+        "FLOWRUNNER_SECRET_KEY": settings.SECRET_KEY,
+        "FLOWRUNNER_ENCRYPTION_KEY": settings.FLOWRUNNER_ENCRYPTION_KEY.hex(),
+    }
+    log = tmp_path / "worker.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "flowrunner.cli",
+        "worker",
+        "-l",
+        "info",
+        "-n",
+        "sup@%h",
+        "-Q",
+        "supervised",
+    ]
+    argv += ["--concurrency", "1", "--without-mingle", "--without-gossip"]
+    node = f"sup@{socket.gethostname()}"
+
+    def answers() -> bool:
+        try:
+            return any(node in reply for reply in client.control.ping(destination=[node], timeout=0.5) or [])
+        except Exception:
+            return False
+
+    def pids() -> list[int]:
+        return [int(pid) for pid in re.findall(r"started the Celery worker \(pid (\d+)\)", log.read_text())]
+
+    with log.open("w") as out:
+        supervisor = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(answers, 90, "the supervised worker's first ping", poll=0.2)
+        first = pids()[-1]
+        # When its Celery worker is killed (as an OOM killer would)
+        os.kill(first, signal.SIGKILL)
+        # Then the supervisor starts a new one, which answers pings
+        wait_until(lambda: len(pids()) == 2, 30, "a second Celery worker")
+        wait_until(answers, 90, "the restarted worker's ping", poll=0.2)
+        assert "was killed by SIGKILL" in log.read_text()
+        second = pids()[-1]
+        assert second != first and supervisor.poll() is None
+        # And SIGTERM to the supervisor is a warm shutdown of the worker, which is not restarted
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=60) == 0
+        assert len(pids()) == 2
+        with pytest.raises(ProcessLookupError):
+            os.kill(second, 0)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+        client.close()
+        redis_server.kill()
