@@ -84,13 +84,17 @@ def _b_running(api, execution_id: str) -> str | None:  # noqa: ANN001
 
 def test_multihost_link_cut_recovers_on_another_host_and_rejoins(host_workers, hosts, live_api, live_db):
     stack = host_workers
-    # Given two hosts consuming queue b (B, and C as a standby) and node b running on one of them
-    stack.start_host_worker("wc", hosts["host-c"], ["b"])
+    # Given node b running on host B, and a standby worker on host C that consumes queue b from then on (told
+    # to by Celery's remote control, so that b cannot have started on C)
+    stack.start_host_worker("wc", hosts["host-c"], ["standby"])
     flow = create_flow(live_api, FLOW)
     execution_id = start_run(live_api, flow, {"b_ms": LONG_B_MS})
     first = wait_until(lambda: _b_running(live_api, execution_id), 30, "b running")
+    assert first == "wb@host-b"
+    other = "wc@host-c"
+    replies = stack.client_app().control.add_consumer("b", destination=[other], reply=True, timeout=10)
+    assert replies and "ok" in replies[0][other], replies
     name, hostname = first.split("@")
-    other = "wc@host-c" if first == "wb@host-b" else "wb@host-b"
     cut_host = hosts[hostname]
     # When that host's link is cut while b runs
     cut_host.cut()
