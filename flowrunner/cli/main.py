@@ -198,12 +198,18 @@ def _celery_argv(subcommand: str, extra: list[str]) -> list[str] | None:
     return [sys.executable, "-m", "celery", "-A", "flowrunner", subcommand, *(extra or ["-l", "info"])]
 
 
-def _exec_celery(subcommand: str, extra: list[str]) -> int:
-    """Replace this process with `celery -A flowrunner <subcommand> ...` (signals go straight to Celery)."""
-    argv = _celery_argv(subcommand, extra)
+def _run_celery(subcommand: str, extra: list[str]) -> int:
+    """`celery -A flowrunner <subcommand> ...`: a worker runs as a supervised child that is started again if it
+    dies (unless `--no-restart`); otherwise this process is replaced by Celery (signals go straight to it)."""
+    supervised = subcommand == "worker" and "--no-restart" not in extra
+    argv = _celery_argv(subcommand, [arg for arg in extra if arg != "--no-restart"])
     if argv is None:
         return EXIT_USAGE
     sys.stdout.flush()
+    if supervised:
+        from flowrunner.cli.supervisor import supervise
+
+        return supervise(argv)
     os.execv(sys.executable, argv)
     return EXIT_FAILED  # not reached
 
@@ -223,22 +229,13 @@ def _metrics_dir() -> None:
 
 
 def cmd_worker(extra: list[str]) -> int:
-    """The Celery worker under a supervisor that starts it again if it dies (`--no-restart`: Celery itself)."""
     if any(arg == "--metrics-port" or arg.startswith("--metrics-port=") for arg in extra):
         _metrics_dir()
-    if "--no-restart" in extra:
-        return _exec_celery("worker", [arg for arg in extra if arg != "--no-restart"])
-    from flowrunner.cli.supervisor import supervise
-
-    argv = _celery_argv("worker", extra)
-    if argv is None:
-        return EXIT_USAGE
-    sys.stdout.flush()
-    return supervise(argv)
+    return _run_celery("worker", extra)
 
 
 def cmd_beat(extra: list[str]) -> int:
-    return _exec_celery("beat", extra)
+    return _run_celery("beat", extra)
 
 
 def cmd_createaccount(extra: list[str]) -> int:

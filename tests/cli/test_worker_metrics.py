@@ -17,7 +17,7 @@ from flowrunner.worker_metrics import MetricsConfigError, MetricsServer, multipr
 @pytest.fixture
 def exec_celery(monkeypatch):
     calls = []
-    monkeypatch.setattr(cli, "_exec_celery", lambda subcommand, extra: calls.append((subcommand, extra)) or 0)
+    monkeypatch.setattr(cli, "_run_celery", lambda subcommand, extra: calls.append((subcommand, extra)) or 0)
     return calls
 
 
