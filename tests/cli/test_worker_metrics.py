@@ -18,7 +18,13 @@ from flowrunner.worker_metrics import MetricsConfigError, MetricsServer, multipr
 def exec_celery(monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "_run_celery", lambda subcommand, extra: calls.append((subcommand, extra)) or 0)
-    return calls
+    # cmd_worker sets PROMETHEUS_MULTIPROC_DIR in os.environ itself: later tests' subprocesses must not inherit it
+    saved = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    yield calls
+    if saved is None:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
 
 
 def test_worker_metrics_port_gets_a_fresh_multiprocess_directory(monkeypatch, exec_celery):
