@@ -5,20 +5,17 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import admin
-from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import ForeignKey, QuerySet
 from django.forms import ModelChoiceField
 from django.http import HttpRequest
 
+from accounts import selectors
 from accounts.models import Account
 
 
 def member_account_id(request: HttpRequest) -> uuid.UUID | None:
     """The staff user's own account id, or None for a user who belongs to none."""
-    try:
-        return request.user.membership.account_id
-    except (ObjectDoesNotExist, AttributeError):
-        return None
+    return selectors.member_account_id(request.user)
 
 
 class AccountScopedAdmin(admin.ModelAdmin):

@@ -19,8 +19,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts import throttling
-from accounts.models import ApiToken, Membership
-from accounts.selectors import NoAccount
+from accounts.models import ApiToken
+from accounts.selectors import NoAccount, member_account_id
 from accounts.services import token_digest
 from core.errors import NotAuthenticated
 
@@ -36,10 +36,7 @@ class InvalidCredentials(NotAuthenticated):
 
 
 def has_account(user: AbstractBaseUser) -> bool:
-    try:
-        return user.membership.account_id is not None
-    except Membership.DoesNotExist:
-        return False
+    return member_account_id(user) is not None
 
 
 def _user_with_account(**lookup) -> AbstractBaseUser | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
@@ -22,13 +23,29 @@ class NoAccount(Forbidden):
     )
 
 
-def account_for_user(user: AbstractBaseUser) -> Account:
-    """The caller's account (the tenant); a user without a membership (e.g. a bare superuser) → 403
-    no_account."""
+def member_account(user: AbstractBaseUser | Any) -> Account | None:
+    """The user's account, or None for one who belongs to none (anonymous, a bare superuser)."""
     try:
         return user.membership.account
     except (Membership.DoesNotExist, AttributeError):
+        return None
+
+
+def member_account_id(user: AbstractBaseUser | Any) -> uuid.UUID | None:
+    """The user's account id without loading the account, or None (see member_account)."""
+    try:
+        return user.membership.account_id
+    except (Membership.DoesNotExist, AttributeError):
+        return None
+
+
+def account_for_user(user: AbstractBaseUser) -> Account:
+    """The caller's account (the tenant); a user without a membership (e.g. a bare superuser) → 403
+    no_account."""
+    account = member_account(user)
+    if account is None:
         raise NoAccount()
+    return account
 
 
 def account_by_ref(*, user: AbstractBaseUser, ref: str) -> Account:

@@ -9,13 +9,13 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles.views import serve as staticfiles_serve
-from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from accounts.models import Account
+from accounts.selectors import member_account
 from dashboard.graph import layout
 from dashboard.security import apply_headers, secure_page
 from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionStatus
@@ -28,10 +28,7 @@ STATUS_CHOICES = [choice for choice, _ in ExecutionStatus.choices]
 
 
 def _account(request: HttpRequest) -> Account | None:
-    try:
-        return request.user.membership.account
-    except ObjectDoesNotExist:
-        return None
+    return member_account(request.user)
 
 
 def dashboard_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

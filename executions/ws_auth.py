@@ -12,7 +12,8 @@ from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from accounts.credentials import has_account, user_for_authorization
+from accounts.credentials import user_for_authorization
+from accounts.selectors import member_account_id
 from core.errors import ApplicationError
 from executions.ws_selectors import ws_database_sync_to_async
 
@@ -67,13 +68,13 @@ def _user_for_header_sync(header: bytes, ip: str) -> tuple[Any, Any] | None:
         return None
     if user is None:
         return None
-    return user, user.membership.account_id
+    return user, member_account_id(user)
 
 
 def _account_of_sync(user: Any) -> Any:
-    if not getattr(user, "is_authenticated", False) or not user.is_active or not has_account(user):
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
         return None
-    return user.membership.account_id
+    return member_account_id(user)
 
 
 user_for_header = ws_database_sync_to_async(_user_for_header_sync)
