@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from accounts.admin_scope import member_account_id
 from accounts.redaction import Redactor
 from accounts.selectors import secret_values
 from core.errors import ApplicationError
 from executions import services
 from executions.models import Execution, ExecutionEvent, NodeRun
+from flows.admin import FlowAdmin
+from flows.models import Flow
 
 # An execution with a long loop has thousands of events; the page shows the latest ones (the API has all).
 EVENT_LIMIT = 500
@@ -26,13 +29,6 @@ def pretty_json(value: Any, redactor: Redactor | None = None) -> str:
     if redactor:
         value = redactor.data(value)
     return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', json.dumps(value, indent=2))
-
-
-def member_account_id(request: HttpRequest) -> Any:
-    try:
-        return request.user.membership.account_id
-    except ObjectDoesNotExist:
-        return None
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -198,15 +194,63 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-run from failure (failed or canceled executions)", permissions=["operate"])
     def rerun(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
-        started, refused = [], []
-        for execution in queryset.select_related("flow", "flow_version", "account"):
-            try:
-                new = services.execution_retry(execution=execution, user=request.user)
-            except ApplicationError as exc:
-                refused.append(f"{execution.id} ({exc.message})")
-                continue
-            started.append(f"{execution.id} → {new.id}")
-        if started:
-            self.message_user(request, f"Re-run started: {'; '.join(started)}.", messages.SUCCESS)
-        if refused:
-            self.message_user(request, f"Not re-run: {'; '.join(refused)}.", messages.WARNING)
+        executions = queryset.select_related("flow", "flow_version", "account")
+        start_each(
+            self,
+            request,
+            executions,
+            lambda execution: services.execution_retry(execution=execution, user=request.user),
+            done="Re-run started",
+            refused="Not re-run",
+        )
+
+
+def start_each(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    objects: Iterable[Any],
+    start: Callable[[Any], Execution],
+    *,
+    done: str,
+    refused: str,
+) -> None:
+    """An admin action that starts one execution per selected object: what started and what the services
+    refused (with their reason), in two messages."""
+    started, not_started = [], []
+    for obj in objects:
+        try:
+            execution = start(obj)
+        except ApplicationError as exc:
+            not_started.append(f"{obj.pk} ({exc.message})")
+            continue
+        started.append(f"{obj.pk} → {execution.id}")
+    if started:
+        model_admin.message_user(request, f"{done} {len(started)}: {'; '.join(started)}.", messages.SUCCESS)
+    if not_started:
+        model_admin.message_user(request, f"{refused}: {'; '.join(not_started)}.", messages.WARNING)
+
+
+# Running a flow is an execution's business: the flows admin (a floor below) gets its Run action here.
+admin.site.unregister(Flow)
+
+
+@admin.register(Flow)
+class FlowRunAdmin(FlowAdmin):
+    actions = [*FlowAdmin.actions, "run"]
+
+    @admin.action(description="Run selected flows (empty input)", permissions=["run"])
+    def run(self, request: HttpRequest, queryset: QuerySet[Flow]) -> None:
+        flows = queryset.select_related("account", "current_version")
+        start_each(
+            self,
+            request,
+            flows,
+            lambda flow: services.execution_start(
+                account=flow.account, flow=flow, user=request.user, input={}
+            )[0],
+            done="Started",
+            refused="Not started",
+        )
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("executions.add_execution")

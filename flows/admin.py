@@ -7,13 +7,13 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import construct_change_message
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from accounts.admin_scope import AccountScopedAdmin
-from accounts.models import Account
+from accounts.selectors import member_account
 from flows import services
 from flows.dsl.spec import FlowValidationError, Problem
 from flows.models import Flow, FlowVersion
@@ -30,13 +30,6 @@ def problem_text(problem: Problem) -> str:
         parts.append(problem.path)
     parts.append(problem.message)
     return ": ".join(parts)
-
-
-def _member_account(request: HttpRequest) -> Account | None:
-    try:
-        return request.user.membership.account
-    except ObjectDoesNotExist:
-        return None
 
 
 class FlowAdminForm(forms.ModelForm):
@@ -107,7 +100,7 @@ class FlowAdmin(AccountScopedAdmin):
     search_fields = ["id", "name", "description"]
     list_select_related = ["account", "current_version"]
     inlines = [FlowVersionInline]
-    actions = ["run", "soft_delete"]
+    actions = ["soft_delete"]
 
     @admin.display(description="version", ordering="current_version__number")
     def current_label(self, obj: Flow) -> str:
@@ -139,7 +132,7 @@ class FlowAdmin(AccountScopedAdmin):
                     content=data["content"],
                     name=name if "name" in form.changed_data else None,
                 )
-            account = data.get("account") or _member_account(request)
+            account = data.get("account") or member_account(request.user)
             return services.flow_create(
                 account=account, user=request.user, content=data["content"], name=name
             )
@@ -160,7 +153,7 @@ class FlowAdmin(AccountScopedAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Only a superuser picks the account; other staff need one of their own to create in.
-        has_account = request.user.is_superuser or _member_account(request) is not None
+        has_account = request.user.is_superuser or member_account(request.user) is not None
         return has_account and super().has_add_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Flow | None = None) -> bool:
@@ -179,28 +172,6 @@ class FlowAdmin(AccountScopedAdmin):
             services.flow_delete(flow=flow)
             count += 1
         self.message_user(request, f"{count} flow(s) deleted.", messages.SUCCESS)
-
-    @admin.action(description="Run selected flows (empty input)", permissions=["run"])
-    def run(self, request: HttpRequest, queryset: QuerySet[Flow]) -> None:
-        # Imported here: flows sits below executions in the layers; only this admin adapter reaches up.
-        from core.errors import ApplicationError
-        from executions.services import execution_start
-
-        started, refused = [], []
-        for flow in queryset.select_related("account", "current_version"):
-            try:
-                execution, _ = execution_start(account=flow.account, flow=flow, user=request.user, input={})
-            except ApplicationError as exc:
-                refused.append(f"{flow.id} ({exc.message})")
-                continue
-            started.append(f"{flow.id} → {execution.id}")
-        if started:
-            self.message_user(request, f"Started {len(started)}: {'; '.join(started)}.", messages.SUCCESS)
-        if refused:
-            self.message_user(request, f"Not started: {'; '.join(refused)}.", messages.WARNING)
-
-    def has_run_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("executions.add_execution")
 
 
 @admin.register(FlowVersion)

@@ -8,9 +8,8 @@ from textwrap import dedent
 
 import pytest
 
-from flows.dsl import FlowValidationError, parse_flow
-from flows.dsl.parser import MAX_ALIAS_EXPANSION, MAX_TEXT_BYTES
-from flows.dsl.spec import BatchPolicy, FlowSpec, RetryPolicy
+from flows.dsl.parser import MAX_ALIAS_EXPANSION, MAX_TEXT_BYTES, parse_flow
+from flows.dsl.spec import BatchPolicy, FlowSpec, FlowValidationError, RetryPolicy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
