@@ -3,7 +3,7 @@
 #   make run      the server on http://127.0.0.1:8000 (creates .venv, installs, migrates, demo account)
 #   make worker   a Celery worker             make beat   the periodic tasks (reaper)   (Redis only)
 #   make test     the test suite (starts its own PostgreSQL and Redis unless configured)
-#   make lint     ruff check + format check  make format  ruff format + autofix
+#   make lint     ruff check + format check + import floors (lint-imports)   make format  ruff format + autofix
 #   make migrate  apply migrations           make bench  benchmarks (bench/run.py)
 
 VENV   ?= .venv
@@ -76,6 +76,7 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(INSTALLED)
 	$(BIN)/ruff format .
