@@ -1,4 +1,4 @@
-"""The live WebSocket (/api/v1/ws, DESIGN §6): subscriptions to executions, replay, snapshots, live frames."""
+"""The live WebSocket (/api/v1/ws): subscriptions to executions, replay, snapshots, live frames."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ def _order(problem: Problem) -> tuple[float, float]:
 
 
 def parse_flow(text: str | bytes) -> FlowSpec:
-    """Parse and validate a flow (DESIGN §4); raises FlowValidationError with all problems at once."""
+    """Parse and validate a flow; raises FlowValidationError with all problems at once."""
     validator = Validator(load(text))
     spec = validator.spec()
     if validator.problems or spec is None:

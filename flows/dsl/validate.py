@@ -1,4 +1,4 @@
-"""Validation of a loaded flow document (DESIGN §4) into a FlowSpec, collecting every problem and position."""
+"""Validation of a loaded flow document into a FlowSpec, collecting every problem and position."""
 
 from __future__ import annotations
 

@@ -75,7 +75,8 @@ class NodeContext(Protocol):
         """Evaluate `${...}` in every string inside `value` (typed when a string is exactly one expression)."""
 
     def run_script(self, source: str, *, input: Any = None, extra: dict[str, Any] | None = None) -> Any:
-        """Run a JS function body in the sandbox with the globals of DESIGN §4 (`input` defaults to the document)."""
+        """Run a JS function body in the sandbox with the flow language's script globals (`input` defaults to
+        the document)."""
 
     def log(self, level: str, message: str, data: Any = None) -> None:
         """Record an execution log event (secret values are redacted by the engine)."""

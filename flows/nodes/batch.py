@@ -51,7 +51,7 @@ def _merge(joined: dict[str, Any], key: str, value: Any) -> None:
 def join_batches(
     outputs: list[tuple[int, Any]], failed_batches: list[int], failed_items: int, batch_count: int
 ) -> dict[str, Any]:
-    """The node's output from its batches' outputs `(batch_index, output)`, merged in batch order (DESIGN §4).
+    """The node's output from its batches' outputs `(batch_index, output)`, merged in batch order.
 
     An object output is merged key by key; any other output (typically the batch's list of items) is
     concatenated under `results` (a scalar counts as a one-element list; null adds nothing).
@@ -155,7 +155,7 @@ class BatchKind(NodeKind):
         )
 
 
-# DESIGN §4 runs all four as parallel batches; `batch: {strategy: serial}` asks for one at a time.
+# The flow language runs all four as parallel batches; `batch: {strategy: serial}` asks for one at a time.
 for _name, _strategy in (
     ("parallel_batch", "parallel"),
     ("batch", "parallel"),

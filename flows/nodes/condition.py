@@ -18,7 +18,7 @@ _WHOLE_EXPRESSION = re.compile(r"^\$\{(.*)\}$", re.DOTALL)
 
 
 def choose_action(value: Any, edges: Mapping[str, Any]) -> str:
-    """The action a condition's return value selects (DESIGN §4)."""
+    """The action a condition's return value selects."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -1,4 +1,4 @@
-"""parse_flow: the flow language of DESIGN §4, its problems (path, line, column), the Go original's flows."""
+"""parse_flow: the flow language (README), its problems (path, line, column), the Go original's flows."""
 
 from __future__ import annotations
 

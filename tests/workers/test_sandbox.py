@@ -85,7 +85,7 @@ def test_sandbox_script_may_declare_its_own_results_and_input(sandbox):
 
 
 def test_sandbox_all_per_call_globals_are_visible(sandbox):
-    # given the five per-call globals of DESIGN §4
+    # given the five per-call globals scripts see
     # when a script reads each of them
     outcome = run(
         sandbox,

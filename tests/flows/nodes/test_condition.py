@@ -1,4 +1,4 @@
-"""The condition kind: its params and the action rules of DESIGN §4."""
+"""The condition kind: its params and the action rules of the flow language (README)."""
 
 import pytest
 
