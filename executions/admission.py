@@ -30,7 +30,6 @@ LOCK_NAMESPACE = 0x41444D54  # "ADMT"
 # rest start on the next end or sweep.
 ADMIT_BATCH = 100
 MAX_FLOWS_PER_PASS = 100
-ACTIVE = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
 
 
 def account_limit() -> int | None:
@@ -45,7 +44,9 @@ def _lock(account_id: Any) -> None:
 
 
 def _holding(**conditions: Any) -> int:
-    return Execution.objects.filter(status__in=ACTIVE, waiting_reason="", **conditions).count()
+    return Execution.objects.filter(
+        status__in=ExecutionStatus.ACTIVE, waiting_reason="", **conditions
+    ).count()
 
 
 def _waiting(**conditions: Any) -> Any:

@@ -1,5 +1,6 @@
 """Execution, NodeRun and ExecutionEvent: the durable record of a run (PostgreSQL is the truth)."""
 
+import enum
 import uuid
 
 from django.conf import settings
@@ -18,8 +19,12 @@ class ExecutionStatus(models.TextChoices):
     FAILED = "failed"
     CANCELED = "canceled"
 
+    # Sets of statuses, not statuses: nonmember keeps them out of the choices.
+    ACTIVE = enum.nonmember(frozenset({"queued", "running"}))
+    TERMINAL = enum.nonmember(frozenset({"completed", "failed", "canceled"}))
 
-TERMINAL_EXECUTION_STATUSES = frozenset({"completed", "failed", "canceled"})
+
+TERMINAL_EXECUTION_STATUSES = ExecutionStatus.TERMINAL
 
 
 def api_trigger() -> dict[str, str]:
@@ -94,7 +99,7 @@ class Execution(models.Model):
             # The slots held: few rows (at most the bounds), counted on every admission.
             models.Index(
                 fields=["account", "flow"],
-                condition=models.Q(status__in=["queued", "running"], waiting_reason=""),
+                condition=models.Q(status__in=sorted(ExecutionStatus.ACTIVE), waiting_reason=""),
                 name="execution_holding_slot",
             ),
             # The waiting line, FIFO per flow.

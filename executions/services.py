@@ -18,9 +18,6 @@ from flows.models import Flow, FlowVersion
 from flows.nodes.registry import get_kind
 from flows.selectors import flow_version_spec
 
-ACTIVE_STATUSES = (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING)
-
-
 # The worker bounds a node's own work by its timeout; the task's hard limit, this much later, only stops a
 # process that ignored it (the attempt is then lost and run again like any dead worker's).
 HARD_LIMIT_GRACE = 30.0
@@ -139,7 +136,7 @@ def execution_cancel(*, execution: Execution) -> bool:
     execution = Execution.objects.select_for_update().get(id=execution.id)
     with locked_execution_work(execution):
         if not transitions.execution_transition(
-            execution, to=ExecutionStatus.CANCELED, expected=ACTIVE_STATUSES, error="canceled"
+            execution, to=ExecutionStatus.CANCELED, expected=tuple(ExecutionStatus.ACTIVE), error="canceled"
         ):
             return False
         transaction.on_commit(lambda: metrics.execution_finished(ExecutionStatus.CANCELED))
