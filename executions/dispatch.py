@@ -50,7 +50,10 @@ def send_now(
     if task in _NO_RESULT:
         options["ignore_result"] = True
     # What Celery would otherwise build with its saferepr (a third of a publish's CPU); the reaper reads it.
-    options.update(argsrepr=f"[{int(node_run_id)}]", kwargsrepr="{}")
+    # (plain repr of two strings for the labels: what task events, and so Flower, show as the kwargs)
+    options.update(
+        argsrepr=f"[{int(node_run_id)}]", kwargsrepr=repr(options["kwargs"]) if "kwargs" in options else "{}"
+    )
     try:
         current_app.send_task(task, args=[node_run_id], **options)
     except Exception:
