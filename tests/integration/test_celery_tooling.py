@@ -102,7 +102,8 @@ def test_task_events_and_inspect_show_node_tasks_with_their_ids(stack, live_api)
         for event in log.of("task-received", "flowrunner.run_node")
         if execution_id in event["kwargs"]
     }
-    assert set(received) == {"fetch", "slow"}, [(e["type"], e.get("kwargs")) for e in log.events if e.get("name") == "flowrunner.run_node"]
+    node_events = [(e["type"], e.get("kwargs")) for e in log.events if e.get("name") == "flowrunner.run_node"]
+    assert set(received) == {"fetch", "slow"}, node_events
     assert all(event["hostname"] == worker for event in received.values())
     uuids = {event["uuid"] for event in received.values()}
     for event_type in ("task-sent", "task-started", "task-succeeded"):
