@@ -18,6 +18,13 @@ class ApplicationError(Exception):
         self.details = details
         super().__init__(self.message)
 
+    def describe(self) -> str:
+        """The message and, when `details` lists problems, each as `path: message`, on one line (for the
+        command line and the admin, which have no envelope)."""
+        problems = self.details if isinstance(self.details, list) else []
+        listed = "; ".join(f"{p.get('path')}: {p.get('message')}" for p in problems if isinstance(p, dict))
+        return f"{self.message} {listed}" if listed else self.message
+
 
 class ValidationFailed(ApplicationError):
     default_code = "validation_error"

@@ -221,7 +221,7 @@ def start_each(
         try:
             execution = start(obj)
         except ApplicationError as exc:
-            not_started.append(f"{obj.pk} ({exc.message})")
+            not_started.append(f"{obj.pk} ({exc.describe()})")
             continue
         started.append(f"{obj.pk} → {execution.id}")
     if started:

@@ -89,8 +89,7 @@ def _run_in_database(options: RunOptions) -> int:
     try:
         account, flow = _prepare(options)
     except ApplicationError as exc:  # e.g. a secret key or value over the size limits
-        details = "; ".join(f"{d.get('path')}: {d.get('message')}" for d in exc.details or [])
-        print(f"flowrunner run: {exc.message}{' ' + details if details else ''}", file=sys.stderr)
+        print(f"flowrunner run: {exc.describe()}", file=sys.stderr)
         return 2
     # The execution has ended when the block exits: nothing left in the worker is worth waiting for, and its
     # loop would notice the stop only at its next 2 s broker poll (the daemon thread ends with the process).

@@ -34,6 +34,5 @@ class Command(BaseCommand):
         try:
             account, _user = services.account_signup(username=username, password=password, account_name=name)
         except ApplicationError as exc:
-            problems = "; ".join(f"{item['path']}: {item['message']}" for item in exc.details or [])
-            raise CommandError(f"{exc.message}{' ' + problems if problems else ''}") from None
+            raise CommandError(exc.describe()) from None
         self.stdout.write(str(account.id))
