@@ -1,11 +1,9 @@
-"""The Celery app: JSON only, late acks, one task at a time per process; tasks are found in `workers.tasks` and
-`executions.tasks`."""
+"""The Celery app: JSON only, late acks, one task at a time per process; tasks are found in `workers.tasks`,
+`executions.tasks` and `triggers.tasks`."""
 
 import os
-from pathlib import Path
 
 from celery import Celery
-from celery.beat import PersistentScheduler
 from celery.signals import worker_init
 
 from flowrunner import brokerguard
@@ -36,22 +34,12 @@ app.conf.update(
     # keeps countdown tasks from being redelivered over and over while they wait.
     broker_transport_options={"visibility_timeout": 3600, "polling_interval": 0.01},
     result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
-    imports=("workers.tasks", "executions.tasks"),
-    beat_scheduler="flowrunner.celery:StateScheduler",
+    imports=("workers.tasks", "executions.tasks", "triggers.tasks"),
 )
 worker_metrics.install(app)
 # Celery's Django fixup would otherwise close (in prefork: destroy) the connection pool around every task,
 # costing a new PostgreSQL connection per node run. A dead connection is handled by the tasks themselves.
 app.conf.CELERY_DB_REUSE_MAX = 1000
-
-
-class StateScheduler(PersistentScheduler):
-    """Celery's file-backed beat scheduler, whose file (CELERY_BEAT_SCHEDULE_FILENAME, `-s`) may live in a state
-    directory that does not exist yet: it is created, so beat never falls back to the project directory."""
-
-    def setup_schedule(self) -> None:
-        Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
-        super().setup_schedule()
 
 
 @app.on_after_finalize.connect

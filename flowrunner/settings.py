@@ -126,10 +126,12 @@ INSTALLED_APPS = [
     # under us the way a CDN's `@latest` does.
     "drf_spectacular_sidecar",
     "channels",
+    "django_celery_beat",
     "accounts",
     "flows",
     "executions",
     "workers",
+    "triggers",
     "dashboard",
 ]
 
@@ -276,11 +278,9 @@ else:
 
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
-# Beat's record of when each periodic task last ran: with the embedded PostgreSQL's data in the git-ignored
-# .flowrunner/ of the working directory, not a stray celerybeat-schedule.* file in the project.
-CELERY_BEAT_SCHEDULE_FILENAME = str(
-    Path(_env("FLOWRUNNER_BEAT_SCHEDULE", ".flowrunner/celerybeat-schedule")).expanduser().resolve()
-)
+# Beat reads its periodic tasks (the reaper, every schedule) from PostgreSQL: django-celery-beat's
+# DatabaseScheduler, so a schedule created over the API is fired without restarting beat.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # --- FlowRunner behaviour -----------------------------------------------------------------------------------
 FLOWRUNNER_ALLOW_SIGNUP = _bool("FLOWRUNNER_ALLOW_SIGNUP", True)
@@ -306,6 +306,11 @@ FLOWRUNNER_ACCOUNT_MAX_RUNNING = _int("FLOWRUNNER_ACCOUNT_MAX_RUNNING", 0, minim
 FLOWRUNNER_CALLBACK_MAX_ATTEMPTS = _int("FLOWRUNNER_CALLBACK_MAX_ATTEMPTS", 8, minimum=1)
 FLOWRUNNER_CALLBACK_RETRY_WAIT = _seconds("FLOWRUNNER_CALLBACK_RETRY_WAIT", "10s")
 FLOWRUNNER_CALLBACK_TIMEOUT = _seconds("FLOWRUNNER_CALLBACK_TIMEOUT", "10s")
+# Inbound hooks: deliveries one trigger accepts per minute (429 beyond), how far a signed delivery's
+# X-FlowRunner-Timestamp may be from now, and how long an accepted signature is remembered against replays.
+FLOWRUNNER_HOOK_RATE_LIMIT = _int("FLOWRUNNER_HOOK_RATE_LIMIT", 60, minimum=1)
+FLOWRUNNER_HOOK_TOLERANCE = _seconds("FLOWRUNNER_HOOK_TOLERANCE", "5m")
+FLOWRUNNER_HOOK_REPLAY_WINDOW = _seconds("FLOWRUNNER_HOOK_REPLAY_WINDOW", "24h")
 
 
 def _egress_hosts(name: str) -> list[str]:

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("accounts.urls")),
     path("", include("flows.urls")),
     path("", include("executions.urls")),
+    path("", include("triggers.urls")),
 ]
 
 urlpatterns = [

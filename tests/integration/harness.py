@@ -412,26 +412,13 @@ class LiveStack:
 
     # -- beat --------------------------------------------------------------------------------------
 
-    def start_beat(self) -> Child:
-        schedule = self.workdir / "celerybeat-schedule"
-        return self._spawn(
-            "beat",
-            [
-                "-m",
-                "celery",
-                "-A",
-                "flowrunner",
-                "beat",
-                "-l",
-                "info",
-                "-s",
-                str(schedule),
-            ],
-        )
+    def start_beat(self, name: str = "beat") -> Child:
+        """Celery beat on the database scheduler; another `name` starts a second one beside it."""
+        return self._spawn(name, ["-m", "celery", "-A", "flowrunner", "beat", "-l", "info"])
 
-    def stop_beat(self) -> None:
-        if "beat" in self.children:
-            self.children["beat"].stop()
+    def stop_beat(self, name: str = "beat") -> None:
+        if name in self.children:
+            self.children[name].stop()
 
     # -- health ------------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Flows that start themselves: schedules (fired by Celery beat) and inbound webhooks."""
