@@ -1,4 +1,4 @@
-"""Celery beat keeps its schedule file in the git-ignored state directory, not in the directory it runs in."""
+"""Celery beat reads its periodic tasks from PostgreSQL (django-celery-beat), leaving no schedule file behind."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
+from django_celery_beat.models import PeriodicTask
 
-from tests.flowrunner.process_env import REPO, fresh_environment
+from tests.flowrunner.process_env import fresh_environment
 
 
-def test_beat_keeps_its_schedule_under_the_state_directory(tmp_path: Path):
-    # given beat started in a project directory, as `make beat` starts it
+def test_beat_keeps_its_schedule_in_the_database(tmp_path: Path, transactional_db):
+    # given beat started in a project directory, as `make beat` starts it, on the test database
+    database = connection.settings_dict
     environment = fresh_environment(
         tmp_path,
-        FLOWRUNNER_POSTGRES_HOST="127.0.0.1",
+        FLOWRUNNER_POSTGRES_HOST=database["HOST"] or "127.0.0.1",
+        FLOWRUNNER_POSTGRES_PORT=str(database["PORT"] or 5432),
+        FLOWRUNNER_POSTGRES_USER=database["USER"] or "postgres",
+        FLOWRUNNER_POSTGRES_PASSWORD=database["PASSWORD"] or "",
+        FLOWRUNNER_POSTGRES_DATABASE=database["NAME"],
         FLOWRUNNER_REDIS_URL=settings.REDIS_URL or "redis://127.0.0.1:6379/0",
     )
     log = tmp_path / "beat.log"
@@ -28,17 +35,16 @@ def test_beat_keeps_its_schedule_under_the_state_directory(tmp_path: Path):
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    # when it has started and written its schedule
-    state = tmp_path / ".flowrunner"
+    # when it has started and installed the reaper
     try:
         deadline = time.monotonic() + 60
-        while not list(state.glob("celerybeat-schedule*")):
+        while not PeriodicTask.objects.filter(name="reaper", task="flowrunner.reap").exists():
             assert beat.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
     finally:
         beat.terminate()
         beat.wait(timeout=30)
-    # then the schedule is in .flowrunner/ (git-ignored), and nothing was left in the project directory
-    assert [path.name for path in tmp_path.iterdir() if path.name.startswith("celerybeat-schedule")] == []
-    assert ".flowrunner/" in (REPO / ".gitignore").read_text().splitlines()
+    # then the reaper is a database row beat fires, and no schedule file was written anywhere under it
+    assert "DatabaseScheduler" in log.read_text()
+    assert [path for path in tmp_path.rglob("celerybeat-schedule*")] == []
