@@ -390,6 +390,11 @@ SPECTACULAR_SETTINGS = {
         {"name": "accounts", "description": "The caller's account and its secrets."},
         {"name": "flows", "description": "Flows (YAML), their versions, and starting runs."},
         {"name": "executions", "description": "Runs: status, logs, node runs, cancel, retry."},
+        {
+            "name": "schedules",
+            "description": "Flows run on a cron expression or every interval (Celery beat).",
+        },
+        {"name": "triggers", "description": "Inbound hooks: a URL and secret that start a flow when called."},
         {"name": "health", "description": "Liveness for load balancers and monitors."},
     ],
 }

@@ -7,8 +7,16 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django_celery_beat import admin as beat_admin
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
-from accounts.admin_scope import AccountScopedAdmin, member_account_id
+from accounts.admin_scope import AccountScopedAdmin, SuperuserOnlyAdmin, member_account_id
 from flowrunner.exceptions import ApiError
 from flows.models import Flow
 from triggers import hooks, schedules, timing
@@ -99,3 +107,19 @@ class TriggerAdmin(AccountScopedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Trigger, form: forms.ModelForm, change: bool) -> None:
         hooks.trigger_update(trigger=obj, enabled=obj.enabled)
+
+
+# django-celery-beat's own tables hold every account's schedules (and the reaper): superusers only. A schedule is
+# edited above, which keeps its PeriodicTask in step.
+for _model, _admin in [
+    (PeriodicTask, beat_admin.PeriodicTaskAdmin),
+    (IntervalSchedule, beat_admin.IntervalScheduleAdmin),
+    (CrontabSchedule, beat_admin.CrontabScheduleAdmin),
+    (SolarSchedule, beat_admin.SolarScheduleAdmin),
+    (ClockedSchedule, beat_admin.ClockedScheduleAdmin),
+]:
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(
+        _model, type(f"SuperuserOnly{_model.__name__}Admin", (SuperuserOnlyAdmin, _admin), {})
+    )

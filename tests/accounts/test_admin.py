@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts import selectors, services
 from accounts.models import ApiToken, Membership, Secret
@@ -133,6 +134,7 @@ def tenants(member, other_member, monkeypatch):
         "flows.FlowVersion": flow.current_version,
         "executions.Execution": make_execution(b_account, b_user, flow),
         "workers.StoreEntry": StoreEntry.objects.create(account=b_account, key="b-key", value={"n": 1}),
+        **_trigger_objects(b_account, b_user, flow),
     }
     client, root = Client(), Client()
     client.force_login(staff)
@@ -140,6 +142,27 @@ def tenants(member, other_member, monkeypatch):
         get_user_model().objects.create_superuser("root", "root@example.com", "root-passphrase-1")
     )
     return SimpleNamespace(client=client, root=root, staff=staff, account=account, b_account=b_account, b=b)
+
+
+def _trigger_objects(account, user, flow) -> dict:
+    from django_celery_beat.models import ClockedSchedule, SolarSchedule
+
+    from triggers.hooks import trigger_create
+    from triggers.schedules import schedule_create
+
+    every = schedule_create(account=account, flow=flow, user=user, interval="5s")
+    daily = schedule_create(account=account, flow=flow, user=user, cron="0 9 * * *")
+    return {
+        "triggers.Schedule": every,
+        "triggers.Trigger": trigger_create(account=account, flow=flow, user=user)[0],
+        "django_celery_beat.PeriodicTask": every.periodic_task,
+        "django_celery_beat.IntervalSchedule": every.periodic_task.interval,
+        "django_celery_beat.CrontabSchedule": daily.periodic_task.crontab,
+        "django_celery_beat.SolarSchedule": SolarSchedule.objects.create(
+            event="sunrise", latitude=0, longitude=0
+        ),
+        "django_celery_beat.ClockedSchedule": ClockedSchedule.objects.create(clocked_time=timezone.now()),
+    }
 
 
 def _url(obj, view: str = "changelist") -> str:

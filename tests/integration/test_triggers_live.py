@@ -72,7 +72,8 @@ def test_triggers_interval_schedule_fires_on_time_once_per_second_with_two_beats
         for r in runs
     )
     print(
-        f"schedule 1s, two beats: {len(runs)} runs, {len(in_window)} in the {WINDOW:.0f}s window, missing {missing}, worst lateness {worst.total_seconds():.3f}s"
+        f"schedule 1s, two beats: {len(runs)} runs, {len(in_window)} in the {WINDOW:.0f}s window, "
+        f"missing {missing}, worst lateness {worst.total_seconds():.3f}s"
     )
     # and both beats really sent firings: the duplicates reached the workers and started nothing
     sends = _sends(stack, "beat", schedule_id) + _sends(stack, "beat-2", schedule_id)
