@@ -104,6 +104,8 @@ _RUN_LINKS = {
     "CancelExecution": ("executions_cancel", _EXECUTION),
     "RetryExecution": ("executions_retry", _EXECUTION),
 }
+_SCHEDULE = {"schedule_id": "$response.body#/id"}
+_TRIGGER = {"trigger_id": "$response.body#/id"}
 LINKS: dict[str, dict[int, dict[str, tuple[str, dict[str, str]]]]] = {
     "flows_create": {
         201: {
@@ -117,6 +119,14 @@ LINKS: dict[str, dict[int, dict[str, tuple[str, dict[str, str]]]]] = {
     "flows_update": {200: {"GetFlow": ("flows_retrieve", _FLOW), "RunFlow": ("flows_run", _FLOW)}},
     "flows_run": {201: _RUN_LINKS, 200: _RUN_LINKS},
     "executions_retry": {201: _RUN_LINKS},
+    "schedules_create": {
+        201: {
+            "GetSchedule": ("schedules_retrieve", _SCHEDULE),
+            "UpdateSchedule": ("schedules_update", _SCHEDULE),
+            "DeleteSchedule": ("schedules_delete", _SCHEDULE),
+        }
+    },
+    "triggers_create": {201: {"DeleteTrigger": ("triggers_delete", _TRIGGER)}},
     "secrets_create": {
         201: {
             "ReplaceSecret": ("secrets_set", _SECRET),
@@ -125,7 +135,7 @@ LINKS: dict[str, dict[int, dict[str, tuple[str, dict[str, str]]]]] = {
     },
 }
 # Bodies that may also be JSON `null` (read as `{}`), besides being left out.
-NULL_BODIES = ("flows_run", "executions_retry")
+NULL_BODIES = ("flows_run", "executions_retry", "triggers_create")
 _SIGNUP_LOGIN = {
     "operationId": "login",
     "requestBody": {"username": "$request.body#/username", "password": "$request.body#/password"},
@@ -160,6 +170,11 @@ def postprocess(result: dict[str, Any], generator: Any, **kwargs: Any) -> dict[s
         if operation_id in operations:
             content = operations[operation_id]["requestBody"]["content"][JSON]
             content["schema"] = {"anyOf": [content["schema"], {"type": "null"}]}
+    if "ScheduleCreateRequest" in schemas:
+        # Exactly one of the two, which the fields alone cannot say.
+        schemas["ScheduleCreateRequest"]["oneOf"] = [{"required": ["cron"]}, {"required": ["interval"]}]
+    if "PatchedScheduleUpdateRequest" in schemas:
+        schemas["PatchedScheduleUpdateRequest"]["not"] = {"required": ["cron", "interval"]}
     health = operations.get("health_retrieve")
     if health is not None:
         # The health check answers an unreachable database with its own body, not the error envelope.

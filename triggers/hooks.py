@@ -50,6 +50,8 @@ class HookUnauthorized(ApiError):
     status_code = 401
     default_code = "not_authenticated"
     default_detail = "The delivery is not authenticated."
+    # DRF's handler sends it as WWW-Authenticate; the HMAC signature is the other way in.
+    auth_header = 'Bearer realm="flowrunner hook"'
 
 
 @transaction.atomic

@@ -21,30 +21,39 @@ def _object(value: Any) -> Any:
 
 
 @extend_schema_field(
-    {"type": ["string", "null"], "format": "uri", "maxLength": 2000, "pattern": r"^https?://"}
+    {"type": ["string", "null"], "format": "callback-url", "maxLength": 2000, "pattern": r"^https?://[^\s]+$"}
 )
 class CallbackUrlField(StringField):
-    pass
+    """An http(s) URL the egress policy allows (named by the `callback-url` format)."""
 
 
-@extend_schema_serializer(component_name="ScheduleWrite")
-class ScheduleWriteSerializer(StrictSerializer):
-    """Body of POST /flows/{flow_id}/schedules and PATCH /schedules/{schedule_id}: exactly one of `cron` or
-    `interval` (a PATCH giving one replaces the other)."""
+@extend_schema_field({"type": "string", "format": "cron", "minLength": 9, "maxLength": 200})
+class CronField(StringField):
+    """Five cron fields, as beat's crontab and croniter both read them (the `cron` format)."""
 
-    cron = StringField(
+
+@extend_schema_field({"type": "string", "format": "go-duration", "minLength": 2, "maxLength": 64})
+class IntervalField(StringField):
+    """A duration of 1s to 366 days in the flows' notation, `30s`, `1m30s`, `2h` (the `go-duration` format)."""
+
+
+@extend_schema_field({"type": "string", "format": "time-zone", "minLength": 1, "maxLength": 64})
+class TimeZoneField(StringField):
+    """An IANA time zone name (the `time-zone` format)."""
+
+
+class _ScheduleFields(StrictSerializer):
+    cron = CronField(
         required=False,
-        allow_null=True,
         max_length=200,
         help_text="Five cron fields (minute hour day-of-month month day-of-week), in `timezone`.",
     )
-    interval = StringField(
+    interval = IntervalField(
         required=False,
-        allow_null=True,
         max_length=64,
         help_text="A duration of at least 1s (`30s`, `1m30s`, `1h`): the schedule fires every interval.",
     )
-    timezone = StringField(
+    timezone = TimeZoneField(
         required=False, max_length=64, help_text="IANA name of the time zone of `cron` (default UTC)."
     )
     input = InputField(required=False)
@@ -55,6 +64,17 @@ class ScheduleWriteSerializer(StrictSerializer):
 
     def validate_input(self, value: Any) -> Any:
         return _object(value)
+
+
+@extend_schema_serializer(component_name="ScheduleCreate")
+class ScheduleCreateSerializer(_ScheduleFields):
+    """Body of POST /flows/{flow_id}/schedules: exactly one of `cron` or `interval`."""
+
+
+@extend_schema_serializer(component_name="ScheduleUpdate")
+class ScheduleUpdateSerializer(_ScheduleFields):
+    """Body of PATCH /schedules/{schedule_id}: the fields to change; `cron` replaces an interval and
+    `interval` a cron expression (not both)."""
 
 
 class ScheduleSerializer(serializers.ModelSerializer):

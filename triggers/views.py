@@ -19,8 +19,9 @@ from flows.selectors import flow_get
 from triggers import hooks, schedules, selectors
 from triggers.serializers import (
     HookAcceptedSerializer,
+    ScheduleCreateSerializer,
     ScheduleSerializer,
-    ScheduleWriteSerializer,
+    ScheduleUpdateSerializer,
     TriggerCreatedSerializer,
     TriggerSerializer,
     TriggerWriteSerializer,
@@ -56,13 +57,13 @@ class FlowScheduleListView(ApiViewMixin, APIView):
     @extend_schema(
         operation_id="schedules_create",
         tags=["schedules"],
-        request=ScheduleWriteSerializer,
+        request=ScheduleCreateSerializer,
         responses={201: ScheduleSerializer, **errors(_SCHEDULE_INVALID)},
         summary="Run the flow on a cron expression or every interval",
     )
     def post(self, request: Request, flow_id: str) -> Response:
         flow = _flow(request, flow_id)
-        body = ScheduleWriteSerializer(data=request.data)
+        body = ScheduleCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         schedule = schedules.schedule_create(
@@ -93,13 +94,13 @@ class ScheduleDetailView(ApiViewMixin, APIView):
     @extend_schema(
         operation_id="schedules_update",
         tags=["schedules"],
-        request=ScheduleWriteSerializer,
+        request=ScheduleUpdateSerializer,
         responses={200: ScheduleSerializer, **errors(_SCHEDULE_INVALID)},
         summary="Change a schedule (the fields given)",
     )
     def patch(self, request: Request, schedule_id: str) -> Response:
         schedule = selectors.schedule_get(account=account_for_user(request.user), schedule_id=schedule_id)
-        body = ScheduleWriteSerializer(data=request.data)
+        body = ScheduleUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         changes = dict(body.validated_data)
         if "timezone" in changes:

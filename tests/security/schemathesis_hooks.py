@@ -65,6 +65,25 @@ def flow_texts() -> st.SearchStrategy[str]:
 
 
 schemathesis.openapi.format("flow-yaml", flow_texts())
+# Schedules: cron expressions and durations the scheduler takes, at most a few firings during a run (a fuzzed
+# `1s` schedule would fire every second for the rest of it), zones that exist, callbacks to a closed local port.
+schemathesis.openapi.format(
+    "cron",
+    st.tuples(st.integers(0, 59), st.integers(0, 23), st.sampled_from(["*", "1-5", "0,6", "mon-fri"])).map(
+        lambda parts: f"{parts[0]} {parts[1]} * * {parts[2]}"
+    ),
+)
+schemathesis.openapi.format(
+    "go-duration",
+    st.one_of(st.integers(1, 48).map(lambda h: f"{h}h"), st.integers(60, 1440).map(lambda m: f"{m}m")),
+)
+schemathesis.openapi.format(
+    "time-zone",
+    st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]),
+)
+schemathesis.openapi.format(
+    "callback-url", st.integers(1, 999).map(lambda n: f"http://127.0.0.1:9/callback/{n}")
+)
 for _media_type in YAML_MEDIA_TYPES:
     schemathesis.openapi.media_type(_media_type, flow_texts().map(str.encode))
 
