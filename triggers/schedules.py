@@ -165,6 +165,11 @@ def schedule_fire(*, schedule_id: Any, now: datetime | None = None) -> Execution
             with transaction.atomic():
                 firing = ScheduleFiring.objects.create(schedule=schedule, scheduled_for=slot)
         except IntegrityError:
+            # This time already has its run; only the displayed next time may lag behind.
+            next_run = _next_run(schedule, max(now, slot))
+            if schedule.next_run_at != next_run:
+                schedule.next_run_at = next_run
+                schedule.save(update_fields=["next_run_at", "updated_at"])
             return None
         try:
             with transaction.atomic():
@@ -191,3 +196,13 @@ def schedule_fire(*, schedule_id: Any, now: datetime | None = None) -> Execution
         schedule.next_run_at = _next_run(schedule, max(now, slot))
         schedule.save(update_fields=["last_run_at", "last_execution", "next_run_at", "updated_at"])
         return execution
+
+
+def schedules_fire_due(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Fire every enabled schedule whose next run is due: what beat does, for embedded mode (no beat).
+    Returns how many runs started."""
+    now = now or timezone.now()
+    due = Schedule.objects.filter(
+        enabled=True, next_run_at__lte=now, flow__deleted_at__isnull=True
+    ).values_list("id", flat=True)[:limit]
+    return sum(1 for schedule_id in list(due) if schedule_fire(schedule_id=schedule_id, now=now) is not None)

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -101,8 +102,10 @@ def migrate(*, verbosity: int = 0) -> None:
 
 
 class Reaper(threading.Thread):
-    """What `celery beat` does in a deployment: run the stuck-run reaper (and the admission sweep) every
-    FLOWRUNNER_REAPER_INTERVAL."""
+    """What `celery beat` does in a deployment: fire the due schedules every second, and run the stuck-run
+    reaper (and the admission sweep) every FLOWRUNNER_REAPER_INTERVAL."""
+
+    SCHEDULE_TICK = 1.0
 
     def __init__(self, interval: float) -> None:
         super().__init__(name="flowrunner-reaper", daemon=True)
@@ -113,13 +116,18 @@ class Reaper(threading.Thread):
         from django.db import close_old_connections, connection
 
         from executions.admission import admit_all
+        from triggers.schedules import schedules_fire_due
         from workers.reaper import reap
 
-        while not self.stopped.wait(self.interval):
+        next_reap = time.monotonic() + self.interval
+        while not self.stopped.wait(min(self.SCHEDULE_TICK, self.interval)):
             try:
                 close_old_connections()
-                reap()
-                admit_all()
+                schedules_fire_due()
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + self.interval
+                    reap()
+                    admit_all()
             except Exception:  # one failed pass must not end the loop: the next one retries everything
                 logger.warning("reaper pass failed", exc_info=True)
                 connection.close()

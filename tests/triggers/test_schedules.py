@@ -181,3 +181,20 @@ def test_schedule_fire_of_a_cron_schedule_uses_the_cron_time(api, flow):
     execution = schedule_fire(schedule_id=schedule.id, now=tick + timedelta(seconds=1))
     assert execution.trigger["scheduled_for"] == tick.isoformat()
     assert schedule_fire(schedule_id=schedule.id, now=tick + timedelta(seconds=30)) is None
+
+
+def test_schedules_fire_due_fires_what_is_due_once_for_embedded_mode(api, flow):
+    # Given two schedules, one due, one disabled
+    from triggers.schedules import schedules_fire_due
+
+    due = Schedule.objects.get(id=_create(api, flow, interval="5s").json()["id"])
+    _create(api, flow, interval="5s", enabled=False)
+    at = due.next_run_at + timedelta(milliseconds=100)
+    # When the embedded loop ticks twice within the same second
+    started = [schedules_fire_due(now=at), schedules_fire_due(now=at + timedelta(milliseconds=500))]
+    # Then one run, and the next one is due an interval later
+    assert started == [1, 0]
+    due.refresh_from_db()
+    assert Execution.objects.count() == 1 and due.next_run_at == at - timedelta(milliseconds=100) + timedelta(
+        seconds=5
+    )

@@ -1,10 +1,12 @@
 // One flow: edit its YAML (a save is a new version; problems shown at their lines) and run it with JSON input.
 import { ApiError, api, describeError, flash, flashAfterReload, readConfig } from "./common.js";
 import { lineEditor } from "./editor.js";
+import { scheduleControls } from "./schedules.js";
 
 const config = readConfig();
 const flowPath = `/flows/${encodeURIComponent(config.flow_id)}`;
 const editor = lineEditor(document.querySelector("[data-editor]"));
+scheduleControls(flowPath);
 const saveButton = document.getElementById("save");
 
 saveButton.addEventListener("click", async () => {
