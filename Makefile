@@ -1,7 +1,7 @@
 # FlowRunner developer commands. Everything runs with the virtualenv's own binaries ($(VENV)/bin/...).
 #
 #   make run      the server on http://127.0.0.1:8000 (creates .venv, installs, migrates, demo account)
-#   make worker   a Celery worker             make beat   the periodic tasks (reaper)   (Redis only)
+#   make worker   a Celery worker             make beat   periodic tasks (reaper, schedules)   (Redis only)
 #   make test     the test suite (starts its own PostgreSQL and Redis unless configured)
 #   make lint     ruff check + format check + import floors (lint-imports)   make format  ruff format + autofix
 #   make migrate  apply migrations           make bench  benchmarks (bench/run.py)

@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_text in (
         ("worker", "a Celery worker (needs Redis), restarted if it dies (--no-restart: not)"),
-        ("beat", "Celery beat (the reaper)"),
+        ("beat", "Celery beat (the reaper and the schedules)"),
     ):
         sub.add_parser(name, help=help_text + "; arguments go to celery", add_help=False)
 

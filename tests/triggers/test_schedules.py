@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
+from rest_framework.test import APIClient
 
 from executions import dispatch
 from executions.models import Execution
@@ -198,3 +199,34 @@ def test_schedules_fire_due_fires_what_is_due_once_for_embedded_mode(api, flow):
     assert Execution.objects.count() == 1 and due.next_run_at == at - timedelta(milliseconds=100) + timedelta(
         seconds=5
     )
+
+
+def test_schedule_and_hook_pass_their_callback_url_to_the_run(api, flow, settings):
+    # Given a schedule and a hook that name a callback URL (a local one, allowed here)
+    settings.FLOWRUNNER_HTTP_ALLOW_PRIVATE = True
+    body = _create(api, flow, interval="5s", callback_url="http://127.0.0.1:9/done").json()
+    hook = api.post(
+        f"/api/v1/flows/{flow.id}/triggers", {"callback_url": "http://127.0.0.1:9/hook"}, format="json"
+    )
+    schedule = Schedule.objects.get(id=body["id"])
+    # When each starts a run
+    fired = schedule_fire(schedule_id=schedule.id, now=schedule.next_run_at)
+    delivered = APIClient().post(
+        f"/api/v1/hooks/{hook.json()['id']}",
+        {},
+        format="json",
+        headers={"Authorization": f"Bearer {hook.json()['secret']}"},
+    )
+    # Then both runs carry it
+    assert body["callback_url"] == "http://127.0.0.1:9/done"
+    assert fired.callback_url == "http://127.0.0.1:9/done"
+    assert (
+        Execution.objects.get(id=delivered.json()["execution_id"]).callback_url == "http://127.0.0.1:9/hook"
+    )
+
+
+def test_schedule_callback_url_is_checked_like_the_run_requests(api, flow, settings):
+    settings.FLOWRUNNER_HTTP_ALLOW_PRIVATE = False
+    response = _create(api, flow, interval="5s", callback_url="http://127.0.0.1:9/done")
+    assert response.status_code == 400 and response.json()["error"]["details"][0]["path"] == "callback_url"
+    assert Schedule.objects.count() == 0
