@@ -21,7 +21,6 @@ from dashboard.security import apply_headers, secure_page
 from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionStatus
 from executions.selectors import execution_get, execution_list, redacted_status
 from flows.selectors import flow_get, flow_list, flow_versions
-from triggers.selectors import schedule_list
 
 PAGE_SIZE = 50
 RECENT_RUNS = 10
@@ -159,7 +158,6 @@ def flow_page(request: HttpRequest, flow_id: str, *, account: Account) -> HttpRe
         "versions": list(flow_versions(flow=flow)[:100]),
         "graph": layout(version.spec) if version else None,
         "recent": [_row(execution) for execution in recent],
-        "schedules": list(schedule_list(account=account, flow=flow)[:100]),
         "config": {"flow_id": flow.id},
         "nav": "flows",
     }

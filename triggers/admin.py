@@ -17,7 +17,7 @@ from django_celery_beat.models import (
 )
 
 from accounts.admin_scope import AccountScopedAdmin, SuperuserOnlyAdmin, member_account_id
-from flowrunner.exceptions import ApiError
+from core.errors import ApplicationError
 from flows.models import Flow
 from triggers import hooks, schedules, timing
 from triggers.models import Schedule, Trigger
@@ -42,8 +42,8 @@ class ScheduleAdminForm(forms.ModelForm):
             else:
                 timing.interval_seconds(cleaned["interval"])
             timing.zone(cleaned.get("timezone") or "UTC")
-        except ApiError as exc:
-            raise ValidationError(str(exc.detail))
+        except ApplicationError as exc:
+            raise ValidationError(exc.message)
         if not isinstance(cleaned.get("input"), dict | None):
             raise ValidationError("The input must be a JSON object.")
         return cleaned

@@ -26,15 +26,14 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from rest_framework.exceptions import Throttled
 
 from accounts import throttling, vault
-from accounts.http import check_storable_json
 from accounts.models import Account
+from core import json as json_limits
+from core.errors import NotAuthenticated, NotFound, TooManyAttempts, ValidationFailed
 from executions.callbacks import callback_url_validate
 from executions.models import Execution
 from executions.services import execution_start
-from flowrunner.exceptions import ApiError, NotFound, ValidationFailed
 from flows.models import Flow
 from triggers.models import HookDelivery, Trigger
 
@@ -44,14 +43,11 @@ SECRET_PREFIX = "frh_"
 SIGNATURE_PREFIX = "sha256="
 
 
-class HookUnauthorized(ApiError):
+class HookUnauthorized(NotAuthenticated):
     """401: the delivery does not prove it knows the trigger's secret."""
 
-    status_code = 401
     default_code = "not_authenticated"
-    default_detail = "The delivery is not authenticated."
-    # DRF's handler sends it as WWW-Authenticate; the HMAC signature is the other way in.
-    auth_header = 'Bearer realm="flowrunner hook"'
+    default_message = "The delivery is not authenticated."
 
 
 @transaction.atomic
@@ -164,9 +160,9 @@ def _rate_limit(trigger: Trigger) -> None:
         logger.warning("hook rate limit: cache unavailable, not limiting", exc_info=True)
         return
     if count > limit:
-        raise Throttled(
-            wait=max(1, math.ceil((window + 1) * 60 - time.time())),
-            detail="Too many deliveries to this trigger.",
+        raise TooManyAttempts(
+            "Too many deliveries to this trigger.",
+            retry_after=max(1, math.ceil((window + 1) * 60 - time.time())),
         )
 
 
@@ -184,7 +180,11 @@ def _input(body: bytes) -> dict[str, Any]:
             "The body must be a JSON object: it becomes the run's input.",
             details=[{"path": "", "message": "expected an object"}],
         )
-    check_storable_json(value)
+    problem = json_limits.storable_problem(value)
+    if problem is not None:
+        raise ValidationFailed(
+            "The request body is not valid.", details=[{"path": problem[0], "message": problem[1]}]
+        )
     return value
 
 

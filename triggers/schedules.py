@@ -10,10 +10,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account
+from core.errors import ApplicationError, NotFound, ValidationFailed
 from executions.callbacks import callback_url_validate
 from executions.models import Execution
 from executions.services import execution_start
-from flowrunner.exceptions import ApiError, NotFound, ValidationFailed
 from flows.models import Flow
 from triggers import beat, timing
 from triggers.models import Schedule, ScheduleFiring
@@ -184,7 +184,7 @@ def schedule_fire(*, schedule_id: Any, now: datetime | None = None) -> Execution
                     },
                     callback_url=schedule.callback_url or None,
                 )
-        except ApiError as exc:
+        except ApplicationError as exc:
             # The flow cannot run (no version, a callback URL no longer allowed): the time is spent, not retried.
             logger.warning("schedule %s could not start a run for %s: %s", schedule.id, slot.isoformat(), exc)
             execution = None

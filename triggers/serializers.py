@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from accounts.serializers import StrictSerializer, StringField
+from core.api.serializers import StrictSerializer, StringField
 from executions.serializers import InputField
 from triggers.models import Schedule, Trigger
 

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from celery.schedules import crontab
 from croniter import croniter
 
-from flowrunner.exceptions import ValidationFailed
-from flows.dsl.durations import DurationError, parse_duration
+from core.durations import DurationError, parse_duration
+from core.errors import ValidationFailed
 
 MIN_INTERVAL_SECONDS = 1.0
 # Beat fires a cron entry at its minute; the task may run on a host whose clock is a little behind beat's, so a

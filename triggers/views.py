@@ -9,11 +9,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.http import ApiViewMixin, BodyLimitMixin
 from accounts.selectors import account_for_user
 from accounts.throttling import client_ip
-from flowrunner.openapi import errors
-from flowrunner.pagination import LimitOffsetPagination
+from core.api.openapi import errors
+from core.api.pagination import LimitOffsetPagination
+from core.api.views import ApiViewMixin, BodyLimitMixin
 from flows.http import flow_id_or_404
 from flows.selectors import flow_get
 from triggers import hooks, schedules, selectors
@@ -204,6 +204,10 @@ class HookView(BodyLimitMixin, APIView):
     permission_classes = [AllowAny]
     # The raw bytes are what the signature covers: the service reads and parses the body itself.
     parser_classes: list = []
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # A 401 names the scheme (the HMAC signature is the other way in).
+        return 'Bearer realm="flowrunner hook"'
 
     @extend_schema(
         operation_id="hooks_receive",

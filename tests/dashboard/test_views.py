@@ -172,19 +172,11 @@ def test_flow_pages_render(owner, flow, execution):
     assert 'data-node="shout"' in detail and str(execution.id)[:8] in detail
 
 
-def test_flow_page_lists_its_schedules_with_next_run(owner, member, flow):
-    # given a cron schedule in a time zone and a disabled interval schedule of the flow
-    from triggers.schedules import schedule_create
-
-    daily = schedule_create(account=member[0], flow=flow, cron="0 9 * * *", timezone_name="Europe/Paris")
-    schedule_create(account=member[0], flow=flow, interval="90s", enabled=False)
+def test_flow_page_has_the_schedules_card(owner, flow):
     # when the flow page is opened
     detail = html(owner.get(f"/flows/{flow.id}"))
-    # then each schedule is listed with its timing, its next run (or that it is off) and its controls
-    assert 'id="schedules"' in detail and 'id="schedule-form"' in detail
-    assert f'data-schedule="{daily.id}"' in detail and "0 9 * * *" in detail and "Europe/Paris" in detail
-    assert daily.next_run_at.isoformat() in detail
-    assert "every 90s" in detail and "disabled" in detail
+    # then it has the schedules table (its rows come from GET /flows/{id}/schedules) and the form to add one
+    assert 'id="schedules"' in detail and 'id="schedule-form"' in detail and 'id="schedule-when"' in detail
 
 
 # --- tenant isolation ---------------------------------------------------------------------------------------

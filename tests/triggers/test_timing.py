@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flowrunner.exceptions import ValidationFailed
+from core.errors import ValidationFailed
 from triggers import timing
 
 
