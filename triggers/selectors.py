@@ -6,9 +6,9 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
-from flowrunner.exceptions import NotFound
 
 from accounts.models import Account
+from core.errors import NotFound
 from flows.models import Flow
 from triggers.models import Schedule, Trigger
 
