@@ -79,8 +79,8 @@ def reaper_pass(result: dict[str, int]) -> None:
             REAPER_ACTIONS.labels(action).inc(count)
 
 
-def frame_sent() -> None:
-    WS_FRAMES_SENT.inc()
+def frame_sent(count: int = 1) -> None:
+    WS_FRAMES_SENT.inc(count)
 
 
 def request_finished(*, method: str, route: str, status: int, seconds: float) -> None:

@@ -15,16 +15,17 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core import metrics
 from executions.events import account_group, execution_group
+from executions.ws_catch_up import DEDUPE_CAPACITY, CatchUp
 from executions.ws_frames import (
-    MAX_SINCE,
     complete_frame,
     encode,
     is_terminal_status,
 )
 from executions.ws_inbox import Inbox, transport_of
-from executions.ws_outbox import ABORT_AFTER_CLOSE_SECONDS, STALL_CLOSE_SECONDS, STALLED_CLOSE_CODE, Outbox
+from executions.ws_outbox import Outbox
 from executions.ws_requests import CLIENT_TYPES, ClientFrames  # noqa: F401  (re-exported)
 from executions.ws_selectors import events_between_shared as events_between
+from executions.ws_wire import OPEN, Wire, protocol_of, write
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +40,6 @@ logger = logging.getLogger(__name__)
 #   execution reached through both is sent once. `complete` is synthesized right after a terminal `status`
 #   frame, with that frame's seq, once per execution (a new `subscribe` of an ended execution sends it again).
 
-# Executions seen only through subscribe_account are forgotten oldest-first past this many, so a long-lived
-# account subscription keeps bounded memory (an individually subscribed execution is never forgotten).
-DEDUPE_CAPACITY = 4096
-# A subscribed execution that has not ended and sent nothing for this long is read back from PostgreSQL: the
-# channel layer may drop a frame (Redis restarted, a full channel), and a lost *last* frame would otherwise
-# never be noticed — the gap fill only runs when a later frame arrives.
-CATCH_UP_AFTER = 2.0
-CATCH_UP_EVERY = 1.0
-# An execution that stays quiet is read back ever less often (a long node run is the usual reason), up to
-# this: thousands of sockets watching quiet executions must not poll PostgreSQL every second each.
-CATCH_UP_MAX_AFTER = 30.0
-
 
 # The accepted connections of this process, for the metrics scrape (flowrunner.metrics counts them then).
 _LIVE: weakref.WeakSet = weakref.WeakSet()
@@ -60,7 +49,7 @@ def live_consumers() -> Iterable[Any]:
     return list(_LIVE)
 
 
-class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
+class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
     """One connection. The handshake guard (executions.ws_auth) has put `account_id` in the scope.
 
     With the hub layer (core.hub) the consumer subscribes to its groups as a local hub subscriber: a
@@ -87,11 +76,14 @@ class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
         self._wakeup = asyncio.Event()
         self.outbox = Outbox(self._wakeup.set)
         self._pump_task: asyncio.Task | None = None
+        self._pumping = False
         self._transport: Any = None
+        self._protocol: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
         self.inbox = Inbox(receive, send)
         self._transport = transport_of(send)
+        self._protocol = protocol_of(send)
         self.outbox.label = str(scope.get("client"))
         return await super().__call__(scope, receive, send)
 
@@ -149,20 +141,78 @@ class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
 
     def _on_hub_message(self, message: dict[str, Any]) -> None:
         """Called by the hub, synchronously, with a message shared by every local subscriber."""
-        if self._closing:
+        if self._closing or self._write_now(message):
             return
         if not self.outbox.put(message):
             self._skip(message)
             self._wakeup.set()
 
+    def _write_now(self, message: dict[str, Any]) -> bool:
+        """The common case, handled right here without a task switch or a send() per frame: nothing else is
+        being delivered to this socket, it takes frames, and each wanted frame follows the last one sent. The
+        message's frames then go out as bytes framed once for every local socket, in one write. False (and
+        nothing written) when the pump must handle it: a gap to read back, a socket behind or stalled."""
+        protocol = self._protocol
+        if (
+            protocol is None
+            or self._pumping
+            or self.outbox.messages
+            or self._delivery.locked()
+            or self.outbox.stalled
+            or self.behind
+            or protocol.state != OPEN
+        ):
+            return False
+        frames = message.get("frames")
+        if not isinstance(frames, list):
+            return True
+        account_id = message.get("account_id")
+        picked: list[int] = []
+        sent: dict[str, int] = {}
+        for index, frame in enumerate(frames):
+            if not isinstance(frame, dict):
+                continue
+            execution_id, seq = frame.get("execution_id"), frame.get("seq")
+            if not isinstance(execution_id, str) or not isinstance(seq, int):
+                continue
+            if not self._wants(execution_id, account_id):
+                continue
+            last = sent.get(execution_id, self.last_seq.get(execution_id))
+            if last is not None and seq <= last:
+                continue  # a duplicate (reached through two groups) or a step backwards
+            if last is not None and seq > last + 1:
+                return False
+            sent[execution_id] = seq
+            picked.append(index)
+        if not picked:
+            return True
+        wire = Wire.of(message)
+        prepared = []
+        for index in picked:
+            frame = frames[index]
+            execution_id = frame["execution_id"]
+            self._heard(execution_id)
+            self._remember(execution_id, frame["seq"])
+            prepared.append(wire.frames[index])
+            if wire.completes[index] is not None and execution_id not in self.completed:
+                self.completed.add(execution_id)
+                prepared.append(wire.completes[index])
+        write(protocol, prepared)
+        metrics.frame_sent(len(prepared))
+        return True
+
     async def _pump(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self.outbox.messages:
-                await self.execution_events(self.outbox.messages.popleft())
-            if self.behind and not self.outbox.stalled:
-                await self._catch_up_behind()
+            self._pumping = True
+            try:
+                while self.outbox.messages:
+                    await self.execution_events(self.outbox.messages.popleft())
+                if self.behind and not self.outbox.stalled:
+                    await self._catch_up_behind()
+            finally:
+                self._pumping = False
 
     def _skip(self, message: dict[str, Any]) -> None:
         """Note where the client stands on each execution of a message that is not written."""
@@ -188,9 +238,7 @@ class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
         if not isinstance(frames, list):
             return
         # Encoded once per process: the hub hands every local subscriber the same message.
-        texts = message.get("_encoded")
-        if not isinstance(texts, list) or len(texts) != len(frames):
-            texts = message["_encoded"] = [encode(f) if isinstance(f, dict) else "" for f in frames]
+        texts = Wire.of(message).texts
         for frame, text in zip(frames, texts, strict=True):
             await self.execution_event({"frame": frame, "account_id": message.get("account_id")}, text)
 
@@ -230,91 +278,9 @@ class ExecutionConsumer(ClientFrames, AsyncWebsocketConsumer):
                 await self._deliver(payload)
         await self._deliver(frame, text)
 
-    async def _catch_up_behind(self) -> None:
-        for execution_id in list(self.behind):
-            if self.outbox.stalled:
-                return
-            async with self._delivery:
-                after = self.behind.pop(execution_id, None)
-                if after is None or not self._wants(execution_id, self.account_id):
-                    continue
-                try:
-                    missing = await events_between(
-                        account_id=self.account_id, execution_id=execution_id, after=after, before=MAX_SINCE
-                    )
-                except Exception:  # the catch-up loop tries again
-                    self.behind.setdefault(execution_id, after)
-                    logger.warning("websocket catch-up of %s failed", execution_id, exc_info=True)
-                    continue
-                for payload in missing:
-                    await self._deliver(payload)
-
     def _heard(self, execution_id: str) -> None:
         self.last_frame_at[execution_id] = time.monotonic()
         self.quiet_rounds.pop(execution_id, None)
-
-    def _quiet_for(self, execution_id: str) -> float:
-        return min(CATCH_UP_AFTER * 2 ** self.quiet_rounds.get(execution_id, 0), CATCH_UP_MAX_AFTER)
-
-    async def _catch_up_sleep(self) -> None:
-        """Until the next read-back is due (a new subscription wakes it early): an idle socket costs no
-        wake-up a second, which thousands of them per process would add up to."""
-        delay = CATCH_UP_EVERY
-        if not self.outbox.stalled and not self.behind:
-            dues = [
-                self.last_frame_at.get(execution_id, 0.0) + self._quiet_for(execution_id)
-                for execution_id in self.subscriptions
-                if execution_id not in self.completed
-            ]
-            delay = max(CATCH_UP_EVERY, min(dues) - time.monotonic()) if dues else CATCH_UP_MAX_AFTER
-        self._catch_up_due.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._catch_up_due.wait(), delay)
-
-    async def _catch_up_loop(self) -> None:
-        while True:
-            await self._catch_up_sleep()
-            now = time.monotonic()
-            if self.outbox.stalled_for(now) > STALL_CLOSE_SECONDS or len(self.behind) > DEDUPE_CAPACITY:
-                await self._close_stalled()
-                return
-            if self.outbox.stalled:
-                continue
-            if self.behind:
-                self._wakeup.set()
-            quiet = [
-                execution_id
-                for execution_id in self.subscriptions
-                if execution_id not in self.completed
-                and now - self.last_frame_at.get(execution_id, 0.0) >= self._quiet_for(execution_id)
-            ]
-            for execution_id in quiet:
-                try:
-                    async with self._delivery:
-                        if execution_id not in self.subscriptions or execution_id in self.completed:
-                            continue
-                        self.last_frame_at[execution_id] = time.monotonic()
-                        self.quiet_rounds[execution_id] = self.quiet_rounds.get(execution_id, 0) + 1
-                        missing = await events_between(
-                            account_id=self.account_id,
-                            execution_id=execution_id,
-                            after=self.last_seq.get(execution_id, 0),
-                            before=MAX_SINCE,
-                        )
-                        for payload in missing:
-                            await self._deliver(payload)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the next round tries again
-                    logger.warning("websocket catch-up of %s failed", execution_id, exc_info=True)
-
-    async def _close_stalled(self) -> None:
-        logger.warning("websocket client %s stopped reading; closing", self.scope.get("client"))
-        self._closing = True
-        self.outbox.messages.clear()
-        await self.close(code=STALLED_CLOSE_CODE)
-        # The close frame may never get through a buffer the client does not read.
-        asyncio.get_running_loop().call_later(ABORT_AFTER_CLOSE_SECONDS, self.outbox.abort)
 
     async def _deliver(self, frame: dict[str, Any], text: str | None = None) -> None:
         execution_id = frame["execution_id"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from executions import consumers, events
+from executions import events, ws_catch_up
 from tests.executions.test_consumer import (  # noqa: F401  (the autouse fixture sets up the unit layer)
     _unit_environment,
     asynchronous,
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @asynchronous
 async def test_catch_up_delivers_a_terminal_frame_the_layer_dropped(member, monkeypatch):
     # given a subscriber, a short catch-up delay, and a channel layer that loses every broadcast
-    monkeypatch.setattr(consumers, "CATCH_UP_AFTER", 0.3)
-    monkeypatch.setattr(consumers, "CATCH_UP_EVERY", 0.1)
+    monkeypatch.setattr(ws_catch_up, "CATCH_UP_AFTER", 0.3)
+    monkeypatch.setattr(ws_catch_up, "CATCH_UP_EVERY", 0.1)
     lost: list[dict[str, Any]] = []
     monkeypatch.setattr(events, "broadcast_frames", lambda frames, *, account_id: lost.extend(frames))
     execution = await start(*member)
@@ -49,19 +49,20 @@ async def test_catch_up_delivers_a_terminal_frame_the_layer_dropped(member, monk
 @asynchronous
 async def test_catch_up_does_not_poll_a_completed_execution(member, monkeypatch):
     # given a subscriber of an execution that has already ended
-    monkeypatch.setattr(consumers, "CATCH_UP_AFTER", 0.1)
-    monkeypatch.setattr(consumers, "CATCH_UP_EVERY", 0.05)
+    monkeypatch.setattr(ws_catch_up, "CATCH_UP_AFTER", 0.1)
+    monkeypatch.setattr(ws_catch_up, "CATCH_UP_EVERY", 0.05)
     execution = await start(*member)
     await move(execution.id, "running")
     await move(execution.id, "completed")
     calls: list[str] = []
-    real = consumers.events_between
+    for name in ("events_between", "last_seq_batched"):
+        real = getattr(ws_catch_up, name)
 
-    async def counting(**kwargs: Any) -> list[dict[str, Any]]:
-        calls.append(kwargs["execution_id"])
-        return await real(**kwargs)
+        async def counting(real: Any = real, **kwargs: Any) -> Any:
+            calls.append(kwargs["execution_id"])
+            return await real(**kwargs)
 
-    monkeypatch.setattr(consumers, "events_between", counting)
+        monkeypatch.setattr(ws_catch_up, name, counting)
     async with connected(member[1]) as ws:
         await subscribe(ws, execution.id)
         assert (await receive(ws))["type"] == "status"

@@ -1,0 +1,66 @@
+"""Live frames as WebSocket wire bytes, framed once per process and written straight to daphne's sockets."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+
+from executions.ws_frames import complete_frame, encode, is_terminal_status
+
+OPEN = WebSocketProtocol.STATE_OPEN
+
+
+def protocol_of(send: Any) -> Any:
+    """daphne's WebSocket protocol (autobahn) behind an ASGI `send` callable (channels' session wrapper →
+    `partial(server.handle_reply, protocol)`); None when the server is not daphne."""
+    todo, seen = [send], 0
+    while todo and seen < 8:
+        candidate, seen = todo.pop(), seen + 1
+        if isinstance(candidate, functools.partial):
+            for arg in candidate.args:
+                if isinstance(arg, WebSocketProtocol):
+                    return arg
+        owner = getattr(candidate, "__self__", None)
+        inner = getattr(owner, "real_send", None)
+        if inner is not None:
+            todo.append(inner)
+    return None
+
+
+class Wire:
+    """The frames of one hub message (shared by every local subscriber, so cached on it): their JSON text,
+    their server-to-client WebSocket frames (unmasked, so the same bytes serve every socket) and, for a
+    terminal status, the `complete` that follows it."""
+
+    __slots__ = ("texts", "frames", "completes")
+
+    def __init__(self, frames: list[Any]) -> None:
+        self.texts = [encode(f) if isinstance(f, dict) else "" for f in frames]
+        self.frames = [_prepare(text) for text in self.texts]
+        self.completes = [
+            _prepare(encode(complete_frame(f))) if isinstance(f, dict) and is_terminal_status(f) else None
+            for f in frames
+        ]
+
+    @staticmethod
+    def of(message: dict[str, Any]) -> Wire:
+        wire = message.get("_wire")
+        if not isinstance(wire, Wire):
+            wire = message["_wire"] = Wire(message["frames"])
+        return wire
+
+
+def _prepare(text: str) -> PreparedMessage:
+    return PreparedMessage(text.encode("utf-8"), False, False, False)
+
+
+def write(protocol: Any, prepared: list[PreparedMessage]) -> None:
+    """Several messages in one write: a WebSocket frame is self-delimiting, so the client still reads one
+    frame per message. With compression negotiated each goes through autobahn's own path."""
+    if protocol._perMessageCompress is None and not protocol.send_queue:
+        protocol.transport.write(b"".join(p.payloadHybi for p in prepared))
+        return
+    for p in prepared:
+        protocol.sendPreparedMessage(p)

@@ -1,0 +1,147 @@
+"""Live frames written straight to daphne's socket: framed once, in order, deduplicated, gaps left to the pump."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+
+from executions.consumers import ExecutionConsumer
+from executions.ws_wire import Wire, protocol_of
+
+EXECUTION = "00000000-0000-0000-0000-00000000000a"
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+
+def fake_protocol() -> WebSocketServerProtocol:
+    protocol = WebSocketServerProtocol()
+    protocol.state = WebSocketProtocol.STATE_OPEN
+    protocol._perMessageCompress = None
+    protocol.send_queue = []
+    protocol.transport = FakeTransport()
+    return protocol
+
+
+def read_frames(data: bytes) -> list[dict[str, Any]]:
+    """Unmasked server-to-client text frames → their JSON, one per WebSocket message."""
+    frames, at = [], 0
+    while at < len(data):
+        assert data[at] == 0x81  # FIN, text
+        length, at = data[at + 1], at + 2
+        if length == 126:
+            length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+        elif length == 127:
+            length, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+        frames.append(json.loads(data[at : at + length]))
+        at += length
+    return frames
+
+
+def consumer_on(protocol: Any, last_seq: int = 3) -> ExecutionConsumer:
+    consumer = ExecutionConsumer()
+    consumer._protocol = protocol
+    consumer.account_id = "1"
+    consumer.subscriptions.add(EXECUTION)
+    consumer._remember(EXECUTION, last_seq)
+    return consumer
+
+
+def message(*frames: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "execution.events", "account_id": "1", "frames": list(frames)}
+
+
+def frame(seq: int, status: str | None = None, execution_id: str = EXECUTION) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "node", "execution_id": execution_id, "seq": seq, "timestamp": "t"}
+    if status is not None:
+        body = {**body, "type": "status", "status": {"status": status}}
+    return body
+
+
+def test_ws_wire_writes_a_message_once_framed_in_order_with_complete_after_the_terminal_status():
+    # given two sockets on one execution, each at seq 3
+    protocols = [fake_protocol(), fake_protocol()]
+    consumers = [consumer_on(p) for p in protocols]
+    shared = message(frame(3), frame(4), frame(5, "completed"))
+    # when the hub hands both the same message (seq 3 a duplicate)
+    for consumer in consumers:
+        consumer._on_hub_message(shared)
+    # then each socket got one write: 4, 5 and `complete`, framed once for both; nothing was queued
+    for consumer, protocol in zip(consumers, protocols, strict=True):
+        assert len(protocol.transport.chunks) == 1
+        got = read_frames(protocol.transport.chunks[0])
+        assert [(f["type"], f["seq"]) for f in got] == [("node", 4), ("status", 5), ("complete", 5)]
+        assert got[2]["message"] == "Execution completed with status: completed"
+        assert consumer.last_seq[EXECUTION] == 5 and EXECUTION in consumer.completed
+        assert not consumer.outbox.messages
+    assert protocols[0].transport.chunks[0] == protocols[1].transport.chunks[0]
+    assert isinstance(shared["_wire"], Wire)
+
+
+def test_ws_wire_leaves_a_gap_to_the_pump_and_writes_nothing():
+    # given a socket at seq 3
+    protocol = fake_protocol()
+    consumer = consumer_on(protocol)
+    # when a message skips seq 4 (a frame still in flight from another process, or lost)
+    consumer._on_hub_message(message(frame(5)))
+    # then nothing is written here: the message waits for the pump, which reads seq 4 back first
+    assert protocol.transport.chunks == []
+    assert len(consumer.outbox.messages) == 1
+
+
+def test_ws_wire_keeps_order_behind_queued_messages_and_skips_unwanted_frames():
+    # given a socket with a message already waiting for its pump
+    protocol = fake_protocol()
+    consumer = consumer_on(protocol)
+    consumer.outbox.put(message(frame(5)))
+    # when the next one arrives
+    consumer._on_hub_message(message(frame(6)))
+    # then it queues behind, unwritten
+    assert protocol.transport.chunks == [] and len(consumer.outbox.messages) == 2
+    # and a message of an execution the socket does not watch writes nothing and queues nothing
+    idle = consumer_on(fake_protocol())
+    idle._on_hub_message(message(frame(1, execution_id="00000000-0000-0000-0000-00000000000b")))
+    assert idle._protocol.transport.chunks == [] and not idle.outbox.messages
+
+
+def test_ws_wire_skips_a_stalled_or_closed_socket():
+    # given a socket whose client stopped reading, and one whose WebSocket is closing
+    stalled = consumer_on(fake_protocol())
+    stalled.outbox.pauseProducing()
+    closing = consumer_on(fake_protocol())
+    closing._protocol.state = WebSocketProtocol.STATE_CLOSING
+    # when a message arrives
+    for consumer in (stalled, closing):
+        consumer._on_hub_message(message(frame(4)))
+    # then neither writes; the pump notes where the stalled client stands
+    assert stalled._protocol.transport.chunks == [] and closing._protocol.transport.chunks == []
+    assert len(stalled.outbox.messages) == 1 and len(closing.outbox.messages) == 1
+
+
+def test_ws_wire_finds_daphnes_protocol_behind_channels_send():
+    # given daphne's send (partial(server.handle_reply, protocol)) wrapped by channels' session wrapper
+    protocol = fake_protocol()
+
+    class Wrapper:
+        def __init__(self, real_send: Any) -> None:
+            self.real_send = real_send
+
+        async def send(self, message: Any) -> None:
+            await self.real_send(message)
+
+    async def handle_reply(proto: Any, message: Any) -> None:
+        return None
+
+    send = Wrapper(partial(handle_reply, protocol)).send
+    # when looking for it / then it is found; another server's send has none
+    assert protocol_of(send) is protocol
+    assert protocol_of(Wrapper(handle_reply).send) is None
