@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
@@ -57,14 +58,24 @@ class RedisHubChannelLayer(RedisPubSubChannelLayer):
         return 0 if layer is None else sum(len(s) for s in layer.hub.values())
 
 
+class _Gate:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class HubLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # group channel name → local subscribers, in the order they joined
         self.hub: dict[str, dict[Subscriber, None]] = {}
-        # Membership changes and their SUBSCRIBE/UNSUBSCRIBE are serialized, so a group's last subscriber
-        # leaving never unsubscribes after a new one has joined.
-        self._hub_lock = asyncio.Lock()
+        # A group's first subscriber joining and its last one leaving (the SUBSCRIBE and UNSUBSCRIBE) are
+        # serialized per group, so a leave never unsubscribes after a new join. Joining or leaving a group that
+        # keeps other subscribers needs no lock and no round trip: thousands of sockets coming and going do
+        # not queue behind each other.
+        self._gates: dict[str, _Gate] = {}
         for shard in self._shards:
             shard._receive_message = self._make_receiver(shard)
 
@@ -100,22 +111,44 @@ class HubLoopLayer(RedisPubSubLoopLayer):
         return receive
 
     async def hub_add(self, group: str, callback: Subscriber) -> None:
+        """Returns once the process is subscribed to the group: a message published after that arrives."""
         name = self._get_group_channel_name(group)
-        async with self._hub_lock:
+        subscribers = self.hub.get(name)
+        if subscribers and name not in self._gates:  # subscribed already, and nothing is changing that
+            subscribers[callback] = None
+            return
+        async with self._gate(name):
             self.hub.setdefault(name, {})[callback] = None
             await self._get_shard(name).subscribe(name)
 
     async def hub_discard(self, group: str, callback: Subscriber) -> None:
         name = self._get_group_channel_name(group)
-        async with self._hub_lock:
-            subscribers = self.hub.get(name)
-            if subscribers is None or callback not in subscribers:
+        subscribers = self.hub.get(name)
+        if subscribers is None or callback not in subscribers:
+            return
+        del subscribers[callback]
+        if subscribers:
+            return
+        async with self._gate(name):
+            if self.hub.get(name):  # someone joined meanwhile
                 return
-            del subscribers[callback]
-            if not subscribers:
-                del self.hub[name]
-                if name not in self.groups:
-                    await self._get_shard(name).unsubscribe(name)
+            self.hub.pop(name, None)
+            if name not in self.groups:
+                await self._get_shard(name).unsubscribe(name)
+
+    @contextlib.asynccontextmanager
+    async def _gate(self, name: str) -> AsyncIterator[None]:
+        gate = self._gates.get(name)
+        if gate is None:
+            gate = self._gates[name] = _Gate()
+        gate.users += 1
+        try:
+            async with gate.lock:
+                yield
+        finally:
+            gate.users -= 1
+            if not gate.users:
+                del self._gates[name]
 
     async def group_send_many(self, groups: list[str], message: dict[str, Any]) -> None:
         data = self.channel_layer.serialize(message)

@@ -77,3 +77,31 @@ def test_hub_group_send_many_reaches_every_group_and_discard_stops_delivery():
     assert execution == ["first"]
     assert account == ["first", "second"]
     assert size == 1
+
+
+def test_hub_a_join_racing_the_last_leave_stays_subscribed_and_empty_groups_are_unsubscribed():
+    async def scenario() -> tuple[list[str], set[str], int]:
+        # given one subscriber on each of 50 groups, and a second one on group 0
+        web, worker = _layers()
+        got: list[str] = []
+        firsts = [lambda message: None for _ in range(50)]
+        for i, callback in enumerate(firsts):
+            await web.hub_add(f"execution.race{i}", callback)
+        late = lambda message: got.append(message["n"])  # noqa: E731
+        # when all 50 leave at once while the second one joins group 0 in the middle of it
+        leaving = [web.hub_discard(f"execution.race{i}", callback) for i, callback in enumerate(firsts)]
+        await asyncio.gather(*leaving[:25], web.hub_add("execution.race0", late), *leaving[25:])
+        await worker.group_send("execution.race0", {"type": "t", "n": "after"})
+        await _until(lambda: got)
+        layer = web._get_layer()
+        subscribed = {name for shard in layer._shards for name in shard._subscribed_to}
+        size = web.hub_size()
+        await web.flush()
+        await worker.flush()
+        return got, subscribed, size
+
+    got, subscribed, size = async_to_sync(scenario)()
+    # then the one who joined gets the group's messages, and only its group is still subscribed
+    assert got == ["after"]
+    assert size == 1
+    assert len(subscribed) == 1 and next(iter(subscribed)).endswith("execution.race0")
