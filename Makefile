@@ -5,6 +5,7 @@
 #   make test     the test suite (starts its own PostgreSQL and Redis unless configured)
 #   make lint     ruff check + format check + import floors (lint-imports)   make format  ruff format + autofix
 #   make migrate  apply migrations           make bench  benchmarks (bench/run.py)
+#   make bench-live  scenario d alone (live WebSockets; LIVE_SHAPES=one,dense for some of its shapes)
 
 VENV   ?= .venv
 PYTHON ?= python3
@@ -21,10 +22,10 @@ INSTALLED := $(VENV)/.flowrunner-installed
 INSTALLED_RUNTIME := $(VENV)/.flowrunner-installed-runtime
 
 .DEFAULT_GOAL := help
-.PHONY: help install venv run worker beat test lint format migrate bench
+.PHONY: help install venv run worker beat test lint format migrate bench bench-live
 
 help:
-	@sed -n '3,7p' $(MAKEFILE_LIST) | sed 's/^# \{0,1\}//'
+	@sed -n '3,8p' $(MAKEFILE_LIST) | sed 's/^# \{0,1\}//'
 
 # The interpreter only matters when the venv is created; an existing venv is used as it is.
 venv:
@@ -84,3 +85,7 @@ format: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+LIVE_SHAPES ?= many,one,dense,idle,stalled
+bench-live: $(INSTALLED)
+	$(PY) bench/run.py --scenarios live --live-shapes $(LIVE_SHAPES) $(BENCH_ARGS)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("scripts", "latency", "fanout", "throughput", "live")
+# The shapes of scenario d (live), each runnable alone with --live-shapes.
+LIVE_SHAPES = ("many", "one", "dense", "idle", "stalled")
 DEFAULT_DATABASE = "flowrunner_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/5"
 
@@ -61,6 +63,7 @@ class Config:
     quick: bool = False
     json_only: bool = False
     scenarios: tuple[str, ...] = SCENARIOS
+    live_shapes: tuple[str, ...] = LIVE_SHAPES
     concurrency: int = 2
     database: str = DEFAULT_DATABASE
     redis_url: str = DEFAULT_REDIS_URL
@@ -93,6 +96,12 @@ def parser() -> argparse.ArgumentParser:
         default=",".join(SCENARIOS),
         help=f"comma-separated subset of {', '.join(SCENARIOS)} (default: all)",
     )
+    p.add_argument(
+        "--live-shapes",
+        default=None,
+        help=f"comma-separated subset of scenario live's shapes {', '.join(LIVE_SHAPES)} (default: all; "
+        "also FLOWRUNNER_BENCH_LIVE_SHAPES)",
+    )
     p.add_argument("--concurrency", type=int, default=None, help="prefork processes of the worker (2)")
     p.add_argument("--database", default=None, help=f"benchmark database, recreated ({DEFAULT_DATABASE})")
     p.add_argument("--redis-url", default=None, help=f"Redis db of its own, flushed ({DEFAULT_REDIS_URL})")
@@ -102,6 +111,15 @@ def parser() -> argparse.ArgumentParser:
     for item in fields(Sizes):
         group.add_argument(_flag(item.name), type=int, default=None, metavar="N")
     return p
+
+
+def _subset(text: str, choices: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """A comma-separated subset of `choices`, in their order; an unknown name ends the run."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - set(choices))
+    if unknown:
+        raise SystemExit(f"unknown {what}(s) {', '.join(unknown)}; choose among {', '.join(choices)}")
+    return tuple(name for name in choices if name in names)
 
 
 def from_args(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Config:
@@ -118,10 +136,12 @@ def from_args(argv: list[str] | None = None, environ: dict[str, str] | None = No
                 raise SystemExit(f"{_flag(item.name)} must not be negative")
             overrides[item.name] = raw
     sizes = replace(sizes, **overrides)
-    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
-    unknown = sorted(set(scenarios) - set(SCENARIOS))
-    if unknown:
-        raise SystemExit(f"unknown scenario(s) {', '.join(unknown)}; choose among {', '.join(SCENARIOS)}")
+    scenarios = _subset(args.scenarios, SCENARIOS, "scenario")
+    live_shapes = _subset(
+        args.live_shapes or env.get("FLOWRUNNER_BENCH_LIVE_SHAPES") or ",".join(LIVE_SHAPES),
+        LIVE_SHAPES,
+        "shape",
+    )
     database = args.database or env.get("FLOWRUNNER_BENCH_DATABASE") or DEFAULT_DATABASE
     if "bench" not in database:
         # The benchmark drops and recreates its database: refuse names that look like real data.
@@ -133,7 +153,8 @@ def from_args(argv: list[str] | None = None, environ: dict[str, str] | None = No
         sizes=sizes,
         quick=args.quick,
         json_only=args.json,
-        scenarios=tuple(s for s in SCENARIOS if s in scenarios),
+        scenarios=scenarios,
+        live_shapes=live_shapes,
         concurrency=concurrency,
         database=database,
         redis_url=args.redis_url or env.get("FLOWRUNNER_BENCH_REDIS_URL") or DEFAULT_REDIS_URL,

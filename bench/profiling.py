@@ -52,11 +52,13 @@ def available() -> bool:
     )
 
 
-def start(pid: int, output: Path, *, wall_clock: bool = True) -> subprocess.Popen:
-    """Sample `pid` and its children: `wall_clock` samples threads that wait too (py-spy --idle); otherwise
-    only threads holding the GIL (--gil: Python CPU time; a C-level wait such as psycopg's is not counted)."""
+def start(pid: int, output: Path, *, wall_clock: bool = True, children: bool = True) -> subprocess.Popen:
+    """Sample `pid` and (`children`) its children: `wall_clock` samples threads that wait too (py-spy --idle);
+    otherwise only threads holding the GIL (--gil: Python CPU time; a C-level wait such as psycopg's is not
+    counted)."""
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
-    argv = [exe, "record", "--pid", str(pid), "--subprocesses", "--threads", "--rate", str(RATE)]
+    argv = [exe, "record", "--pid", str(pid), *(["--subprocesses"] if children else []), "--threads"]
+    argv += ["--rate", str(RATE)]
     argv += ["--idle"] if wall_clock else ["--gil"]
     argv += ["--format", "raw", "--output", str(output), "--nonblocking"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

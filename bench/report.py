@@ -64,7 +64,9 @@ def extras(document: dict[str, Any]) -> list[str]:
         f"at end {meta.get('floors_end')}"
     ]
     for item in document["scenarios"]:
-        if item["scenario"].startswith("d_") and item["details"]["subscribers_without_complete"]:
+        if "error" in item:
+            continue
+        if item["scenario"].startswith("d_") and item["details"].get("subscribers_without_complete"):
             d = item["details"]
             lines.append(
                 f"{item['scenario']}: {d['subscribers_without_complete']} of {d['subscribers']} subscribers "

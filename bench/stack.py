@@ -89,6 +89,30 @@ class BenchStack(LiveStack):
         stack.concurrency = concurrency
         return stack
 
+    @property
+    def gc_log(self) -> Path:
+        """Where the web process records its garbage collector's pauses (bench.web)."""
+        return self.workdir / "gc-web.log"
+
+    def web_argv(self) -> list[str]:
+        self.env["FLOWRUNNER_BENCH_GC_LOG"] = str(self.gc_log)
+        return ["-m", "bench.web", "-b", self.host, "-p", str(self.port), "flowrunner.asgi:application"]
+
+    def gc_pauses(self, since: float, until: float) -> dict[str, Any]:
+        """The web process's collections of `GC_LOG_FROM_MS` or more between two `time.time()`s."""
+        pauses: list[tuple[int, float]] = []
+        if self.gc_log.exists():
+            for line in self.gc_log.read_text().splitlines():
+                at, generation, ms, _collected = line.split()
+                if since <= float(at) <= until:
+                    pauses.append((int(generation), float(ms)))
+        return {
+            "count": len(pauses),
+            "max_ms": max((ms for _, ms in pauses), default=0.0),
+            "total_ms": round(sum(ms for _, ms in pauses), 1),
+            "full_collections": sum(1 for generation, _ in pauses if generation == 2),
+        }
+
     def worker_argv(self, name: str, queues: tuple[str, ...], concurrency: int) -> list[str]:
         return [
             "-m", "celery", "-A", "bench.worker_app", "worker",

@@ -10,9 +10,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import median
+from traceback import format_exc
 from typing import Any
 
 from celery import group
+from websockets.exceptions import InvalidHandshake
 
 from bench import flows, profiling
 from bench.baseline_tasks import publish
@@ -29,9 +31,8 @@ from bench.scenarios.live_load import (
 from bench.stats import scenario_result, summary
 
 LIVE_TYPES = ("status", "node", "log")
-# FLOWRUNNER_BENCH_LIVE_SHAPES=many,one runs only those (e.g. against an older commit without flow control).
-SHAPES = ("many", "one", "dense", "idle", "stalled")
 CONNECT_PARALLEL = 50
+CONNECT_ATTEMPTS = 3
 TIMEOUT = 300.0
 GRACE = 15.0
 
@@ -51,6 +52,7 @@ class Receipts:
         self.spans: list[float] = []
         self.lost: list[dict[str, Any]] = []
         self.subscribers = 0
+        self.handshakes_retried = 0
 
     def shape(self) -> tuple[int, float, int]:
         """(frames per subscriber, seconds between frames, payload filler) for the baseline to mimic."""
@@ -66,6 +68,7 @@ class Receipts:
         self.spans += other.spans
         self.lost += other.lost
         self.subscribers += other.subscribers
+        self.handshakes_retried += other.handshakes_retried
 
 
 @dataclass
@@ -80,9 +83,23 @@ class Subscriber:
     tail: list[tuple[int, str]] = field(default_factory=list)
 
 
+async def _connect(bench: Bench, out: Receipts) -> Any:
+    """A WebSocket, the handshake tried again (as a client would) when daphne dropped it: on a loaded machine
+    a handshake can pass daphne's 5 s limit. Each retry is counted and reported."""
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            return await bench.ws()
+        except (InvalidHandshake, OSError, TimeoutError):
+            if attempt == CONNECT_ATTEMPTS - 1:
+                raise
+            out.handshakes_retried += 1
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 async def _subscribe(bench: Bench, sub: Subscriber, ready: asyncio.Event, out: Receipts) -> None:
     try:
-        async with bench.ws() as ws:
+        async with await _connect(bench, out) as ws:
             await ws.send(json.dumps({"type": "subscribe", "execution_id": sub.execution_id}))
             snapshot = json.loads(await ws.recv())
             if snapshot["type"] != "status":
@@ -276,6 +293,7 @@ def _result(
             "ratio_of": "p99",
             "subscribers": ours.subscribers,
             "subscribers_without_complete": len(ours.lost),
+            "handshakes_retried": ours.handshakes_retried,
             "without_complete": ours.lost[:20],
             "frames_per_subscriber": median(ours.frames) if ours.frames else 0,
             "frame_bytes_median": median(ours.sizes) if ours.sizes else 0,
@@ -289,35 +307,44 @@ def _profile_web(bench: Bench, cfg: Config, flow_id: str) -> dict[str, Any]:
     path = cfg.results_dir / f"{cfg.stamp}-profile-daphne-live-one.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
 
+    # The driver too: its one process reads every subscriber's frames, and a receipt it is late to read
+    # counts as latency just as a late write does.
+    driver_path = cfg.results_dir / f"{cfg.stamp}-profile-driver-live-one.txt"
+
     class Hooks:
         """py-spy runs from the moment every subscriber has its snapshot until the last `complete`."""
 
-        spy = None
+        spies: list[Any] = []
         log = ""
 
         def before_resume(self) -> None:
-            self.spy = profiling.start(bench.stack.children["web"].pid, path, wall_clock=False)
+            self.spies = [
+                profiling.start(bench.stack.children["web"].pid, path, wall_clock=False),
+                profiling.start(os.getpid(), driver_path, wall_clock=False, children=False),
+            ]
             time.sleep(1.0)
 
         def after_done(self) -> None:
-            if self.spy is not None:
-                self.log = profiling.stop(self.spy)
+            spies, self.spies = self.spies, []
+            self.log = "".join(profiling.stop(spy) for spy in spies)
 
     hooks = Hooks()
     try:
         asyncio.run(_flowrunner_round(bench, flow_id, 1, cfg.sizes.live_subscribers, hooks))
     finally:
-        if hooks.spy is not None and hooks.spy.poll() is None:  # the round failed before its end
+        if hooks.spies:  # the round failed before its end
             hooks.after_done()
     result: dict[str, Any] = {"raw_file": str(path), "py_spy": hooks.log[-400:]}
     if path.exists():
         result.update(profiling.analyse_cpu(path))
+    if driver_path.exists():
+        result["driver"] = {"raw_file": str(driver_path), **profiling.analyse_cpu(driver_path)}
     return result
 
 
 def live(bench: Bench, cfg: Config) -> list[dict[str, Any]]:
     subscribers = cfg.sizes.live_subscribers
-    shapes = set(os.environ.get("FLOWRUNNER_BENCH_LIVE_SHAPES", ",".join(SHAPES)).split(","))
+    shapes = set(cfg.live_shapes)
     short = bench.create_flow("live3", flows.linear("bench-live-3", 3))
     long = bench.create_flow("live10", flows.linear("bench-live-10", 10))
     common = {
@@ -326,24 +353,50 @@ def live(bench: Bench, cfg: Config) -> list[dict[str, Any]]:
         "baseline_measures": "the same subscriber count on raw Redis pub/sub (redis.asyncio, one connection "
         "each), frames published by a bench.publish task on the same worker at the observed frame rate",
     }
-    results = []
-    if "many" in shapes:
-        many = asyncio.run(_shape(bench, short, cfg, subscribers))
+
+    def many() -> dict[str, Any]:
+        ours_theirs = asyncio.run(_shape(bench, short, cfg, subscribers))
         title = f"{subscribers} WebSockets, one per execution (3-node flows)"
-        results.append(_result("d_live_many", title, *many, {"executions": subscribers, **common}))
-    if "one" in shapes:
-        one = asyncio.run(_shape(bench, long, cfg, 1))
+        return _result("d_live_many", title, *ours_theirs, {"executions": subscribers, **common})
+
+    def one() -> dict[str, Any]:
+        ours_theirs = asyncio.run(_shape(bench, long, cfg, 1))
         web_profile = _profile_web(bench, cfg, long) if cfg.profile and profiling.available() else None
         title = f"{subscribers} WebSockets on one execution (10-node flow)"
         details = {"executions": 1, "web_profile": web_profile, **common}
-        results.append(_result("d_live_one", title, *one, details))
-    if "dense" in shapes:
-        dense = asyncio.run(_shape(bench, short, cfg, subscribers, subscribers * DENSE_PER_EXECUTION))
+        return _result("d_live_one", title, *ours_theirs, details)
+
+    def dense() -> dict[str, Any]:
+        ours_theirs = asyncio.run(_shape(bench, short, cfg, subscribers, subscribers * DENSE_PER_EXECUTION))
         title = f"{subscribers * DENSE_PER_EXECUTION} WebSockets on {subscribers} executions (3-node flows)"
         details = {"executions": subscribers, **common}
-        results.append(_result("d_live_dense", title, *dense, details, limit=100.0))
-    if "idle" in shapes:
-        results.append(asyncio.run(idle_sockets(bench, short, subscribers * IDLE_PER_SUBSCRIBER)))
-    if "stalled" in shapes:
-        results.append(asyncio.run(stalled_readers(bench, bench.create_flow("chatty", CHATTY_FLOW))))
+        return _result("d_live_dense", title, *ours_theirs, details, limit=100.0)
+
+    idle_profile = None
+    if cfg.profile and profiling.available():
+        idle_profile = cfg.results_dir / f"{cfg.stamp}-profile-daphne-live-idle-pings.txt"
+    plan = {
+        "many": many,
+        "one": one,
+        "dense": dense,
+        "idle": lambda: asyncio.run(
+            idle_sockets(bench, short, subscribers * IDLE_PER_SUBSCRIBER, idle_profile)
+        ),
+        "stalled": lambda: asyncio.run(stalled_readers(bench, bench.create_flow("chatty", CHATTY_FLOW))),
+    }
+    results = []
+    for name, run in plan.items():
+        if name not in shapes:
+            continue
+        # A shape that fails is reported on its own; the others still run.
+        try:
+            results.append(run())
+        except Exception as exc:
+            results.append(
+                {
+                    "scenario": f"d_live_{name}",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": format_exc(),
+                }
+            )
     return results

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
+from bench import profiling
 from bench.driver import Bench, start_run, wait_executions
 from bench.stats import scenario_result, summary
 
@@ -51,6 +52,15 @@ async def start_all(http: Any, flow_id: str, count: int, parallel: int = 8) -> l
         raise AssertionError("unreachable")
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def _profile_summary(path: Path | None, log: str) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    summary: dict[str, Any] = {"raw_file": str(path), "py_spy": log[-400:]}
+    if path.exists():
+        summary.update(profiling.analyse_cpu(path))
+    return summary
 
 
 def _rss_mib(pid: int) -> float:
@@ -100,8 +110,11 @@ async def _open_subscribed(
         return ws
 
 
-async def idle_sockets(bench: Bench, flow_id: str, count: int) -> dict[str, Any]:
-    """`count` sockets subscribed to queued executions (the worker paused: nothing moves), then pings."""
+async def idle_sockets(
+    bench: Bench, flow_id: str, count: int, profile_path: Path | None = None
+) -> dict[str, Any]:
+    """`count` sockets subscribed to queued executions (the worker paused: nothing moves), then pings; with
+    `profile_path`, daphne's CPU profile during those pings (py-spy --gil) goes there."""
     pid = bench.stack.children["web"].pid
     executions = max(1, count // IDLE_PER_SUBSCRIBER)
     await asyncio.to_thread(bench.stack.pause)
@@ -124,7 +137,13 @@ async def idle_sockets(bench: Bench, flow_id: str, count: int) -> dict[str, Any]
         connect_s = time.monotonic() - started
         # Long enough for every socket's first PostgreSQL catch-up of its quiet execution (2 s, then 4 s).
         await asyncio.sleep(5.0)
-        loaded = await _pings(bench, PINGS, headers)
+        spy = profiling.start(pid, profile_path, wall_clock=False) if profile_path is not None else None
+        pinging = time.time()
+        try:
+            loaded = await _pings(bench, PINGS, headers)
+        finally:
+            pinged = time.time()
+            spy_log = profiling.stop(spy) if spy is not None else ""
         rss_after = _rss_mib(pid)
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
@@ -150,6 +169,8 @@ async def idle_sockets(bench: Bench, flow_id: str, count: int) -> dict[str, Any]
             "daphne_rss_mib_after": round(rss_after, 1),
             "daphne_kib_per_socket": round((rss_after - rss_before) * 1024 / max(1, len(sockets)), 1),
             "subscribers_without_complete": 0,
+            "gc_pauses_while_pinging": bench.stack.gc_pauses(pinging, pinged),
+            "web_profile_while_pinging": _profile_summary(profile_path, spy_log),
             "baseline_measures": "the same pings on the same daphne before the idle sockets connected",
         },
     )

@@ -254,10 +254,7 @@ class LiveStack:
         self.flush_redis()
         self.port = self.port or free_port()
         try:
-            self._spawn(
-                "web",
-                ["-m", "daphne", "-b", self.host, "-p", str(self.port), "flowrunner.asgi:application"],
-            )
+            self._spawn("web", self.web_argv())
             for name in self.default_workers:
                 self._spawn_worker(name, ())
             if self.beat:
@@ -409,6 +406,10 @@ class LiveStack:
                     f"workers {sorted(wanted - seen)} did not answer a ping\n{self.logs_report()}"
                 )
             time.sleep(0.2)
+
+    def web_argv(self) -> list[str]:
+        """The web process's arguments after the interpreter: daphne on this stack's port."""
+        return ["-m", "daphne", "-b", self.host, "-p", str(self.port), "flowrunner.asgi:application"]
 
     # -- beat --------------------------------------------------------------------------------------
 
