@@ -34,15 +34,29 @@ class Wire:
     their server-to-client WebSocket frames (unmasked, so the same bytes serve every socket) and, for a
     terminal status, the `complete` that follows it."""
 
-    __slots__ = ("texts", "frames", "completes")
+    __slots__ = ("texts", "_source", "_frames", "_completes")
 
     def __init__(self, frames: list[Any]) -> None:
         self.texts = [encode(f) if isinstance(f, dict) else "" for f in frames]
-        self.frames = [_prepare(text) for text in self.texts]
-        self.completes = [
-            _prepare(encode(complete_frame(f))) if isinstance(f, dict) and is_terminal_status(f) else None
-            for f in frames
-        ]
+        self._source = frames
+        self._frames: list[PreparedMessage] | None = None
+        self._completes: list[PreparedMessage | None] = []
+
+    @property
+    def frames(self) -> list[PreparedMessage]:
+        """Framed on first use: a socket that is not daphne's (tests, the embedded layer) needs only text."""
+        if self._frames is None:
+            self._frames = [_prepare(text) for text in self.texts]
+            self._completes = [
+                _prepare(encode(complete_frame(f))) if isinstance(f, dict) and is_terminal_status(f) else None
+                for f in self._source
+            ]
+        return self._frames
+
+    @property
+    def completes(self) -> list[PreparedMessage | None]:
+        self.frames  # noqa: B018 - frames and completes are prepared together
+        return self._completes
 
     @staticmethod
     def of(message: dict[str, Any]) -> Wire:

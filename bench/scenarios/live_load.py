@@ -131,7 +131,11 @@ async def idle_sockets(
             asyncio.create_task(_open_subscribed(bench, ids[i % len(ids)], gate, headers))
             for i in range(count)
         ]
-        opened = await asyncio.wait_for(asyncio.gather(*opening, return_exceptions=True), TIMEOUT)
+        # Sockets still opening after TIMEOUT (a loaded machine) are given up and counted, not the whole shape.
+        _, late = await asyncio.wait(opening, timeout=TIMEOUT)
+        for task in late:
+            task.cancel()
+        opened = await asyncio.gather(*opening, return_exceptions=True)
         sockets = [ws for ws in opened if not isinstance(ws, BaseException)]
         refused = [repr(error)[:200] for error in opened if isinstance(error, BaseException)]
         connect_s = time.monotonic() - started
@@ -162,6 +166,7 @@ async def idle_sockets(
             "ratio_of": "p99",
             "sockets": len(sockets),
             "sockets_refused": len(refused),
+            "sockets_not_open_within_s": [len(late), TIMEOUT],
             "first_refusals": refused[:3],
             "executions": executions,
             "connect_seconds": round(connect_s, 1),
