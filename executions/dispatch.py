@@ -15,6 +15,9 @@ RUN_BATCH = "flowrunner.run_batch"
 RESUME_NODE = "flowrunner.resume_node"
 JOIN_BATCHES = "flowrunner.join_batches"
 BATCH_DEADLINE = "flowrunner.batch_deadline"
+REAP = "flowrunner.reap"
+ADMIT = "flowrunner.admit"
+DELIVER_CALLBACK = "flowrunner.deliver_callback"
 # Tasks whose results nobody reads. Sent by name, Celery cannot know that, so it would subscribe to each one's
 # result channel (a SUBSCRIBE and later an UNSUBSCRIBE on Redis for every node run) unless it is told.
 _NO_RESULT = frozenset({RUN_NODE, RESUME_NODE, JOIN_BATCHES, BATCH_DEADLINE})

@@ -12,12 +12,11 @@ from celery import current_app
 from django.db import connection, transaction
 from django.utils import timezone
 
-from executions import admission
+from executions import admission, dispatch
 from executions.models import TERMINAL_EXECUTION_STATUSES, Execution
 
 logger = logging.getLogger(__name__)
 
-DELIVER_CALLBACK = "flowrunner.deliver_callback"
 
 # One round trip per end, whatever the flow: the callback URL, and whether anyone of the account waits.
 _AFTER_END_SQL = f"""
@@ -54,7 +53,7 @@ def _after_end(execution_id: Any, account_id: Any, flow_id: str) -> None:
 def send_callback(execution_id: Any) -> None:
     """Publish the first delivery attempt (the task retries itself); a broker failure is logged."""
     try:
-        current_app.send_task(DELIVER_CALLBACK, args=[str(execution_id), 1], ignore_result=True)
+        current_app.send_task(dispatch.DELIVER_CALLBACK, args=[str(execution_id), 1], ignore_result=True)
     except Exception:
         logger.warning("could not enqueue the callback of execution %s", execution_id, exc_info=True)
 

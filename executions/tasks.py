@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from executions import admission, callbacks, lifecycle
+from executions import admission, callbacks, dispatch, lifecycle
 
 
-@shared_task(bind=True, name="flowrunner.deliver_callback", ignore_result=True, max_retries=None)
+@shared_task(bind=True, name=dispatch.DELIVER_CALLBACK, ignore_result=True, max_retries=None)
 def deliver_callback(self, execution_id: str, attempt: int = 1) -> None:  # noqa: ANN001
     result = callbacks.callback_deliver(execution_id=execution_id, attempt=attempt)
     if result.retry_in is not None:
@@ -15,7 +15,7 @@ def deliver_callback(self, execution_id: str, attempt: int = 1) -> None:  # noqa
         raise self.retry(args=[execution_id, attempt + 1], countdown=result.retry_in)
 
 
-@shared_task(name="flowrunner.admit", ignore_result=True)
+@shared_task(name=dispatch.ADMIT, ignore_result=True)
 def admit() -> int:
     """The periodic sweep of what follows ends: lost admissions, then callbacks never sent."""
     started = admission.admit_all()

@@ -12,6 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowrunner.settings")
 # Before any connection exists: a worker must outlive its broker going away (see the module).
 brokerguard.install()
 
+from executions import dispatch  # noqa: E402
 from flowrunner import worker_metrics  # noqa: E402
 
 app = Celery("flowrunner")
@@ -47,11 +48,11 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
     from django.conf import settings
 
     sender.add_periodic_task(
-        settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature("flowrunner.reap"), name="reaper"
+        settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature(dispatch.REAP), name="reaper"
     )
     # Starts executions still waiting for a slot that freed when no admission followed (a process died).
     sender.add_periodic_task(
-        settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature("flowrunner.admit"), name="admission"
+        settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature(dispatch.ADMIT), name="admission"
     )
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
-from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from accounts.selectors import member_account_id
 from workers.models import StoreEntry
 
 
@@ -36,9 +36,8 @@ class StoreEntryAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request)
         if request.user.is_superuser:
             return queryset
-        try:
-            account_id = request.user.membership.account_id
-        except ObjectDoesNotExist:
+        account_id = member_account_id(request.user)
+        if account_id is None:
             return queryset.none()
         return queryset.filter(account_id=account_id)
 

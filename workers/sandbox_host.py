@@ -31,9 +31,9 @@ from typing import Any
 
 from py_mini_racer import JSEvalException, JSOOMException, JSTimeoutException, MiniRacer
 
-# Nesting allowed in a script's output and console data (as in flow YAML and JSON request bodies): deeper
-# values would exhaust Python's stack in the worker that copies, redacts and stores them.
-MAX_DEPTH = 100
+# The one nesting limit of stored JSON (core.json imports nothing of Django, so the host can load it).
+from core.json import MAX_DEPTH
+
 # A promise callback runs after the main eval returns and the closing eval waits behind it: that one gets at
 # least this long even when the script used up its own time.
 MIN_FINISH_SECONDS = 0.1

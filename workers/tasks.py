@@ -10,6 +10,7 @@ from celery.signals import worker_process_init
 from django.db import InterfaceError, OperationalError, connections
 
 from core import metrics
+from executions import dispatch
 from workers import batches, engine, reaper
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def reconnecting(func):  # noqa: ANN001, ANN201
     return wrapper
 
 
-@shared_task(bind=True, name="flowrunner.run_node", ignore_result=True)
+@shared_task(bind=True, name=dispatch.RUN_NODE, ignore_result=True)
 @reconnecting
 def run_node(self, node_run_id: int, **labels: str) -> None:  # labels: execution_id, node_id for monitoring
     directive = engine.run_node(
@@ -49,7 +50,7 @@ def run_node(self, node_run_id: int, **labels: str) -> None:  # labels: executio
 
 
 # Batch tasks keep their results: the chord counts them to know when to call the join.
-@shared_task(bind=True, name="flowrunner.run_batch")
+@shared_task(bind=True, name=dispatch.RUN_BATCH)
 @reconnecting
 def run_batch(self, node_run_id: int) -> None:
     directive = batches.run_part(
@@ -58,7 +59,7 @@ def run_batch(self, node_run_id: int) -> None:
     _retry_or_done(self, directive)
 
 
-@shared_task(bind=True, name="flowrunner.join_batches", ignore_result=True)
+@shared_task(bind=True, name=dispatch.JOIN_BATCHES, ignore_result=True)
 @reconnecting
 def join_batches(self, node_run_id: int) -> None:
     directive = batches.join(node_run_id)
@@ -66,7 +67,7 @@ def join_batches(self, node_run_id: int) -> None:
         run_node.apply_async(args=[directive.node_run_id], countdown=directive.countdown)
 
 
-@shared_task(bind=True, name="flowrunner.batch_deadline", ignore_result=True)
+@shared_task(bind=True, name=dispatch.BATCH_DEADLINE, ignore_result=True)
 @reconnecting
 def batch_deadline(self, node_run_id: int) -> None:
     directive = batches.join(node_run_id, deadline=True)
@@ -74,13 +75,13 @@ def batch_deadline(self, node_run_id: int) -> None:
         run_node.apply_async(args=[directive.node_run_id], countdown=directive.countdown)
 
 
-@shared_task(bind=True, name="flowrunner.resume_node", ignore_result=True)
+@shared_task(bind=True, name=dispatch.RESUME_NODE, ignore_result=True)
 @reconnecting
 def resume_node(self, node_run_id: int) -> None:
     engine.resume_node(node_run_id)
 
 
-@shared_task(name="flowrunner.reap", ignore_result=True)
+@shared_task(name=dispatch.REAP, ignore_result=True)
 def reap() -> dict[str, int]:
     result = reaper.reap()
     metrics.reaper_pass(result)
