@@ -50,8 +50,9 @@ class AutoSchema(openapi.AutoSchema):
 
     def _get_request_for_media_type(self, serializer, direction="request"):
         schema, required = super()._get_request_for_media_type(serializer, direction)
-        # A raw schema given for a body (a YAML flow) is the whole body: it cannot be left out.
-        return schema, required or isinstance(serializer, dict)
+        # A raw schema given for a body (a YAML flow) is the whole body: it cannot be left out; nor can a body
+        # whose fields are each optional but one of which must be there (`body_required`).
+        return schema, required or isinstance(serializer, dict) or getattr(serializer, "body_required", False)
 
     def _implied_errors(self) -> dict[int, str]:
         implied = {406: NOT_ACCEPTABLE, 503: UNAVAILABLE}

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from core.api.serializers import StrictSerializer, StringField
+from core.api.serializers import BooleanField, StrictSerializer, StringField
 from executions.serializers import InputField
 from triggers.models import Schedule, Trigger
 
@@ -57,7 +57,7 @@ class _ScheduleFields(StrictSerializer):
         required=False, max_length=64, help_text="IANA name of the time zone of `cron` (default UTC)."
     )
     input = InputField(required=False)
-    enabled = serializers.BooleanField(required=False)
+    enabled = BooleanField(required=False)
     callback_url = CallbackUrlField(
         required=False, allow_null=True, help_text="Receives the ExecutionStatus when a run it started ends."
     )
@@ -69,6 +69,8 @@ class _ScheduleFields(StrictSerializer):
 @extend_schema_serializer(component_name="ScheduleCreate")
 class ScheduleCreateSerializer(_ScheduleFields):
     """Body of POST /flows/{flow_id}/schedules: exactly one of `cron` or `interval`."""
+
+    body_required = True
 
 
 @extend_schema_serializer(component_name="ScheduleUpdate")
@@ -114,7 +116,7 @@ class TriggerWriteSerializer(StrictSerializer):
     """Body of POST /flows/{flow_id}/triggers (optional)."""
 
     name = StringField(required=False, allow_blank=True, max_length=200)
-    enabled = serializers.BooleanField(required=False, default=True)
+    enabled = BooleanField(required=False, default=True)
     callback_url = CallbackUrlField(
         required=False, allow_null=True, help_text="Receives the ExecutionStatus when a run it started ends."
     )

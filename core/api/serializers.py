@@ -33,3 +33,12 @@ class StringField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class BooleanField(serializers.BooleanField):
+    """`true` or `false` only: DRF's BooleanField also takes 0, 1, "yes", "on"..., which the schema refuses."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data

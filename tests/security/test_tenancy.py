@@ -29,7 +29,13 @@ BODIES = {
     ("POST", "/api/v1/executions/{execution_id}/retry"): {},
     ("POST", "/api/v1/accounts/{account_id}/secrets/{key}"): {"value": "overwritten"},
     ("PUT", "/api/v1/accounts/{account_id}/secrets/{key}"): {"value": "overwritten"},
+    ("POST", "/api/v1/flows/{flow_id}/schedules"): {"interval": "1h", "enabled": False},
+    ("PATCH", "/api/v1/schedules/{schedule_id}"): {"enabled": True},
+    ("POST", "/api/v1/flows/{flow_id}/triggers"): {"enabled": False},
 }
+# Authenticated by the trigger's own secret, not by an account: the victim's hook answers the intruder's
+# credentials 401 (a missing one 404), and starts nothing; checked apart below.
+SECRET_AUTHENTICATED = {("POST", "/api/v1/hooks/{trigger_id}")}
 
 
 @pytest.fixture
@@ -44,12 +50,17 @@ def victim(live_stack, make_live_user):
         running = start(api, create_flow(api, WAITING_FLOW))
         assert api.put("/accounts/me/secrets/VICTIM_KEY", json={"value": "victim-value"}).status_code == 201
         secrets_before = api.get("/accounts/me/secrets").json()
+        schedule = api.post(f"/flows/{flow}/schedules", json={"interval": "1h", "enabled": False})
+        trigger = api.post(f"/flows/{flow}/triggers", json={"enabled": True})
+        assert schedule.status_code == 201 and trigger.status_code == 201, (schedule.text, trigger.text)
     return {
         "user": user,
         "flow": flow,
         "executions": [done, failed, running],
         "running": running,
         "secrets": secrets_before,
+        "schedule": schedule.json(),
+        "trigger": trigger.json(),
     }
 
 
@@ -75,18 +86,22 @@ def test_every_route_answers_another_accounts_ids_exactly_like_missing_ids(live_
         "execution_id": victim["executions"],
         "account_id": [owner.account_id],
         "key": ["VICTIM_KEY"],
+        "schedule_id": [victim["schedule"]["id"]],
+        "trigger_id": [victim["trigger"]["id"]],
     }
     missing = {
         "flow_id": f"probe-{uuid.uuid4().hex[:6]}",
         "execution_id": str(uuid.uuid4()),
         "account_id": str(uuid.uuid4()),
         "key": "VICTIM_KEY",  # under a missing account: only the account part is being probed
+        "schedule_id": str(uuid.uuid4()),
+        "trigger_id": str(uuid.uuid4()),
     }
     probed = []
     with live_stack.client(auth=live_user.auth) as intruder:
         for method, path in _schema_operations(live_stack):
             params = re.findall(r"\{(\w+)\}", path)
-            if not params:
+            if not params or (method, path) in SECRET_AUTHENTICATED:
                 continue
             # (a route with a parameter this test does not know must be added here, not skipped)
             assert set(params) <= set(theirs_by_param), f"unknown path parameter in {path}"
@@ -101,6 +116,10 @@ def test_every_route_answers_another_accounts_ids_exactly_like_missing_ids(live_
                 assert aimed.status_code == 404, (method, path, aimed.status_code, aimed.text)
                 assert _comparable(aimed) == _comparable(absent), (method, path)
                 probed.append(f"{method} {path}")
+        # and the victim's hook refuses the intruder's credentials (a missing hook is 404), starting nothing
+        hook = intruder.post(f"/hooks/{victim['trigger']['id']}", json={"probe": True})
+        assert hook.status_code == 401, hook.text
+        assert intruder.post(f"/hooks/{uuid.uuid4()}", json={"probe": True}).status_code == 404
         # and the lists and filters show nothing of the first account
         flows = intruder.get("/flows").json()
         executions = intruder.get("/executions").json()
@@ -119,6 +138,9 @@ def test_every_route_answers_another_accounts_ids_exactly_like_missing_ids(live_
         assert api.get(f"/executions/{victim['running']}").json()["status"] in ("queued", "running")
         assert api.get("/executions").json()["count"] == 3
         assert api.get("/accounts/me/secrets").json() == victim["secrets"]
+        schedule = api.get(f"/schedules/{victim['schedule']['id']}").json()
+        assert schedule["enabled"] is False and schedule["interval"] == "1h"
+        assert api.get(f"/flows/{victim['flow']}/triggers").json()[0]["enabled"] is True
 
 
 def test_websocket_frames_with_another_accounts_ids_learn_nothing(live_stack, live_user, victim):
