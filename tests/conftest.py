@@ -12,22 +12,14 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    # Unit tests create many users; production keeps Django's default PBKDF2.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _clean_cache():
+    # Throttle counters and remembered credentials must not leak from one test into the next (the cache is
+    # this process's private in-memory one: tests/settings.py).
+    from django.core.cache import cache
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache(request, settings):
-    # Throttle counters and the Basic-auth cache live in the cache; one test must not throttle the next.
-    # Unit tests get a private in-memory cache: clearing the Redis one would also flush the broker that the
-    # integration tests' live stack shares.
-    if request.node.get_closest_marker("integration") is None:
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-        from django.core.cache import cache
-
-        cache.clear()
+    cache.clear()
     yield
+    cache.clear()
 
 
 def make_member(username: str, account_name: str | None = None):

@@ -36,6 +36,8 @@ class Result:
 
 def cli_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
+    # pytest-django exported the test process's settings module (tests.settings): the CLI runs the real one.
+    env["DJANGO_SETTINGS_MODULE"] = "flowrunner.settings"
     # The project may not be installed in the venv running the tests: import it from the source tree.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(overrides)

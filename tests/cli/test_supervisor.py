@@ -108,6 +108,7 @@ def test_supervisor_restarts_a_killed_celery_worker(live_database, tmp_path):  #
     db = settings.DATABASES["default"]
     env = {
         **os.environ,
+        "DJANGO_SETTINGS_MODULE": "flowrunner.settings",
         "PYTHONPATH": str(ROOT),
         "FLOWRUNNER_ENV_FILE": os.devnull,
         "FLOWRUNNER_REDIS_URL": redis_server.url,

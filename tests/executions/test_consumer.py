@@ -15,7 +15,6 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,21 +28,13 @@ from flowrunner.asgi import application
 from flows.services import flow_create
 from tests.conftest import PASSWORD
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("in_memory_layer", "no_broker"),
+]
 
 FLOW = "metadata:\n  name: t\nnodes:\n  a:\n    type: transform\n    params:\n      script: 'return {x: 1}'\n"
 CONFIGURED_LAYERS = copy.deepcopy(django_settings.CHANNEL_LAYERS)
-
-
-@pytest.fixture(autouse=True)
-def _unit_environment(settings, monkeypatch):
-    # In-memory channel layer and cache (no Redis), and no broker: node tasks are not enqueued.
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "w"}
-    }
-    cache.clear()
-    monkeypatch.setattr("executions.dispatch.send_now", lambda *args, **kwargs: None)
 
 
 def asynchronous(test):  # noqa: ANN001, ANN201

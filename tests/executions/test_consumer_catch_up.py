@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from executions import events, ws_catch_up
-from tests.executions.test_consumer import (  # noqa: F401  (the autouse fixture sets up the unit layer)
-    _unit_environment,
+from tests.executions.test_consumer import (
     asynchronous,
     connected,
     move,
@@ -17,7 +16,10 @@ from tests.executions.test_consumer import (  # noqa: F401  (the autouse fixture
     subscribe,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("in_memory_layer", "no_broker"),
+]
 
 
 @asynchronous

@@ -22,21 +22,9 @@ from executions.ws_auth import origin_allowed
 from flowrunner.asgi import application
 from tests.conftest import PASSWORD
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
 
 WS_PATH = "/api/v1/ws"
-
-
-@pytest.fixture(autouse=True)
-def _in_memory_layer_and_cache(settings):
-    # Unit tests: no Redis; a private cache so throttle counters never leak between tests.
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ws"}
-    }
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def basic(username: str, password: str) -> tuple[bytes, bytes]:

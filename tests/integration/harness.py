@@ -581,7 +581,7 @@ def _new_username(prefix: str) -> str:
 def create_user_orm(username: str | None = None, password: str | None = None) -> Credentials:
     """An account + member user written through the ORM (autocommit: the test uses the `live_db` fixture).
 
-    The password is hashed with PBKDF2 explicitly: the unit-test conftest switches the test process to MD5,
+    The password is hashed with PBKDF2 explicitly: tests/settings.py switches the test process to MD5,
     which the children (production hashers) would not accept.
     """
     from django.contrib.auth import get_user_model
