@@ -12,6 +12,7 @@ from django.db import InterfaceError, OperationalError, connections
 from core import metrics
 from executions import dispatch
 from workers import batches, engine, reaper
+from workers.sandbox import get_sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,4 @@ def reap() -> dict[str, int]:
 @worker_process_init.connect
 def _warm_sandbox(**_: object) -> None:
     # Pay V8's start-up in the worker's boot, not in the first node's latency.
-    from workers.sandbox import get_sandbox
-
     get_sandbox().warm_up()
