@@ -1,4 +1,5 @@
-"""Shared fixtures: two accounts with a user each, and API clients authenticated as them."""
+"""Shared fixtures: two accounts with a user each, API clients authenticated as them, and the node tasks the
+engine would publish, captured instead of sent to a broker."""
 
 from __future__ import annotations
 
@@ -53,6 +54,24 @@ def other_api(other_member) -> APIClient:
     client = APIClient()
     client.force_authenticate(user=other_member[1])
     return client
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[tuple[str, int, dict]]:
+    """Tasks the engine publishes (after commit), captured instead of sent: (task name, node run id, options)."""
+    from executions import dispatch
+
+    calls: list[tuple[str, int, dict]] = []
+    monkeypatch.setattr(
+        dispatch, "send_now", lambda task, node_run_id, **options: calls.append((task, node_run_id, options))
+    )
+    return calls
+
+
+@pytest.fixture
+def no_broker(monkeypatch) -> None:
+    """Node tasks are not enqueued: a stray on-commit send must never reach a broker from a unit test."""
+    monkeypatch.setattr("executions.dispatch.send_now", lambda *args, **kwargs: None)
 
 
 def pytest_configure(config):

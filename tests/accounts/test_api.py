@@ -10,19 +10,10 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken, Secret
 from accounts.selectors import secrets_decrypted
 from tests.conftest import PASSWORD
+from tests.helpers import assert_envelope
 
 SECRETS = "/api/v1/accounts/{}/secrets"
 SECRET = "/api/v1/accounts/{}/secrets/{}"
-
-
-def assert_envelope(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    if code is not None:
-        assert body["error"]["code"] == code
-    return body["error"]
 
 
 @pytest.mark.django_db

@@ -14,12 +14,9 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.models import ApiToken, Membership
 from tests.conftest import PASSWORD, make_member
+from tests.helpers import basic
 
 ME = "/api/v1/accounts/me"
-
-
-def basic(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def get_me(header: str | None = None):

@@ -1,6 +1,5 @@
 """Throttling of failed logins and authentications (429 in the envelope); good clients never throttled."""
 
-import base64
 import time
 
 import pytest
@@ -8,6 +7,7 @@ from rest_framework.test import APIClient
 
 from accounts import services
 from tests.conftest import PASSWORD
+from tests.helpers import basic
 
 LIMIT = 3
 
@@ -25,10 +25,6 @@ def login(username: str, password: str, ip: str = "10.0.0.1"):
 
 def me(header: str, ip: str = "10.0.0.1"):
     return APIClient(REMOTE_ADDR=ip).get("/api/v1/accounts/me", HTTP_AUTHORIZATION=header)
-
-
-def basic(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 @pytest.mark.django_db

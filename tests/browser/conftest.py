@@ -14,13 +14,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.conftest import (  # noqa: F401 - fixtures and hooks re-exported for tests/browser
-    _STACK_KEY,
     live_api,
     live_database,
     live_db,
     live_stack_options,
     live_user,
     make_live_user,
+    own_stack,
     pytest_collection_modifyitems,
     pytest_runtest_makereport,
 )
@@ -43,24 +43,7 @@ def live_stack(
     tmp_path_factory: pytest.TempPathFactory,
     live_stack_options: dict,  # noqa: F811
 ) -> Iterator[LiveStack]:
-    existing = request.config.stash.get(_STACK_KEY, None)
-    if existing is not None:
-        yield existing
-        return
-    stack = LiveStack.from_django_settings(
-        tmp_path_factory.mktemp("browser-stack"),
-        workers=live_stack_options.get("workers", 1),
-        beat=live_stack_options.get("beat", True),
-        extra_env=live_stack_options.get("env") or {},
-    )
-    request.config.stash[_STACK_KEY] = stack
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop_all()
-        if request.config.stash.get(_STACK_KEY, None) is stack:
-            del request.config.stash[_STACK_KEY]
+    yield from own_stack(request, tmp_path_factory, "browser-stack", live_stack_options, reuse=True)
 
 
 @pytest.fixture(autouse=True)

@@ -13,15 +13,9 @@ from executions.models import Execution
 from tests.conftest import PASSWORD
 from tests.dashboard.factories import fail, make_execution, make_flow
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
 PAGES = ["/", "/flows"]
-
-
-@pytest.fixture(autouse=True)
-def _no_broker(monkeypatch):
-    # Nothing here commits, but a stray on_commit must never reach a broker from a unit test.
-    monkeypatch.setattr("executions.dispatch.send_now", lambda *args, **kwargs: None)
 
 
 @pytest.fixture

@@ -15,14 +15,9 @@ from tests.conftest import PASSWORD, make_member
 from tests.dashboard.factories import fail, make_execution, make_flow
 from workers.models import StoreEntry
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
 LIST = "/admin/executions/execution/"
-
-
-@pytest.fixture(autouse=True)
-def _no_broker(monkeypatch):
-    monkeypatch.setattr("executions.dispatch.send_now", lambda *args, **kwargs: None)
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from executions import admission, dispatch
+from executions import admission
 from executions.models import Execution, ExecutionStatus, NodeRun
 from executions.services import execution_cancel, execution_start
 from flows.services import flow_create
+
+pytestmark = pytest.mark.usefixtures("sent")
 
 BOUNDED = """
 metadata: {name: bounded, concurrency: 2}
@@ -19,13 +21,6 @@ metadata: {name: free}
 nodes:
   a: {type: transform, params: {script: "return {a: 1}"}}
 """
-
-
-@pytest.fixture(autouse=True)
-def sent(monkeypatch):
-    calls = []
-    monkeypatch.setattr(dispatch, "send_now", lambda task, node_run_id, **options: calls.append(node_run_id))
-    return calls
 
 
 @pytest.fixture

@@ -12,20 +12,13 @@ from executions import dispatch
 from executions.models import Execution
 from flows.services import flow_create, flow_delete
 
+pytestmark = pytest.mark.usefixtures("sent")
+
 FLOW = """
 metadata: {name: api flow}
 nodes:
   a: {type: transform, params: {script: "return {a: 1}"}}
 """
-
-
-@pytest.fixture(autouse=True)
-def sent(monkeypatch):
-    calls = []
-    monkeypatch.setattr(
-        dispatch, "send_now", lambda task, node_run_id, **options: calls.append((task, node_run_id))
-    )
-    return calls
 
 
 @pytest.fixture
@@ -45,7 +38,7 @@ def test_run_creates_a_queued_execution_and_enqueues_its_first_node(
     body = response.json()
     assert set(body) >= {"execution_id", "status", "flow_id", "flow_version"}
     assert body["status"] == "queued" and body["flow_id"] == flow.id and body["flow_version"] == "1"
-    assert [task for task, _ in sent] == [dispatch.RUN_NODE]
+    assert [task for task, _, _ in sent] == [dispatch.RUN_NODE]
     assert Execution.objects.get(id=body["execution_id"]).input == {"x": 1}
 
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import copy
-import functools
 import uuid
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -24,9 +20,8 @@ from executions.models import Execution
 from executions.selectors import redacted_status
 from executions.services import execution_start
 from executions.transitions import execution_transition, record_log
-from flowrunner.asgi import application
 from flows.services import flow_create
-from tests.conftest import PASSWORD
+from tests.executions.websocket import asynchronous, connected, receive
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -35,16 +30,6 @@ pytestmark = [
 
 FLOW = "metadata:\n  name: t\nnodes:\n  a:\n    type: transform\n    params:\n      script: 'return {x: 1}'\n"
 CONFIGURED_LAYERS = copy.deepcopy(django_settings.CHANNEL_LAYERS)
-
-
-def asynchronous(test):  # noqa: ANN001, ANN201
-    """Run an async test body in an event loop; functools.wraps keeps the signature for fixtures."""
-
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        async_to_sync(test)(*args, **kwargs)
-
-    return wrapper
 
 
 # --- data, through the services and transitions ---------------------------------------------------------
@@ -96,24 +81,6 @@ def snapshot_of(execution_id: Any) -> tuple[int, dict[str, Any]]:
 
 
 # --- the client side ---------------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def connected(user):  # noqa: ANN001, ANN201
-    token = base64.b64encode(f"{user.username}:{PASSWORD}".encode()).decode()
-    ws = WebsocketCommunicator(
-        application, "/api/v1/ws", headers=[(b"authorization", f"Basic {token}".encode())]
-    )
-    accepted, _ = await ws.connect()
-    assert accepted
-    try:
-        yield ws
-    finally:
-        await ws.disconnect()
-
-
-async def receive(ws: WebsocketCommunicator) -> dict[str, Any]:
-    return await ws.receive_json_from(timeout=2)
 
 
 async def receive_all(ws: WebsocketCommunicator) -> list[dict[str, Any]]:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import functools
 import json
 import uuid
-from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -21,15 +17,9 @@ from accounts.services import api_token_create
 from executions.ws_auth import origin_allowed
 from flowrunner.asgi import application
 from tests.conftest import PASSWORD
+from tests.executions.websocket import WS_PATH, asynchronous, basic_header, connected, receive
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
-
-WS_PATH = "/api/v1/ws"
-
-
-def basic(username: str, password: str) -> tuple[bytes, bytes]:
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return (b"authorization", f"Basic {token}".encode())
 
 
 def handshake(headers: list[tuple[bytes, bytes]], *, path: str = WS_PATH, ip: str = "10.1.1.1") -> bool:
@@ -48,31 +38,6 @@ def handshake(headers: list[tuple[bytes, bytes]], *, path: str = WS_PATH, ip: st
     return async_to_sync(scenario)()
 
 
-def asynchronous(test):  # noqa: ANN001, ANN201
-    """Run an async test body in an event loop; functools.wraps keeps the signature for fixtures."""
-
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        async_to_sync(test)(*args, **kwargs)
-
-    return wrapper
-
-
-@contextlib.asynccontextmanager
-async def connected(user):  # noqa: ANN001, ANN201
-    ws = WebsocketCommunicator(application, WS_PATH, headers=[basic(user.username, PASSWORD)])
-    accepted, _ = await ws.connect()
-    assert accepted
-    try:
-        yield ws
-    finally:
-        await ws.disconnect()
-
-
-async def receive(ws: WebsocketCommunicator) -> dict[str, Any]:
-    return await ws.receive_json_from(timeout=2)
-
-
 async def ping_pong(ws: WebsocketCommunicator) -> None:
     await ws.send_json_to({"type": "ping"})
     frame = await receive(ws)
@@ -84,7 +49,7 @@ def test_handshake_accepts_basic_credentials(member):
     # given a member's username and password
     _, user = member
     # when the handshake carries them as HTTP Basic
-    accepted = handshake([basic(user.username, PASSWORD)])
+    accepted = handshake([basic_header(user.username, PASSWORD)])
     # then the connection is upgraded and usable
     assert accepted
 
@@ -116,7 +81,7 @@ def test_handshake_refuses_wrong_password_before_accept(member):
     # given a wrong password
     _, user = member
     # when the handshake carries it
-    accepted = handshake([basic(user.username, "not-the-password")])
+    accepted = handshake([basic_header(user.username, "not-the-password")])
     # then the server closes before accepting (no upgrade)
     assert not accepted
 
@@ -146,7 +111,7 @@ def test_handshake_refuses_wrong_basic_even_with_valid_session(member):
         f"{django_settings.SESSION_COOKIE_NAME}={browser.cookies[django_settings.SESSION_COOKIE_NAME].value}"
     )
     # when both are sent
-    accepted = handshake([(b"cookie", cookie.encode()), basic(user.username, "wrong")])
+    accepted = handshake([(b"cookie", cookie.encode()), basic_header(user.username, "wrong")])
     # then the explicit credentials decide, as in the REST API, and the handshake is refused
     assert not accepted
 
@@ -170,21 +135,21 @@ def test_handshake_throttles_repeated_failures(member, settings):
     settings.FLOWRUNNER_AUTH_FAILURE_LIMIT = 2
     _, user = member
     for _ in range(2):
-        assert not handshake([basic(user.username, "wrong")], ip="10.9.9.9")
+        assert not handshake([basic_header(user.username, "wrong")], ip="10.9.9.9")
     # when the right password comes from the same IP within the window
-    accepted = handshake([basic(user.username, PASSWORD)], ip="10.9.9.9")
+    accepted = handshake([basic_header(user.username, PASSWORD)], ip="10.9.9.9")
     # then it is refused, from another IP too (failures count per IP and per username) until the window ends
     assert not accepted
-    assert not handshake([basic(user.username, PASSWORD)], ip="10.8.8.8")
+    assert not handshake([basic_header(user.username, PASSWORD)], ip="10.8.8.8")
     cache.clear()  # the window ends
-    assert handshake([basic(user.username, PASSWORD)], ip="10.8.8.8")
+    assert handshake([basic_header(user.username, PASSWORD)], ip="10.8.8.8")
 
 
 def test_handshake_refuses_foreign_origin(member):
     # given valid credentials but a browser Origin that is not an allowed host
     _, user = member
     # when the handshake happens
-    accepted = handshake([basic(user.username, PASSWORD), (b"origin", b"https://evil.example")])
+    accepted = handshake([basic_header(user.username, PASSWORD), (b"origin", b"https://evil.example")])
     # then it is refused
     assert not accepted
 
@@ -193,7 +158,7 @@ def test_handshake_accepts_allowed_origin(member):
     # given valid credentials and an Origin naming an allowed host (with a port)
     _, user = member
     # when the handshake happens
-    accepted = handshake([basic(user.username, PASSWORD), (b"origin", b"http://localhost:8000")])
+    accepted = handshake([basic_header(user.username, PASSWORD), (b"origin", b"http://localhost:8000")])
     # then it is accepted
     assert accepted
 
@@ -202,7 +167,7 @@ def test_handshake_accepts_missing_origin(member):
     # given valid credentials from a program that sends no Origin
     _, user = member
     # when the handshake happens
-    accepted = handshake([basic(user.username, PASSWORD)])
+    accepted = handshake([basic_header(user.username, PASSWORD)])
     # then it is accepted
     assert accepted
 
@@ -211,7 +176,9 @@ def test_handshake_refuses_other_paths(member):
     # given valid credentials
     _, user = member
     # when the handshake targets another path (or a trailing slash)
-    accepted = [handshake([basic(user.username, PASSWORD)], path=path) for path in ("/ws", "/api/v1/ws/")]
+    accepted = [
+        handshake([basic_header(user.username, PASSWORD)], path=path) for path in ("/ws", "/api/v1/ws/")
+    ]
     # then it is refused
     assert accepted == [False, False]
 

@@ -7,15 +7,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.faults.steps import FAULT_STACK_ENV, FaultStack
-from tests.integration.conftest import live_database  # noqa: F401  (the test database the children use)
-from tests.integration.harness import Credentials, create_user_orm, free_port
+
+# The test database the children use, and the ORM-side fixtures: they resolve `live_stack` to this package's.
+from tests.integration.conftest import live_database, live_db, live_user, make_live_user  # noqa: F401
+from tests.integration.harness import Credentials, free_port
 from tests.services import RedisServer
 
 _HERE = Path(__file__).resolve().parent
@@ -105,23 +107,6 @@ def celery_client(stack: FaultStack):
 
 
 @pytest.fixture
-def live_db(live_stack: FaultStack, django_db_blocker) -> Iterator[None]:
-    """ORM access to the stack's database in autocommit (no flush: live workers may still write)."""
-    with django_db_blocker.unblock():
-        yield
-
-
-@pytest.fixture
-def make_live_user(live_stack: FaultStack, live_db) -> Callable[..., Credentials]:
-    return create_user_orm
-
-
-@pytest.fixture
-def live_user(make_live_user: Callable[..., Credentials]) -> Credentials:
-    return make_live_user()
-
-
-@pytest.fixture
-def live_api(stack: FaultStack, live_user: Credentials) -> Iterator[httpx.Client]:
+def live_api(stack: FaultStack, live_user: Credentials) -> Iterator[httpx.Client]:  # noqa: F811
     with stack.client(auth=live_user.auth) as client:
         yield client

@@ -8,6 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from flows.models import Flow, FlowVersion
+from tests.helpers import assert_envelope
 
 pytestmark = pytest.mark.django_db
 
@@ -51,15 +52,6 @@ def create(client: APIClient, content: str = GOOD, **extra) -> dict:
     response = client.post(FLOWS, {"content": content, **extra}, format="json")
     assert response.status_code == 201, response.content
     return response.json()
-
-
-def assert_envelope(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "details"}
-    if code is not None:
-        assert error["code"] == code
-    return error
 
 
 def test_flow_create_json_body_returns_flow(api):

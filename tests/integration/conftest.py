@@ -84,6 +84,37 @@ def live_database(django_db_setup, django_db_blocker) -> Iterator[None]:
             teardown_databases(created, verbosity=0)
 
 
+def own_stack(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    options: dict,
+    *,
+    reuse: bool = False,
+) -> Iterator[LiveStack]:
+    """Start a stack shaped by `options` (`workers`, `beat`, `env`), registered in the session's stash for the
+    log report and for other packages, and stop it afterwards; with `reuse`, the stack the session already runs
+    instead, if there is one (its owner stops it)."""
+    existing = request.config.stash.get(_STACK_KEY, None)
+    if reuse and existing is not None:
+        yield existing
+        return
+    stack = LiveStack.from_django_settings(
+        tmp_path_factory.mktemp(name),
+        workers=options.get("workers", 1),
+        beat=options.get("beat", True),
+        extra_env=options.get("env") or {},
+    )
+    request.config.stash[_STACK_KEY] = stack
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop_all()
+        if request.config.stash.get(_STACK_KEY, None) is stack:
+            del request.config.stash[_STACK_KEY]
+
+
 @pytest.fixture(scope="session")
 def live_stack(
     request: pytest.FixtureRequest,
@@ -95,20 +126,7 @@ def live_stack(
     """daphne + workers (+ beat) on the pytest-django test database; torn down at session end."""
     # Depending on live_database orders teardown: the children (and their connections) are gone before
     # the test database is dropped.
-    stack = LiveStack.from_django_settings(
-        tmp_path_factory.mktemp("live-stack"),
-        workers=live_stack_options.get("workers", 1),
-        beat=live_stack_options.get("beat", True),
-        extra_env=live_stack_options.get("env") or {},
-    )
-    request.config.stash[_STACK_KEY] = stack
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop_all()
-        if _STACK_KEY in request.config.stash:
-            del request.config.stash[_STACK_KEY]
+    yield from own_stack(request, tmp_path_factory, "live-stack", live_stack_options)
 
 
 @pytest.fixture

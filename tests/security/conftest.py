@@ -19,7 +19,6 @@ make_live_user = integration.make_live_user
 live_user = integration.live_user
 live_api = integration.live_api
 stack = integration.stack
-_STACK_KEY = integration._STACK_KEY
 
 _HERE = Path(__file__).resolve().parent
 
@@ -35,19 +34,9 @@ def live_stack(
     request: pytest.FixtureRequest, live_database, django_db_blocker, tmp_path_factory
 ) -> Iterator[LiveStack]:
     """The stack tests/integration started in this session if there is one, else one of our own."""
-    running = request.config.stash.get(_STACK_KEY, None)
-    if running is not None:
-        yield running
-        return
-    own = LiveStack.from_django_settings(tmp_path_factory.mktemp("security-stack"), workers=1, beat=True)
-    request.config.stash[_STACK_KEY] = own
-    try:
-        own.start()
-        yield own
-    finally:
-        own.stop_all()
-        if _STACK_KEY in request.config.stash:
-            del request.config.stash[_STACK_KEY]
+    yield from integration.own_stack(
+        request, tmp_path_factory, "security-stack", {"workers": 1, "beat": True}, reuse=True
+    )
 
 
 def forget_auth_failures(live_stack: LiveStack) -> None:

@@ -1,4 +1,4 @@
-"""Steps the security tests share: flows, runs, tokens, client addresses, process memory, the envelope."""
+"""Steps the security tests share: flows, waiting for runs, tokens, client addresses, process memory."""
 
 from __future__ import annotations
 
@@ -24,18 +24,6 @@ def transform_flow(name: str, script: str, *, timeout: str | None = None, queue:
         "    type: transform\n"
         f"    params: {{script: {json.dumps(script)}}}{extra}\n"
     )
-
-
-def create_flow(api: httpx.Client, content: str) -> str:
-    response = api.post("/flows", json={"content": content})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def start(api: httpx.Client, flow_id: str, input: dict[str, Any] | None = None) -> str:
-    response = api.post(f"/flows/{flow_id}/run", json={"input": input or {}})
-    assert response.status_code == 201, response.text
-    return response.json()["execution_id"]
 
 
 def wait_all(api: httpx.Client, execution_ids: list[str], timeout: float = 60.0) -> dict[str, dict[str, Any]]:
@@ -81,17 +69,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-def assert_envelope(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """The response is `status` with the JSON error envelope (and `code`, when given) → the error object."""
-    assert response.status_code == status, f"{response.status_code} {response.text[:500]}"
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}, body
-    if code is not None:
-        assert body["error"]["code"] == code, body
-    return body["error"]
 
 
 def pool_pids(parent: int) -> set[int]:

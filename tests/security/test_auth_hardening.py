@@ -11,7 +11,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.security.helpers import assert_envelope, bearer_token, client_from, transform_flow
+from tests.helpers import assert_envelope
+from tests.security.helpers import bearer_token, client_from, transform_flow
 
 pytestmark = [pytest.mark.faults]
 

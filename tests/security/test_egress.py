@@ -13,7 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.security.helpers import create_flow, pool_pids, start, transform_flow, wait_all
+from tests.integration.api_steps import create_flow, start_run
+from tests.security.helpers import pool_pids, transform_flow, wait_all
 
 pytestmark = [pytest.mark.faults]
 
@@ -112,7 +113,7 @@ def _flow(kind: str, url: str, queue: str | None = None) -> str:
 
 
 def _run_all(api, flows: dict[str, str], timeout: float = 90) -> dict[str, dict]:
-    runs = {name: start(api, create_flow(api, content)) for name, content in flows.items()}
+    runs = {name: start_run(api, create_flow(api, content)) for name, content in flows.items()}
     ended = wait_all(api, list(runs.values()), timeout=timeout)
     for name, execution_id in runs.items():
         print(f"\n  {name}: {ended[execution_id]['status']}: {ended[execution_id]['error']}", end="")
@@ -196,7 +197,7 @@ def test_egress_a_64_mib_answer_fails_the_node_naming_the_limit_and_the_worker_r
     # and the same worker, with the same pool processes, runs the next flow
     started = time.monotonic()
     after = wait_all(
-        live_api, [start(live_api, create_flow(live_api, transform_flow("next", "return {n: 1}")))]
+        live_api, [start_run(live_api, create_flow(live_api, transform_flow("next", "return {n: 1}")))]
     )
     next_in = time.monotonic() - started
     assert next(iter(after.values()))["status"] == "completed"

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from tests.security.helpers import create_flow, pool_pids, start, transform_flow, wait_all
+from tests.integration.api_steps import create_flow, start_run
+from tests.security.helpers import pool_pids, transform_flow, wait_all
 
 pytestmark = [pytest.mark.faults]
 
@@ -85,7 +86,7 @@ def test_hostile_scripts_fail_their_node_and_the_same_worker_serves_the_next_flo
     runs = {}
     for name, script, timeout, _ in HOSTILE:
         flow_id = create_flow(live_api, transform_flow(name, script, timeout=timeout))
-        runs[name] = start(live_api, flow_id)
+        runs[name] = start_run(live_api, flow_id)
     # when they all run on the one worker (two pool processes)
     started = time.monotonic()
     ended = wait_all(live_api, list(runs.values()), timeout=180)
@@ -99,7 +100,7 @@ def test_hostile_scripts_fail_their_node_and_the_same_worker_serves_the_next_flo
     # and the same worker, with the same pool processes, runs an ordinary flow at once
     probe = create_flow(live_api, transform_flow("probe", PROBE))
     started = time.monotonic()
-    after = wait_all(live_api, [start(live_api, probe)], timeout=30)
+    after = wait_all(live_api, [start_run(live_api, probe)], timeout=30)
     normal_seconds = time.monotonic() - started
     result = next(iter(after.values()))
     assert result["status"] == "completed", result
@@ -131,7 +132,7 @@ def test_secrets_hold_only_the_calling_accounts_values(live_stack, make_live_use
         assert first_api.put("/accounts/me/secrets/ONLY_FIRST", json={"value": "x1"}).status_code == 201
         # when both run the same script at the same time
         runs = {
-            user: start(api, create_flow(api, transform_flow("s", SECRETS_SCRIPT)))
+            user: start_run(api, create_flow(api, transform_flow("s", SECRETS_SCRIPT)))
             for user, api in apis.items()
         }
         results = {user: wait_all(apis[user], [runs[user]])[runs[user]]["results"] for user in apis}

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from tests.integration.api_steps import create_flow, start_run
 from tests.integration.harness import REPO_ROOT
-from tests.security.helpers import bearer_token, create_flow, start, transform_flow, wait_all
+from tests.security.helpers import bearer_token, transform_flow, wait_all
 
 pytestmark = [pytest.mark.faults]
 
@@ -35,9 +36,9 @@ def test_schemathesis_with_every_check_finds_no_difference_between_document_and_
     waiting = create_flow(
         live_api, "metadata: {name: fuzz waiting}\nnodes:\n  nap: {type: wait, params: {duration: 10m}}\n"
     )
-    done = [start(live_api, flows[0]), start(live_api, failing)]
+    done = [start_run(live_api, flows[0]), start_run(live_api, failing)]
     wait_all(live_api, done)
-    executions = [*done, start(live_api, waiting)]
+    executions = [*done, start_run(live_api, waiting)]
     assert live_api.put("/accounts/me/secrets/FUZZ_KEY", json={"value": "fuzz-secret"}).status_code == 201
     # and a config: Bearer auth (a valid token is never throttled; /logout, which would revoke it, is left to
     # test_auth_hardening) and those ids offered for half of the generated path parameters, besides the

@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.security.helpers import assert_envelope, create_flow, start, transform_flow, wait_all
+from tests.helpers import assert_envelope
+from tests.integration.api_steps import create_flow, start_run
+from tests.security.helpers import transform_flow, wait_all
 
 pytestmark = [pytest.mark.faults]
 
@@ -23,7 +25,7 @@ VALID_FLOW = transform_flow("hostile", "return 1")
 def objects(live_api) -> dict[str, str]:
     """A flow, a finished execution and a secret of the caller's account, for the endpoints that need ids."""
     flow_id = create_flow(live_api, VALID_FLOW)
-    execution_id = start(live_api, flow_id)
+    execution_id = start_run(live_api, flow_id)
     wait_all(live_api, [execution_id])
     assert live_api.put("/accounts/me/secrets/HOSTILE", json={"value": "v"}).status_code == 201
     return {"flow": flow_id, "execution": execution_id, "key": "HOSTILE"}

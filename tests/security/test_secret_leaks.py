@@ -17,7 +17,8 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from tests.security.helpers import create_flow, start, wait_all
+from tests.integration.api_steps import create_flow, start_run
+from tests.security.helpers import wait_all
 
 pytestmark = [pytest.mark.faults]
 
@@ -168,9 +169,9 @@ def test_secret_values_appear_nowhere_but_as_ciphertext(live_stack, live_user, l
         response = live_api.put(f"/accounts/me/secrets/{key}", json={"value": value})
         answers.append(response.text)
         assert response.status_code == 201
-    pending = start(live_api, create_flow(live_api, PENDING))
-    countdown = start(live_api, create_flow(live_api, COUNTDOWN))
-    execution_id = start(live_api, create_flow(live_api, USES_SECRETS))
+    pending = start_run(live_api, create_flow(live_api, PENDING))
+    countdown = start_run(live_api, create_flow(live_api, COUNTDOWN))
+    execution_id = start_run(live_api, create_flow(live_api, USES_SECRETS))
     # when it runs to its end, watched over WebSocket, and its every trace is read back through the API
     frames = _watch(live_stack, live_user, execution_id)
     status = wait_all(live_api, [execution_id])[execution_id]
@@ -229,7 +230,7 @@ def returned_secret(live_api) -> tuple[str, str]:
     """(execution id, value) of a completed run whose script returned the secret's value as its output."""
     value = f"ret{secrets.token_hex(12)}"
     assert live_api.put("/accounts/me/secrets/RETURNED", json={"value": value}).status_code == 201
-    execution_id = start(live_api, create_flow(live_api, RETURNS_SECRET))
+    execution_id = start_run(live_api, create_flow(live_api, RETURNS_SECRET))
     assert wait_all(live_api, [execution_id])[execution_id]["status"] == "completed"
     return execution_id, value
 
@@ -323,7 +324,7 @@ def test_a_secret_routed_through_items_the_document_the_store_and_http_is_stored
     # given a flow that carries the secret from batch items into part outputs, the join, the store and the
     # document, through nodes whose code never names `secrets`, then sends it in a header and a body to a
     # server that answers both back
-    execution_id = start(live_api, create_flow(live_api, ROUTES_SECRET.replace("ECHO_URL", echo_url)))
+    execution_id = start_run(live_api, create_flow(live_api, ROUTES_SECRET.replace("ECHO_URL", echo_url)))
     # when it runs to its end
     status = wait_all(live_api, [execution_id])[execution_id]
     # then it completed with the value masked wherever it went

@@ -11,7 +11,8 @@ import uuid
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.security.helpers import create_flow, start, transform_flow, wait_all
+from tests.integration.api_steps import create_flow, start_run
+from tests.security.helpers import transform_flow, wait_all
 
 pytestmark = [pytest.mark.faults]
 
@@ -45,9 +46,9 @@ def victim(live_stack, make_live_user):
     with live_stack.client(auth=user.auth) as api:
         flow = create_flow(api, VALID_FLOW)
         failing = create_flow(api, transform_flow("failing", "throw new Error('boom')"))
-        done, failed = start(api, flow), start(api, failing)
+        done, failed = start_run(api, flow), start_run(api, failing)
         wait_all(api, [done, failed])
-        running = start(api, create_flow(api, WAITING_FLOW))
+        running = start_run(api, create_flow(api, WAITING_FLOW))
         assert api.put("/accounts/me/secrets/VICTIM_KEY", json={"value": "victim-value"}).status_code == 201
         secrets_before = api.get("/accounts/me/secrets").json()
         schedule = api.post(f"/flows/{flow}/schedules", json={"interval": "1h", "enabled": False})
@@ -172,7 +173,7 @@ def test_websocket_frames_with_another_accounts_ids_learn_nothing(live_stack, li
             # and while it listens to "its whole account", the owner runs a flow that logs and changes status
             await ws.send(json.dumps({"type": "subscribe_account"}))
             with live_stack.client(auth=owner.auth) as api:
-                execution_id = start(api, create_flow(api, SHORT_FLOW))
+                execution_id = start_run(api, create_flow(api, SHORT_FLOW))
                 deadline = time.monotonic() + 30
                 while api.get(f"/executions/{execution_id}").json()["status"] != "completed":
                     assert time.monotonic() < deadline

@@ -14,7 +14,8 @@ import redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.security.helpers import create_flow, rss_kib, start, transform_flow, wait_all
+from tests.integration.api_steps import create_flow, start_run
+from tests.security.helpers import rss_kib, transform_flow, wait_all
 
 pytestmark = [pytest.mark.faults]
 
@@ -227,7 +228,7 @@ def _many_finished_executions(api, count: int) -> list[str]:
     """`count` finished executions of one flow: one real run, and copies of its row through the ORM."""
     from executions.models import Execution
 
-    first = start(api, create_flow(api, transform_flow("many", "return 1")))
+    first = start_run(api, create_flow(api, transform_flow("many", "return 1")))
     wait_all(api, [first])
     template = Execution.objects.get(id=first)
     copies = [

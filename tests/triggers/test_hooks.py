@@ -10,21 +10,17 @@ import time
 import pytest
 from rest_framework.test import APIClient
 
-from executions import dispatch
 from executions.models import Execution
 from flows.services import flow_create
 from triggers.models import HookDelivery, Trigger
+
+pytestmark = pytest.mark.usefixtures("no_broker")
 
 FLOW = """
 metadata: {name: hooked flow}
 nodes:
   a: {type: transform, params: {script: "return {a: 1}"}}
 """
-
-
-@pytest.fixture(autouse=True)
-def sent(monkeypatch):
-    monkeypatch.setattr(dispatch, "send_now", lambda task, node_run_id, **options: None)
 
 
 @pytest.fixture

@@ -10,24 +10,18 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
-from executions import dispatch
 from executions.models import Execution
 from flows.services import flow_create, flow_delete
 from triggers.models import Schedule, ScheduleFiring
 from triggers.schedules import schedule_fire
+
+pytestmark = pytest.mark.usefixtures("sent")
 
 FLOW = """
 metadata: {name: scheduled flow}
 nodes:
   a: {type: transform, params: {script: "return {a: 1}"}}
 """
-
-
-@pytest.fixture(autouse=True)
-def sent(monkeypatch):
-    calls = []
-    monkeypatch.setattr(dispatch, "send_now", lambda task, node_run_id, **options: calls.append(node_run_id))
-    return calls
 
 
 @pytest.fixture
