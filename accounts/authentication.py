@@ -7,15 +7,11 @@ from rest_framework import authentication
 from accounts.credentials import bearer_token, token_for_bearer, user_for_authorization
 from accounts.throttling import client_ip
 from core.api.exceptions import api_exception
+from core.authorization import split_authorization
 from core.errors import ApplicationError
 
 # DRF puts the first authentication class's header on every 401; Basic is the scheme the API documents first.
 WWW_AUTHENTICATE = 'Basic realm="api"'
-
-
-def _scheme(header: bytes) -> bytes:
-    parts = header.split(None, 1)
-    return parts[0].lower() if parts else b""
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -24,7 +20,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request)
-        if _scheme(header) != b"bearer":
+        if split_authorization(header)[0] != "bearer":
             return None
         try:
             raw = bearer_token(header)
@@ -44,7 +40,7 @@ class CachedBasicAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request)
-        if _scheme(header) != b"basic":
+        if split_authorization(header)[0] != "basic":
             return None
         try:
             user = user_for_authorization(header, client_ip=client_ip(request), request=request)

@@ -22,6 +22,7 @@ from accounts import throttling
 from accounts.models import ApiToken
 from accounts.selectors import NoAccount, member_account_id
 from accounts.services import token_digest
+from core.authorization import split_authorization
 from core.errors import NotAuthenticated
 
 logger = logging.getLogger(__name__)
@@ -89,14 +90,12 @@ def user_for_token(raw_token: str, *, client_ip: str) -> AbstractBaseUser:
 def bearer_token(header: str | bytes | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` header; None for no header or another scheme; a
     malformed Bearer header → 401 invalid_header."""
-    if isinstance(header, bytes):
-        header = header.decode("latin-1")
-    parts = (header or "").split()
-    if not parts or parts[0].lower() != "bearer":
+    scheme, credentials = split_authorization(header)
+    if scheme != "bearer":
         return None
-    if len(parts) != 2:
+    if credentials is None:
         raise InvalidCredentials("Invalid authorization header.", code="invalid_header")
-    return parts[1]
+    return credentials
 
 
 # --- Basic --------------------------------------------------------------------------------------------------
@@ -187,17 +186,12 @@ def user_for_authorization(
     another scheme → None; wrong credentials → InvalidCredentials (401) or TooManyAttempts (429); the right password
     of a user without an account → NoAccount (403). Synchronous: call it through database_sync_to_async from
     Channels."""
-    if isinstance(header, bytes):
-        header = header.decode("latin-1")
-    parts = (header or "").split()
-    if not parts:
-        return None
-    scheme = parts[0].lower()
+    scheme, credentials = split_authorization(header)
     if scheme not in ("bearer", "basic"):
         return None
-    if len(parts) != 2:
+    if credentials is None:
         raise InvalidCredentials("Invalid authorization header.", code="invalid_header")
     if scheme == "bearer":
-        return user_for_token(parts[1], client_ip=client_ip)
-    username, password = _decode_basic(parts[1])
+        return user_for_token(credentials, client_ip=client_ip)
+    username, password = _decode_basic(credentials)
     return user_for_basic(username, password, client_ip=client_ip, request=request)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Any
 
@@ -85,11 +84,3 @@ def frame_sent(count: int = 1) -> None:
 
 def request_finished(*, method: str, route: str, status: int, seconds: float) -> None:
     HTTP_SECONDS.labels(method, route, str(status)).observe(seconds)
-
-
-def authorized(header: str | None, token: str | None) -> bool:
-    """Does an `Authorization` header carry `Bearer <token>`? Never with no token configured."""
-    if not token or not header:
-        return False
-    scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())

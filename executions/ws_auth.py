@@ -14,6 +14,7 @@ from django.http.request import split_domain_port, validate_host
 
 from accounts.credentials import user_for_authorization
 from accounts.selectors import member_account_id
+from core.authorization import split_authorization
 from core.errors import ApplicationError
 from executions.ws_selectors import ws_database_sync_to_async
 
@@ -110,8 +111,7 @@ class WebsocketAuthMiddleware:
         if len(headers) > 1:
             return None
         if headers:
-            scheme = headers[0].split(None, 1)[0].lower().decode("latin-1") if headers[0].strip() else ""
-            if scheme in _HEADER_SCHEMES:
+            if split_authorization(headers[0])[0] in _HEADER_SCHEMES:
                 return await user_for_header(headers[0], client_ip(scope))
         user = await get_user(scope)
         account_id = await account_of(user)

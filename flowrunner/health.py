@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
@@ -20,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication, CachedBasicAuthentication
+from core.authorization import bearer_matches
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +110,8 @@ class HealthTokenAuthentication(authentication.BaseAuthentication):
     left to the API's own classes."""
 
     def authenticate(self, request: Request):
-        expected = settings.FLOWRUNNER_HEALTH_TOKEN
-        parts = authentication.get_authorization_header(request).split()
-        if not expected or len(parts) != 2 or parts[0].lower() != b"bearer":
-            return None
-        if hmac.compare_digest(parts[1], expected.encode()):
+        header = authentication.get_authorization_header(request)
+        if bearer_matches(header, settings.FLOWRUNNER_HEALTH_TOKEN):
             return (AnonymousUser(), HealthToken())
         return None
 

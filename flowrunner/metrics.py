@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from core import metrics
+from core.authorization import bearer_matches
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     """GET /metrics: 404 when metrics are off, 401 without `Authorization: Bearer $FLOWRUNNER_METRICS_TOKEN`."""
     if not settings.FLOWRUNNER_METRICS:
         return HttpResponse(b"metrics are switched off (FLOWRUNNER_METRICS=false)\n", status=404)
-    if not metrics.authorized(request.headers.get("Authorization"), settings.FLOWRUNNER_METRICS_TOKEN):
+    if not bearer_matches(request.headers.get("Authorization"), settings.FLOWRUNNER_METRICS_TOKEN):
         response = HttpResponse(
             b"a bearer token is required: Authorization: Bearer $FLOWRUNNER_METRICS_TOKEN\n", status=401
         )

@@ -14,7 +14,7 @@ from click import Option
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from core import metrics
+from core.authorization import bearer_matches
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _handler(token: str | None) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802
             if self.path.split("?", 1)[0] != "/metrics":
                 self._answer(404, b"not found; try /metrics\n")
-            elif not metrics.authorized(self.headers.get("Authorization"), token):
+            elif not bearer_matches(self.headers.get("Authorization"), token):
                 self._answer(
                     401, b"a bearer token is required: Authorization: Bearer $FLOWRUNNER_METRICS_TOKEN\n"
                 )

@@ -30,6 +30,7 @@ from django.utils import timezone
 from accounts import throttling, vault
 from accounts.models import Account
 from core import json as json_limits
+from core.authorization import bearer_matches
 from core.errors import NotAuthenticated, NotFound, TooManyAttempts, ValidationFailed
 from executions.callbacks import callback_url_validate
 from executions.models import Execution
@@ -139,8 +140,7 @@ def _authenticate(trigger: Trigger, delivery: Delivery) -> str | None:
         if not hmac.compare_digest(expected, given):
             raise _unauthorized("The signature does not match the body.", delivery)
         return expected
-    scheme, _, token = (delivery.authorization or "").partition(" ")
-    if scheme.lower() == "bearer" and token and hmac.compare_digest(token.strip().encode(), secret.encode()):
+    if bearer_matches(delivery.authorization, secret):
         return None
     raise _unauthorized(
         "Authenticate with `Authorization: Bearer <secret>` or `X-FlowRunner-Signature: sha256=<hex>`.",
