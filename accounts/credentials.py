@@ -116,20 +116,20 @@ def authenticate_password(
     """Full username/password check (the slow hash), throttled per username and IP → user with an account;
     the right password of a user without one → 403 no_account. Used by POST /login and by Basic on a cache
     miss."""
-    throttling.check(username=username, ip=client_ip)
-    # PostgreSQL refuses NUL in text: such a name could never match, and must not become a 500.
-    if "\x00" in username:
-        user = None
-    else:
-        user = django_authenticate(request, username=username, password=password)
-    if user is None:
-        throttling.record_failure(username=username, ip=client_ip)
-        raise InvalidCredentials()
-    if not has_account(user):
-        # The password was right: saying so to its holder tells them what to fix, not a guess to retry.
-        raise NoAccount()
-    throttling.reset(username=username)
-    return user
+
+    def attempt() -> AbstractBaseUser:
+        # PostgreSQL refuses NUL in text: such a name could never match, and must not become a 500.
+        user = (
+            None if "\x00" in username else django_authenticate(request, username=username, password=password)
+        )
+        if user is None:
+            raise InvalidCredentials()
+        if not has_account(user):
+            # The password was right: saying so to its holder tells them what to fix, not a guess to retry.
+            raise NoAccount()
+        return user
+
+    return throttling.guarded_login(attempt, username=username, ip=client_ip, failure=InvalidCredentials)
 
 
 def user_for_basic(

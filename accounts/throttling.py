@@ -6,6 +6,8 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -16,6 +18,8 @@ from core.errors import TooManyAttempts
 logger = logging.getLogger(__name__)
 
 _PREFIX = "fr:authfail"
+
+T = TypeVar("T")
 
 
 def failure_limit() -> int:
@@ -78,7 +82,7 @@ def record_failure(*, username: str | None = None, ip: str | None = None) -> Non
         logger.warning("auth throttle: cache unavailable, failure not counted", exc_info=True)
 
 
-def reset(*, username: str) -> None:
+def reset(*, username: str | None) -> None:
     """Forget a username's failures after it authenticated; IP counters stay so one valid account cannot
     reset the counter an attacker spends on others."""
     try:
@@ -87,3 +91,23 @@ def reset(*, username: str) -> None:
         )
     except Exception:
         logger.warning("auth throttle: cache unavailable, failures not reset", exc_info=True)
+
+
+def guarded_login(
+    attempt: Callable[[], T],
+    *,
+    username: str | None,
+    ip: str | None,
+    failure: type[Exception] | tuple[type[Exception], ...],
+) -> T:
+    """One password attempt under the failed-login throttle: TooManyAttempts (429) before trying while the
+    username or the IP has used up its failures; `attempt` raising `failure` counts against both; any other
+    exception passes through uncounted, and a success forgets the username's failures."""
+    check(username=username, ip=ip)
+    try:
+        result = attempt()
+    except failure:
+        record_failure(username=username, ip=ip)
+        raise
+    reset(username=username)
+    return result

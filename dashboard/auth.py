@@ -22,19 +22,13 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         username = self.cleaned_data.get("username")
         ip = throttling.client_ip(self.request) if self.request else None
         try:
-            throttling.check(username=username, ip=ip)
+            return throttling.guarded_login(
+                super().clean, username=username, ip=ip, failure=forms.ValidationError
+            )
         except TooManyAttempts as exc:
             raise forms.ValidationError(
                 f"Too many failed sign-ins; try again in {exc.retry_after:.0f} seconds.", code="throttled"
             )
-        try:
-            cleaned = super().clean()
-        except forms.ValidationError:
-            if username:
-                throttling.record_failure(username=username, ip=ip)
-            raise
-        throttling.reset(username=username)
-        return cleaned
 
 
 class DashboardLoginView(LoginView):

@@ -5,7 +5,8 @@ import time
 import pytest
 from rest_framework.test import APIClient
 
-from accounts import services
+from accounts import services, throttling
+from core.errors import TooManyAttempts
 from tests.conftest import PASSWORD
 from tests.helpers import basic
 
@@ -108,3 +109,37 @@ def test_throttle_window_expires(member, settings):
     # when the window has passed, then alice logs in
     time.sleep(1.2)
     assert login("alice", PASSWORD).status_code == 200
+
+
+class _Refused(Exception):
+    pass
+
+
+def _refuse():
+    raise _Refused()
+
+
+def test_guarded_login_counts_failures_then_refuses_before_trying():
+    # given LIMIT attempts that fail with the failure kind
+    for _ in range(LIMIT):
+        with pytest.raises(_Refused):
+            throttling.guarded_login(_refuse, username="carol", ip="10.0.0.9", failure=_Refused)
+    # when one more attempt is made, then it is refused without being tried
+    tried = []
+    with pytest.raises(TooManyAttempts):
+        throttling.guarded_login(lambda: tried.append(1), username="carol", ip="10.0.0.8", failure=_Refused)
+    assert tried == []
+
+
+def test_guarded_login_success_forgets_the_username_and_other_errors_do_not_count():
+    # given LIMIT - 1 failures and an error of another kind
+    for _ in range(LIMIT - 1):
+        with pytest.raises(_Refused):
+            throttling.guarded_login(_refuse, username="dave", ip="10.0.0.7", failure=_Refused)
+    with pytest.raises(ValueError):
+        throttling.guarded_login(lambda: int("x"), username="dave", ip="10.0.0.6", failure=_Refused)
+    # when an attempt succeeds, then its result comes back and the username's count starts again
+    assert throttling.guarded_login(lambda: "ok", username="dave", ip="10.0.0.6", failure=_Refused) == "ok"
+    with pytest.raises(_Refused):
+        throttling.guarded_login(_refuse, username="dave", ip="10.0.0.5", failure=_Refused)
+    assert throttling.guarded_login(lambda: "ok", username="dave", ip="10.0.0.5", failure=_Refused) == "ok"
