@@ -6,27 +6,15 @@ from datetime import datetime
 from typing import Any
 
 from executions.models import Execution
-
-# FlowVersions never change: their labels are cached so a status snapshot costs no query.
-_labels: dict[int, str] = {}
+from flows.selectors import flow_version_label
 
 
 def _version_label(execution: Execution) -> str | None:
-    version_id = execution.flow_version_id
-    if version_id is None:
+    if execution.flow_version_id is None:
         return None
-    label = _labels.get(version_id)
-    if label is None:
-        if "flow_version" in execution._state.fields_cache:
-            label = execution.flow_version.version
-        else:
-            from flows.models import FlowVersion
-
-            label = FlowVersion.objects.values_list("version", flat=True).get(id=version_id)
-        if len(_labels) > 4096:
-            _labels.clear()
-        _labels[version_id] = label
-    return label
+    # A loaded flow_version gives its label without a query on a cache miss.
+    loaded = execution._state.fields_cache.get("flow_version")
+    return flow_version_label(loaded if loaded is not None else execution.flow_version_id)
 
 
 def iso(value: datetime | None) -> str | None:

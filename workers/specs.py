@@ -1,17 +1,22 @@
-"""Per-process caches of parsed flow versions (immutable) and of each node's longest remaining path."""
+"""The engine's reads of immutable flow-version data (parsed specs, each node's longest remaining path), cached in
+flows.selectors' per-process version caches."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
+from flows.selectors import VersionCache
 from flows.selectors import flow_version_spec as spec_for_version
 
 _MAX_PATH_VISITS = 20_000
 
+_paths: VersionCache[int] = VersionCache(4096)
 
-@lru_cache(maxsize=4096)
+
 def longest_path(version_id: int, node_id: str) -> int:
     """Nodes on the longest simple path starting at `node_id` (itself included): the steps still ahead."""
+    return _paths.get((version_id, node_id), lambda: _longest_path(version_id, node_id))
+
+
+def _longest_path(version_id: int, node_id: str) -> int:
     spec = spec_for_version(version_id)
     budget = [_MAX_PATH_VISITS]
 

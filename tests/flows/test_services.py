@@ -45,9 +45,9 @@ BROKEN_TEXT = (
 @pytest.fixture(autouse=True)
 def _empty_spec_cache():
     # Version ids repeat across tests (rolled-back transactions), so a cached spec must not leak between them.
-    selectors.flow_version_spec_cache_clear()
+    selectors.flow_version_caches_clear()
     yield
-    selectors.flow_version_spec_cache_clear()
+    selectors.flow_version_caches_clear()
 
 
 def test_flow_create_id_is_slug_plus_random_suffix(member):
@@ -254,7 +254,7 @@ def test_flow_version_spec_is_cached_by_version_id(member, django_assert_num_que
 
 def test_flow_version_spec_cache_evicts_least_recently_used(member, monkeypatch):
     # given a cache that holds two specs
-    monkeypatch.setattr(selectors, "SPEC_CACHE_SIZE", 2)
+    monkeypatch.setattr(selectors._specs, "size", 2)
     account, user = member
     flow = flow_create(account=account, user=user, content=flow_text())
     versions = [flow.current_version]
@@ -262,9 +262,23 @@ def test_flow_version_spec_cache_evicts_least_recently_used(member, monkeypatch)
         versions.append(flow_update(flow=flow, user=user, content=flow_text(total=total)).current_version)
     # when three versions are read, the first one touched again before the third
     first = selectors.flow_version_spec(versions[0])
-    selectors.flow_version_spec(versions[1])
+    second = selectors.flow_version_spec(versions[1])
     selectors.flow_version_spec(versions[0])
-    selectors.flow_version_spec(versions[2])
-    # then the least recently used (the second) was evicted and the first survived
-    assert set(selectors._spec_cache) == {versions[0].pk, versions[2].pk}
+    third = selectors.flow_version_spec(versions[2])
+    # then the least recently used (the second) was evicted and parses anew; the first and third survived
     assert selectors.flow_version_spec(versions[0]) is first
+    assert selectors.flow_version_spec(versions[2]) is third
+    assert selectors.flow_version_spec(versions[1]) is not second
+
+
+def test_flow_version_label_is_read_once_per_version(member, django_assert_num_queries):
+    # given a flow version known only by its id
+    account, user = member
+    version = flow_create(account=account, user=user, content=flow_text()).current_version
+    # when its label is read twice by id, then once more from the instance
+    with django_assert_num_queries(1):
+        first = selectors.flow_version_label(version.pk)
+        second = selectors.flow_version_label(version.pk)
+    # then one query answered all of them
+    with django_assert_num_queries(0):
+        assert selectors.flow_version_label(version) == first == second == version.version
