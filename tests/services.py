@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.harness import StackError, _die_with_parent, free_port
+from tests.integration.processes import StackError, _die_with_parent, free_port
 
 
 def redis_server_binary() -> str:

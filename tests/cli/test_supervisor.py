@@ -99,7 +99,7 @@ def test_supervisor_restarts_a_killed_celery_worker(live_database, tmp_path):  #
     from django.conf import settings
 
     from tests.faults.steps import make_client_app, wait_until
-    from tests.integration.harness import free_port
+    from tests.integration.processes import free_port
     from tests.services import RedisServer
 
     redis_server = RedisServer(port=free_port(), log_path=tmp_path / "redis.log")

@@ -7,109 +7,29 @@ import uuid
 from typing import Any
 
 import pytest
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
-from django.db import transaction
-from django.utils import timezone
 
 from executions import events
-from executions.events import EVENT_MESSAGE_TYPE, account_group, execution_group
-from executions.models import Execution
-from executions.selectors import redacted_status
-from executions.services import execution_start
-from executions.transitions import execution_transition, record_log
-from flows.services import flow_create
-from tests.executions.websocket import asynchronous, connected, receive
+from executions.events import account_group, execution_group
+from tests.executions.steps import log, move, snapshot_of, start, stored_frames
+from tests.executions.websocket import (
+    asynchronous,
+    broadcast,
+    connected,
+    kinds,
+    ping_pong,
+    receive,
+    receive_all,
+    subscribe,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("in_memory_layer", "no_broker"),
 ]
 
-FLOW = "metadata:\n  name: t\nnodes:\n  a:\n    type: transform\n    params:\n      script: 'return {x: 1}'\n"
 CONFIGURED_LAYERS = copy.deepcopy(django_settings.CHANNEL_LAYERS)
-
-
-# --- data, through the services and transitions ---------------------------------------------------------
-
-
-@database_sync_to_async
-def start(account, user) -> Execution:  # noqa: ANN001
-    flow = flow_create(account=account, user=user, content=FLOW)
-    execution, _ = execution_start(account=account, flow=flow, user=user, input={})
-    return Execution.objects.get(id=execution.id)
-
-
-@database_sync_to_async
-def move(execution_id: Any, to: str) -> None:
-    fields: dict[str, Any] = {}
-    if to == "running":
-        fields["started_at"] = timezone.now()
-    elif to == "completed":
-        fields["results"] = {"x": 1}
-    with transaction.atomic():
-        execution = Execution.objects.select_for_update().get(id=execution_id)
-        execution_transition(execution, to=to, expected=("queued", "running"), **fields)
-
-
-@database_sync_to_async
-def log(execution_id: Any, message: str) -> None:
-    with transaction.atomic():
-        execution = Execution.objects.get(id=execution_id)
-        record_log(
-            execution_id=execution.id,
-            account_id=execution.account_id,
-            node_id="a",
-            level="info",
-            message=message,
-        )
-
-
-@database_sync_to_async
-def stored_frames(execution_id: Any) -> list[dict[str, Any]]:
-    return list(
-        Execution.objects.get(id=execution_id).events.order_by("seq").values_list("payload", flat=True)
-    )
-
-
-@database_sync_to_async
-def snapshot_of(execution_id: Any) -> tuple[int, dict[str, Any]]:
-    execution = Execution.objects.select_related("flow_version").get(id=execution_id)
-    return execution.last_event_seq, redacted_status(execution)
-
-
-# --- the client side ---------------------------------------------------------------------------------------
-
-
-async def receive_all(ws: WebsocketCommunicator) -> list[dict[str, Any]]:
-    """Every frame until the socket has been quiet for a moment."""
-    frames = []
-    while not await ws.receive_nothing(timeout=0.3):
-        frames.append(await receive(ws))
-    return frames
-
-
-async def subscribe(ws: WebsocketCommunicator, execution_id: Any, **extra: Any) -> None:
-    await ws.send_json_to({"type": "subscribe", "execution_id": str(execution_id), **extra})
-
-
-async def ping_pong(ws: WebsocketCommunicator) -> None:
-    await ws.send_json_to({"type": "ping"})
-    frame = await receive(ws)
-    assert set(frame) == {"type", "execution_id", "seq", "timestamp"}
-    assert (frame["type"], frame["execution_id"], frame["seq"]) == ("pong", None, None)
-
-
-async def broadcast(account_id: Any, frame: dict[str, Any]) -> None:
-    """What executions.events.broadcast_frame sends, to the execution's group only."""
-    message = {"type": EVENT_MESSAGE_TYPE, "frame": frame, "account_id": str(account_id)}
-    await get_channel_layer().group_send(execution_group(frame["execution_id"]), message)
-
-
-def kinds(frames: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    return [(frame["type"], frame["seq"]) for frame in frames]
 
 
 # --- subscribe: snapshot, replay, complete ----------------------------------------------------------------

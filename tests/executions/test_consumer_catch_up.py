@@ -7,14 +7,8 @@ from typing import Any
 import pytest
 
 from executions import events, ws_catch_up
-from tests.executions.test_consumer import (
-    asynchronous,
-    connected,
-    move,
-    receive,
-    start,
-    subscribe,
-)
+from tests.executions.steps import move, start
+from tests.executions.websocket import asynchronous, connected, receive, subscribe
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -17,7 +17,7 @@ from accounts.services import api_token_create
 from executions.ws_auth import origin_allowed
 from flowrunner.asgi import application
 from tests.conftest import PASSWORD
-from tests.executions.websocket import WS_PATH, asynchronous, basic_header, connected, receive
+from tests.executions.websocket import WS_PATH, asynchronous, basic_header, connected, ping_pong, receive
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("in_memory_layer")]
 
@@ -36,13 +36,6 @@ def handshake(headers: list[tuple[bytes, bytes]], *, path: str = WS_PATH, ip: st
         return connected
 
     return async_to_sync(scenario)()
-
-
-async def ping_pong(ws: WebsocketCommunicator) -> None:
-    await ws.send_json_to({"type": "ping"})
-    frame = await receive(ws)
-    assert set(frame) == {"type", "execution_id", "seq", "timestamp"}
-    assert (frame["type"], frame["execution_id"], frame["seq"]) == ("pong", None, None)
 
 
 def test_handshake_accepts_basic_credentials(member):

@@ -7,8 +7,10 @@ import functools
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+from executions.events import EVENT_MESSAGE_TYPE, execution_group
 from flowrunner.asgi import application
 from tests.conftest import PASSWORD
 from tests.helpers import basic
@@ -45,3 +47,32 @@ async def connected(user):  # noqa: ANN001, ANN201
 
 async def receive(ws: WebsocketCommunicator) -> dict[str, Any]:
     return await ws.receive_json_from(timeout=2)
+
+
+async def receive_all(ws: WebsocketCommunicator) -> list[dict[str, Any]]:
+    """Every frame until the socket has been quiet for a moment."""
+    frames = []
+    while not await ws.receive_nothing(timeout=0.3):
+        frames.append(await receive(ws))
+    return frames
+
+
+async def subscribe(ws: WebsocketCommunicator, execution_id: Any, **extra: Any) -> None:
+    await ws.send_json_to({"type": "subscribe", "execution_id": str(execution_id), **extra})
+
+
+async def ping_pong(ws: WebsocketCommunicator) -> None:
+    await ws.send_json_to({"type": "ping"})
+    frame = await receive(ws)
+    assert set(frame) == {"type", "execution_id", "seq", "timestamp"}
+    assert (frame["type"], frame["execution_id"], frame["seq"]) == ("pong", None, None)
+
+
+async def broadcast(account_id: Any, frame: dict[str, Any]) -> None:
+    """What executions.events.broadcast_frame sends, to the execution's group only."""
+    message = {"type": EVENT_MESSAGE_TYPE, "frame": frame, "account_id": str(account_id)}
+    await get_channel_layer().group_send(execution_group(frame["execution_id"]), message)
+
+
+def kinds(frames: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(frame["type"], frame["seq"]) for frame in frames]

@@ -14,10 +14,11 @@ import httpx
 import pytest
 
 from tests.faults.steps import FAULT_STACK_ENV, FaultStack
+from tests.integration.clients import Credentials
 
 # The test database the children use, and the ORM-side fixtures: they resolve `live_stack` to this package's.
 from tests.integration.conftest import live_database, live_db, live_user, make_live_user  # noqa: F401
-from tests.integration.harness import Credentials, free_port
+from tests.integration.processes import free_port
 from tests.services import RedisServer
 
 _HERE = Path(__file__).resolve().parent

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.integration.harness import STARTUP_TIMEOUT, LiveStack, StackError
+from tests.integration.harness import LiveStack
+from tests.integration.processes import STARTUP_TIMEOUT, StackError
 from tests.services import RedisServer
 
 

@@ -20,7 +20,7 @@ from tests.faults.steps import FAULT_STACK_ENV, FaultStack
 from tests.hosts import netns
 from tests.integration.conftest import _STACK_KEY as SESSION_STACK_KEY
 from tests.integration.conftest import live_database  # noqa: F401  (the test database the children use)
-from tests.integration.harness import Child, free_port
+from tests.integration.processes import Child, free_port
 from tests.services import RedisServer
 
 _HERE = Path(__file__).resolve().parent

@@ -5,7 +5,7 @@
 - `stack` (function): the same object, after restarting any default worker an earlier test killed.
 - `live_db` (function): direct ORM access in autocommit (no flush afterwards: live workers may still write).
 - `live_user` / `make_live_user` (function): an account + user committed through the ORM, as
-  `harness.Credentials` (`.auth` for httpx, `.headers` for websockets, `.account_id`).
+  `clients.Credentials` (`.auth` for httpx, `.headers` for websockets, `.account_id`).
 - `live_api` (function): an httpx client on `/api/v1`, authenticated as `live_user`.
 
 Override `live_stack_options` in a deeper conftest to change the number of workers, beat, or the children's
@@ -24,7 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import Credentials, LiveStack, create_user_orm
+from tests.integration.clients import Credentials, create_user_orm
+from tests.integration.harness import LiveStack
 
 _HERE = Path(__file__).resolve().parent
 _STACK_KEY = pytest.StashKey[LiveStack]()

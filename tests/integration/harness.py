@@ -1,26 +1,19 @@
-"""Real-process harness for integration tests: daphne, Celery workers and beat as child processes.
+"""Real-process harness for integration tests: daphne, Celery workers and beat as a `LiveStack`.
 
-The children run the project's own entry points (`python -m daphne`, `python -m celery`) against the test
-process's PostgreSQL *test* database (`test_<name>`, created by pytest-django) and the test process's Redis
-db, with the test process's SECRET_KEY and encryption key, so what a test writes through the ORM (committed,
-through the `live_db` fixture, in autocommit) or encrypts, the children read, and tasks the test process enqueues
-reach the children's workers.
+The children (tests/integration/processes.py) run the project's own entry points (`python -m daphne`,
+`python -m celery`) against the test process's PostgreSQL *test* database (`test_<name>`, created by
+pytest-django) and the test process's Redis db, with the test process's SECRET_KEY and encryption key, so what a
+test writes through the ORM (committed, through the `live_db` fixture, in autocommit) or encrypts, the children
+read, and tasks the test process enqueues reach the children's workers. Its users: tests/integration/clients.py.
 
-Every child is started in its own session (its own process group): killing a worker's group kills its prefork
-children too, as a crash of the whole container would. Teardown is guaranteed three ways: the fixture's
-finalizer (`stop_all`), an `atexit` hook, and on Linux `PR_SET_PDEATHSIG` so a child dies with pytest even if
-pytest itself is SIGKILLed.
+Teardown is guaranteed three ways: the fixture's finalizer (`stop_all`), an `atexit` hook, and the children's
+death signal (they die with pytest).
 """
 
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
-import ctypes
-import logging
-import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -33,114 +26,38 @@ from pathlib import Path
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.clients import Credentials, create_user_http, create_user_orm
+from tests.integration.processes import (
+    DEFAULT_STACK_ENV,
+    REPO_ROOT,
+    STARTUP_TIMEOUT,
+    STOP_TIMEOUT,
+    TAIL_LINES,
+    Child,
+    StackError,
+    _die_with_parent,
+    children_environment,
+    default_queues,
+    free_port,
+    quiet_httpx,
+)
 
-# Faster than production so recovery tests do not wait half a minute; overridable per stack.
-DEFAULT_STACK_ENV = {
-    "FLOWRUNNER_REAPER_INTERVAL": "1s",
-    "FLOWRUNNER_STALE_AFTER": "10s",
-    # A runaway loop fails in seconds rather than after the production default of 1000 steps.
-    "FLOWRUNNER_MAX_STEPS": "200",
-    # Flows under test call servers the test runs on loopback, which a shared server refuses by default; the
-    # egress tests start a worker of their own with the default policy.
-    "FLOWRUNNER_HTTP_ALLOW_PRIVATE": "true",
-    # Completion callbacks retried after 200ms, 400ms, ... rather than 10s, 20s, ...
-    "FLOWRUNNER_CALLBACK_RETRY_WAIT": "200ms",
-}
-STARTUP_TIMEOUT = float(os.environ.get("FLOWRUNNER_IT_STARTUP_TIMEOUT", "90"))
-STOP_TIMEOUT = 10.0
-TAIL_LINES = 80
+# Re-exported: bench/ and older imports name them here.
+__all__ = [
+    "DEFAULT_STACK_ENV",
+    "REPO_ROOT",
+    "STARTUP_TIMEOUT",
+    "Child",
+    "Credentials",
+    "LiveStack",
+    "StackError",
+    "create_user_http",
+    "create_user_orm",
+    "free_port",
+]
 
 # Every stack ever started in this interpreter: the atexit hook kills whatever is still alive.
 _STACKS: weakref.WeakSet[LiveStack] = weakref.WeakSet()
-
-
-class StackError(RuntimeError):
-    """The stack did not come up (the message carries the children's log tails)."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: ask Linux to SIGKILL this child when the thread that spawned it (pytest) dies."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-
-
-def tail(path: Path, lines: int = TAIL_LINES) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            data = handle.read().decode("utf-8", "replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(data.splitlines()[-lines:])
-
-
-@dataclass
-class Child:
-    """One child process (its own process group) and its log file."""
-
-    name: str
-    argv: list[str]
-    log_path: Path
-    popen: subprocess.Popen | None = None
-    started_at: float = 0.0
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def signal_group(self, sig: int) -> None:
-        if self.popen is None:
-            return
-        # The group id is the child's pid (start_new_session); it outlives the leader while members remain.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, sig)
-
-    def signal_leader(self, sig: int) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(sig)
-
-    def group_alive(self) -> bool:
-        if self.popen is None:
-            return False
-        try:
-            os.killpg(self.popen.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM the group (Celery: warm shutdown), then SIGKILL whatever is left after `timeout`."""
-        if self.popen is None:
-            return
-        self.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.popen.poll()
-            if not self.group_alive():
-                break
-            time.sleep(0.05)
-        self.signal_group(signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=5)
-
-    def tail(self, lines: int = TAIL_LINES) -> str:
-        return tail(self.log_path, lines)
 
 
 @dataclass(eq=False)
@@ -175,56 +92,14 @@ class LiveStack:
         extra_env: Mapping[str, str] | None = None,
     ) -> LiveStack:
         """Derive the children's environment from the test process's (already test-database) settings."""
-        from django.conf import settings
-
-        db = settings.DATABASES["default"]
-        if not getattr(settings, "REDIS_URL", None):
-            raise StackError(
-                "integration tests need Redis: set FLOWRUNNER_REDIS_URL, or let the tests.services plugin "
-                "(pyproject.toml's addopts) start one"
-            )
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            # The children get exactly the FlowRunner configuration below, nothing inherited by accident.
-            if not key.startswith("FLOWRUNNER_") and key not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH"}
-        }
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "flowrunner.settings",
-                "PYTHONPATH": str(REPO_ROOT),
-                "PYTHONUNBUFFERED": "1",
-                # A developer's .env must not leak into the children: point python-dotenv at an empty file.
-                "FLOWRUNNER_ENV_FILE": os.devnull,
-                "FLOWRUNNER_POSTGRES_HOST": str(db["HOST"]),
-                "FLOWRUNNER_POSTGRES_PORT": str(db.get("PORT") or 5432),
-                "FLOWRUNNER_POSTGRES_USER": str(db.get("USER") or ""),
-                "FLOWRUNNER_POSTGRES_PASSWORD": str(db.get("PASSWORD") or ""),
-                # pytest-django has renamed NAME to the test database by now (test_<name>).
-                "FLOWRUNNER_POSTGRES_DATABASE": str(db["NAME"]),
-                "FLOWRUNNER_POSTGRES_SSL_MODE": str(db.get("OPTIONS", {}).get("sslmode", "prefer")),
-                "FLOWRUNNER_REDIS_URL": settings.REDIS_URL,
-                # Shared with the test process: what it encrypts or signs, the children can read.
-                "FLOWRUNNER_SECRET_KEY": settings.SECRET_KEY,
-                "FLOWRUNNER_ENCRYPTION_KEY": settings.FLOWRUNNER_ENCRYPTION_KEY.hex(),
-                "FLOWRUNNER_ALLOW_SIGNUP": "true",
-                "FLOWRUNNER_DEBUG": "false",
-                "FLOWRUNNER_ALLOWED_HOSTS": "127.0.0.1,localhost,[::1]",
-                "FLOWRUNNER_LOG_LEVEL": "INFO",
-                # /health shows the worker count only to staff or to this token.
-                "FLOWRUNNER_HEALTH_TOKEN": secrets.token_urlsafe(24),
-                # /metrics answers only to this token.
-                "FLOWRUNNER_METRICS_TOKEN": secrets.token_urlsafe(24),
-            }
-        )
-        env.update(DEFAULT_STACK_ENV)
+        env = children_environment()
         env.update(extra_env or {})
         return cls(
             workdir=workdir,
             env=env,
             default_workers=tuple(f"w{i}" for i in range(1, workers + 1)),
             beat=beat,
-            base_queues=_default_queues(),
+            base_queues=default_queues(),
         )
 
     # -- addresses ---------------------------------------------------------------------------------
@@ -331,7 +206,7 @@ class LiveStack:
         )
         base_url = f"http://{self.host}:{port}"
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        with self._quiet_httpx():
+        with quiet_httpx():
             while True:
                 try:
                     if httpx.get(f"{base_url}/api/v1/health", timeout=2).status_code < 500:
@@ -428,17 +303,6 @@ class LiveStack:
         headers = {"Authorization": f"Bearer {self.env['FLOWRUNNER_HEALTH_TOKEN']}"} if details else {}
         return httpx.get(f"{self.api_url}/health", headers=headers, timeout=5.0)
 
-    @contextlib.contextmanager
-    def _quiet_httpx(self):
-        """Polling loops would flood the captured log with one httpx INFO line per attempt."""
-        logger = logging.getLogger("httpx")
-        level = logger.level
-        logger.setLevel(logging.WARNING)
-        try:
-            yield
-        finally:
-            logger.setLevel(level)
-
     def wait_healthy(self, min_workers: int = 1, timeout: float = STARTUP_TIMEOUT) -> dict:
         """Wait until GET /api/v1/health answers 200 with `workers >= min_workers`; return its body."""
         deadline = time.monotonic() + timeout
@@ -446,7 +310,7 @@ class LiveStack:
         while True:
             self._check_children_alive()
             try:
-                with self._quiet_httpx():
+                with quiet_httpx():
                     response = self.health()
                 last = f"{response.status_code} {response.text[:500]}"
                 if response.status_code == 200 and response.json().get("workers", 0) >= min_workers:
@@ -530,88 +394,7 @@ class LiveStack:
             raise StackError(f"{', '.join(dead)} exited during startup\n{self.logs_report()}")
 
 
-def _default_queues() -> tuple[str, ...]:
-    """The queues a plain `celery worker` would consume: the app's declared queues, else the default one."""
-    from flowrunner.celery import app
-
-    declared = app.conf.task_queues
-    if declared:
-        names = [getattr(queue, "name", queue) for queue in declared]
-        return tuple(str(name) for name in names)
-    return (app.conf.task_default_queue or "celery",)
-
-
 @atexit.register
 def _kill_leftovers() -> None:
     for stack in list(_STACKS):
         stack.kill_all_now()
-
-
-# -- accounts -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """A user of a fresh account, as a client of the live stack sees it."""
-
-    username: str
-    password: str
-    account_id: str
-
-    @property
-    def auth(self) -> tuple[str, str]:
-        """For `httpx` (`auth=creds.auth`)."""
-        return (self.username, self.password)
-
-    @property
-    def authorization(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """For the `websockets` client (`additional_headers=creds.headers`)."""
-        return {"Authorization": self.authorization}
-
-
-def _new_username(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(4)}"
-
-
-def create_user_orm(username: str | None = None, password: str | None = None) -> Credentials:
-    """An account + member user written through the ORM (autocommit: the test uses the `live_db` fixture).
-
-    The password is hashed with PBKDF2 explicitly: tests/settings.py switches the test process to MD5,
-    which the children (production hashers) would not accept.
-    """
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
-    from django.db import transaction
-
-    from accounts.models import Account, Membership
-
-    username = username or _new_username("it")
-    password = password or secrets.token_urlsafe(16)
-    # The hasher class directly: make_password() only knows the hashers the (MD5-only) settings list.
-    hasher = PBKDF2PasswordHasher()
-    with transaction.atomic():
-        account = Account.objects.create(name=username)
-        user = get_user_model().objects.create(
-            username=username, password=hasher.encode(password, hasher.salt())
-        )
-        Membership.objects.create(user=user, account=account)
-    return Credentials(username=username, password=password, account_id=str(account.id))
-
-
-def create_user_http(
-    stack: LiveStack, username: str | None = None, password: str | None = None
-) -> Credentials:
-    """An account + user through `POST /api/v1/accounts` (signup is on in the stack)."""
-    username = username or _new_username("it")
-    password = password or secrets.token_urlsafe(16)
-    response = httpx.post(
-        f"{stack.api_url}/accounts", json={"username": username, "password": password}, timeout=30.0
-    )
-    if response.status_code != 201:
-        raise AssertionError(f"POST /accounts answered {response.status_code}: {response.text[:500]}")
-    return Credentials(username=username, password=password, account_id=str(response.json()["id"]))

@@ -8,7 +8,7 @@ import time
 from accounts import keycheck
 from accounts.models import KeyFingerprint
 from tests.integration.api_steps import create_flow, logs, node_runs, set_secret, start_run, wait_for
-from tests.integration.harness import DEFAULT_STACK_ENV
+from tests.integration.processes import DEFAULT_STACK_ENV
 
 OTHER_KEY = secrets.token_hex(32)
 QUEUE = "keycheck"

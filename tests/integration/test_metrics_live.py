@@ -15,7 +15,7 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.api_steps import create_flow, start_run, wait_for
-from tests.integration.harness import free_port
+from tests.integration.processes import free_port
 
 QUEUE = f"metrics-{uuid.uuid4().hex[:6]}"
 TWO_STEPS = f"""

@@ -10,7 +10,7 @@ import psycopg
 import redis
 
 from flowrunner import pgserver
-from tests.integration.harness import free_port
+from tests.integration.processes import free_port
 from tests.services import RedisServer, Services, redis_server_binary
 
 

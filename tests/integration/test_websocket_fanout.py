@@ -16,7 +16,8 @@ from websockets.asyncio.client import connect
 
 from executions.models import Execution
 from tests.integration.api_steps import create_flow, start_run, wait_for
-from tests.integration.harness import LiveStack, free_port
+from tests.integration.harness import LiveStack
+from tests.integration.processes import free_port
 from tests.integration.ws_watch import Watch, watch_until_complete
 
 BUSY = "const end = Date.now() + {ms}; while (Date.now() < end) {{}}"

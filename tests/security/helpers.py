@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from tests.integration.harness import Credentials, LiveStack
+from tests.integration.clients import Credentials
+from tests.integration.harness import LiveStack
 
 TERMINAL = {"completed", "failed", "canceled"}
 

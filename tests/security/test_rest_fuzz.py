@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.integration.api_steps import create_flow, start_run
-from tests.integration.harness import REPO_ROOT
+from tests.integration.processes import REPO_ROOT
 from tests.security.helpers import bearer_token, transform_flow, wait_all
 
 pytestmark = [pytest.mark.faults]
