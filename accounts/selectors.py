@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 
@@ -37,6 +38,12 @@ def member_account_id(user: AbstractBaseUser | Any) -> uuid.UUID | None:
         return user.membership.account_id
     except (Membership.DoesNotExist, AttributeError):
         return None
+
+
+def user_by_username(username: str) -> AbstractBaseUser | None:
+    """The user with exactly this username, or None."""
+    user_model = get_user_model()
+    return user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).first()
 
 
 def account_for_user(user: AbstractBaseUser) -> Account:

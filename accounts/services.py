@@ -69,9 +69,14 @@ def account_signup(
             user = user_model.objects.create_user(**{user_model.USERNAME_FIELD: username}, password=password)
     except IntegrityError:
         raise Conflict("This username is taken.", code="username_taken")
-    account = Account.objects.create(name=account_name or username)
+    account = account_create(name=account_name or username)
     Membership.objects.create(user=user, account=account)
     return account, user
+
+
+def account_create(*, name: str) -> Account:
+    """An account with no member yet (signup adds one; `flowrunner run` keeps its throwaway account userless)."""
+    return Account.objects.create(name=name)
 
 
 @transaction.atomic

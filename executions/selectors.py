@@ -61,6 +61,11 @@ def execution_get(*, account: Account | uuid.UUID | str, execution_id: Any) -> E
     return execution
 
 
+def execution_current_status(*, execution: Execution) -> str:
+    """The status as stored now (one column read: cheap enough to poll), whatever the instance held."""
+    return Execution.objects.filter(id=execution.id).values_list("status", flat=True).get()
+
+
 def redacted_status(execution: Execution) -> dict[str, Any]:
     """The ExecutionStatus with the account's secret values masked (a script may have put one in the document)."""
     return Redactor(secret_values(account=execution.account_id)).data(execution_status(execution))

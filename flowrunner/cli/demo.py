@@ -31,12 +31,10 @@ def examples_dir() -> Path | None:
 
 def demo_setup(*, directory: Path | None = None) -> DemoResult:
     """Create the demo user + account (once) and load every example flow it does not have yet (by name)."""
-    from django.contrib.auth import get_user_model
-
-    from accounts.selectors import account_for_user
+    from accounts.selectors import account_for_user, user_by_username
     from accounts.services import account_signup
 
-    user = get_user_model().objects.filter(username=DEMO_USERNAME).first()
+    user = user_by_username(DEMO_USERNAME)
     password = None
     if user is None:
         password = secrets.token_urlsafe(12)
@@ -50,10 +48,10 @@ def demo_setup(*, directory: Path | None = None) -> DemoResult:
 
 
 def _ensure_secrets(account) -> None:  # noqa: ANN001
-    from accounts.models import Secret
+    from accounts.selectors import secret_list
     from accounts.services import secret_set
 
-    present = set(Secret.objects.filter(account=account).values_list("key", flat=True))
+    present = set(secret_list(account=account).values_list("key", flat=True))
     for key, value in DEMO_SECRETS.items():
         if key not in present:
             secret_set(account=account, key=key, value=value)

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowrunner.cli.display import EventDisplay
+from core.errors import ApplicationError
+from flowrunner.cli.display import EventDisplay, problem_lines
 
 POLL_SECONDS = 0.05
-TERMINAL = ("completed", "failed", "canceled")
 
 
 @dataclass
@@ -82,7 +82,6 @@ def run(options: RunOptions) -> int:
 
 
 def _run_in_database(options: RunOptions) -> int:
-    from core.errors import ApplicationError
     from flowrunner.cli import embedded
 
     embedded.migrate()
@@ -100,7 +99,6 @@ def _run_in_database(options: RunOptions) -> int:
 
 
 def _problems(options: RunOptions) -> list[str]:
-    from flowrunner.cli.display import problem_lines
     from flows.dsl.spec import FlowValidationError
     from flows.services import flow_parse
 
@@ -129,11 +127,10 @@ def _missing_secrets(options: RunOptions) -> str | None:
 
 def _prepare(options: RunOptions):  # noqa: ANN202
     """A throwaway account (no user: nobody logs in), its secrets (stored encrypted) and the flow."""
-    from accounts.models import Account
-    from accounts.services import secret_set
+    from accounts.services import account_create, secret_set
     from flows.services import flow_create
 
-    account = Account.objects.create(name=f"flowrunner run {Path(options.path).name}")
+    account = account_create(name=f"flowrunner run {Path(options.path).name}")
     for key, value in options.secrets.items():
         secret_set(account=account, key=key, value=value)
     flow = flow_create(account=account, user=None, content=options.content)
@@ -141,8 +138,10 @@ def _prepare(options: RunOptions):  # noqa: ANN202
 
 
 def _execute(options: RunOptions, account, flow) -> int:  # noqa: ANN001
+    # Django is set up by now (embedded.setup_django): the apps' modules can be imported only here.
     from accounts.redaction import Redactor
-    from executions.models import Execution
+    from executions.models import ExecutionStatus
+    from executions.selectors import execution_get
     from executions.services import execution_start
 
     redactor = Redactor(options.secrets.values())
@@ -154,46 +153,51 @@ def _execute(options: RunOptions, account, flow) -> int:  # noqa: ANN001
     seen = [0]  # the last seq shown, kept across the interruption so no event is shown twice
     with display:
         try:
-            _follow(execution.id, display, seen, cancel_after=options.cancel_after)
+            _follow(execution, display, seen, cancel_after=options.cancel_after)
         except KeyboardInterrupt:
             interrupted = True
-            _cancel(execution.id, display, reason="interrupted")
-            _follow(execution.id, display, seen, cancel_after=None)
-    execution = Execution.objects.get(id=execution.id)
-    document = execution.results if execution.status == "completed" else execution.data
+            _cancel(execution, display, reason="interrupted")
+            _follow(execution, display, seen, cancel_after=None)
+    execution = execution_get(account=account, execution_id=execution.id)
+    completed = execution.status == ExecutionStatus.COMPLETED
+    document = execution.results if completed else execution.data
     display.summary(execution)
     sys.stdout.write(json.dumps(redactor.data(document), indent=2, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
     if interrupted:
         return 130
-    return 0 if execution.status == "completed" else 1
+    return 0 if completed else 1
 
 
-def _follow(execution_id: Any, display: EventDisplay, seen: list[int], *, cancel_after: float | None) -> None:
+def _follow(execution: Any, display: EventDisplay, seen: list[int], *, cancel_after: float | None) -> None:
     """Show every stored event in seq order until the execution ends (the events are the durable record that
     the WebSocket sends too; polling them needs no channel layer)."""
-    from executions.models import Execution, ExecutionEvent
+    # Django is set up by now (embedded.setup_django): the apps' modules can be imported only here.
+    from executions.models import ExecutionStatus
+    from executions.selectors import execution_current_status, execution_events
 
     started = time.monotonic()
     canceled = False
     while True:
         # The status first: a terminal status commits with its events, so reading events afterwards sees all.
-        status = Execution.objects.filter(id=execution_id).values_list("status", flat=True).first()
-        rows = ExecutionEvent.objects.filter(execution_id=execution_id, seq__gt=seen[0]).order_by("seq")
-        for seq, payload in rows.values_list("seq", "payload"):
+        status = execution_current_status(execution=execution)
+        for seq, payload in execution_events(execution=execution, since=seen[0]).values_list(
+            "seq", "payload"
+        ):
             display.frame(payload)
             seen[0] = seq
-        if status in TERMINAL:
+        if status in ExecutionStatus.TERMINAL:
             return
         if cancel_after is not None and not canceled and time.monotonic() - started >= cancel_after:
             canceled = True
-            _cancel(execution_id, display, reason=f"--cancel-after {cancel_after:g}s")
+            _cancel(execution, display, reason=f"--cancel-after {cancel_after:g}s")
         time.sleep(POLL_SECONDS)
 
 
-def _cancel(execution_id: Any, display: EventDisplay, *, reason: str) -> None:
-    from executions.models import Execution
+def _cancel(execution: Any, display: EventDisplay, *, reason: str) -> None:
+    # Django is set up by now (embedded.setup_django): the apps' modules can be imported only here.
+    from executions.selectors import execution_get
     from executions.services import execution_cancel
 
     display.note(f"canceling ({reason})")
-    execution_cancel(execution=Execution.objects.get(id=execution_id))
+    execution_cancel(execution=execution_get(account=execution.account_id, execution_id=execution.id))

@@ -183,3 +183,19 @@ def test_createaccount_command_without_password_or_terminal_fails(monkeypatch):
     with pytest.raises(CommandError, match="password"):
         call_command("createaccount", "erin", stdout=io.StringIO())
     assert not Account.objects.exists()
+
+
+@pytest.mark.django_db
+def test_account_create_makes_an_account_without_members():
+    # given / when an account is created on its own
+    account = services.account_create(name="throwaway")
+    # then it exists with that name and nobody belongs to it
+    assert Account.objects.get(pk=account.pk).name == "throwaway"
+    assert not account.memberships.exists()
+
+
+def test_user_by_username_finds_exactly_that_user(member):
+    # given alice, when users are looked up by name, then only the exact name finds her
+    _, user = member
+    assert selectors.user_by_username(user.get_username()) == user
+    assert selectors.user_by_username("nobody-by-that-name") is None
