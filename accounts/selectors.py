@@ -79,13 +79,6 @@ def secret_list(*, account: Account | uuid.UUID | str) -> QuerySet[Secret]:
     return Secret.objects.filter(account_id=_account_id(account)).defer("ciphertext").order_by("key")
 
 
-def secret_get(*, account: Account | uuid.UUID | str, key: str) -> Secret:
-    try:
-        return Secret.objects.defer("ciphertext").get(account_id=_account_id(account), key=key)
-    except Secret.DoesNotExist:
-        raise NotFound("Secret not found.")
-
-
 def secrets_decrypted(*, account: Account | uuid.UUID | str) -> dict[str, str]:
     """key → clear value of every secret of the account (an Account or its id). For workers only: the result
     must live no longer than the node run that needs it and must never be logged or returned."""

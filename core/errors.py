@@ -7,7 +7,7 @@ from typing import Any
 
 class ApplicationError(Exception):
     """An error a service or selector raises on purpose; the API, the admin and the CLI each show it their way
-    (core.api.errors maps the kinds below to HTTP statuses)."""
+    (core.api.exceptions maps the kinds below to HTTP statuses)."""
 
     default_code = "bad_request"
     default_message = "Bad request."

@@ -29,14 +29,6 @@ def walk(value: Any) -> Iterator[tuple[Any, str, int]]:
             stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(item))
 
 
-def too_deep(value: Any, *, max_depth: int = MAX_DEPTH) -> str | None:
-    """The path of the first container nested deeper than `max_depth` levels, or None."""
-    for item, path, depth in walk(value):
-        if depth >= max_depth and isinstance(item, dict | list):
-            return path
-    return None
-
-
 def storable_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
     """(path, message) for the first part of `value` PostgreSQL could not store or a script could not take
     as it is — nested over `max_depth`, a NUL or lone surrogate in a string or key, an integer over 64 bits —

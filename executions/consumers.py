@@ -136,7 +136,6 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
         self.account_subscribed = False
         self.outbox.detach()
 
-    # --- live frames from the channel layer (executions.events.broadcast_frame) -------------------------
     # --- live frames (executions.broadcast) ---------------------------------------------------------------
 
     def _on_hub_message(self, message: dict[str, Any]) -> None:

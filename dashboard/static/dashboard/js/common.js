@@ -167,7 +167,7 @@ function setLiveState(state) {
   badge.textContent = { live: "live", connecting: "connecting…", reconnecting: "reconnecting…" }[state] || state;
 }
 
-// The WebSocket of DESIGN §6 with reconnection: exponential backoff with jitter, capped; `onOpen(send,
+// The live WebSocket (/api/v1/ws, docs/asyncapi.yaml) with reconnection: exponential backoff with jitter, capped; `onOpen(send,
 // reconnected)` re-subscribes (with `since`, so nothing is lost), `onFrame(frame)` gets every server frame.
 export function liveSocket({ onOpen, onFrame }) {
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/v1/ws`;
