@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.sandbox_host import _LENGTH, MAX_DEPTH, MIN_FINISH_SECONDS, frame, write_all
+from core.json import MAX_DEPTH
+from workers.sandbox_host import _LENGTH, MIN_FINISH_SECONDS, frame, write_all
 
 MIB = 1024 * 1024
 DEFAULT_TIMEOUT = 5.0
