@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 from core.durations import DurationError, parse_duration
+from flowrunner.broker_transport import transport_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(os.environ.get("FLOWRUNNER_ENV_FILE", BASE_DIR / ".env"), override=False)
@@ -277,6 +278,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+# A plain redis:// broker publishes through one Redis client per channel (flowrunner/broker_transport.py).
+CELERY_BROKER_TRANSPORT = transport_for(CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 # Beat reads its periodic tasks (the reaper, every schedule) from PostgreSQL: django-celery-beat's
 # DatabaseScheduler, so a schedule created over the API is fired without restarting beat.
