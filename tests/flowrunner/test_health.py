@@ -10,6 +10,7 @@ from django.test import Client
 
 from flowrunner import health
 from tests.conftest import PASSWORD
+from tests.helpers import basic
 
 URL = "/api/v1/health"
 TOKEN = "health-token-for-the-load-balancer"
@@ -92,7 +93,7 @@ def test_health_staff_get_the_details_fresh_on_every_call(probes, member):
 def test_health_a_member_who_is_not_staff_gets_only_the_status(probes, member):
     # given an ordinary member with Basic credentials / when called / then only the status and no ping
     calls, _ = probes
-    client = Client(HTTP_AUTHORIZATION=_basic(member[1].username, PASSWORD))
+    client = Client(HTTP_AUTHORIZATION=basic(member[1].username, PASSWORD))
     assert client.get(URL).json() == {"status": "ok"}
     assert calls["ping"] == 0
 
@@ -102,7 +103,7 @@ def test_health_the_health_token_gets_the_details_and_a_wrong_one_only_the_statu
     calls, _ = probes
     right = Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}").get(URL)
     wrong = Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN[:-1]}x").get(URL)
-    bad_password = Client(HTTP_AUTHORIZATION=_basic("nobody", "wrong-password")).get(URL)
+    bad_password = Client(HTTP_AUTHORIZATION=basic("nobody", "wrong-password")).get(URL)
     # then the right one sees the worker count; the others are answered as anonymous callers, without a ping
     assert right.json() == {"status": "ok", "database": "ok", "broker": "ok", "workers": 2}
     assert (wrong.status_code, wrong.json()) == (200, {"status": "ok"})
@@ -144,7 +145,81 @@ def test_health_timed_value_computes_once_for_many_threads_at_once():
     assert computed == [1] and results == ["value"] * 20
 
 
-def _basic(username: str, password: str) -> str:
-    import base64
+def test_health_details_say_which_of_database_and_broker_is_down(probes, monkeypatch):
+    # given a reachable database and an unreachable broker
+    calls, _ = probes
+    monkeypatch.setattr(health, "_broker_ok", lambda: False)
+    # when the health token asks
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}").get(URL)
+    # then the service is degraded but up (200), the broker is named, and no worker was pinged through it
+    assert response.status_code == 200
+    assert response.json() == {"status": "degraded", "database": "ok", "broker": "unavailable", "workers": 0}
+    assert calls["ping"] == 0
 
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+def test_health_details_are_503_when_the_database_is_down(probes):
+    # given an unreachable database
+    _, state = probes
+    state["database"] = False
+    # when the health token asks / then 503, the database named
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}").get(URL)
+    assert response.status_code == 503
+    assert response.json()["database"] == "unavailable" and response.json()["status"] == "degraded"
+
+
+def test_health_an_inactive_staff_user_gets_only_the_status(probes, member):
+    # given a staff user who has been deactivated, still signed in
+    calls, _ = probes
+    _, user = member
+    user.is_staff, user.is_active = True, False
+    user.save()
+    client = Client()
+    client.force_login(user)
+    # when /health is called / then only the status, no ping
+    assert client.get(URL).json() == {"status": "ok"}
+    assert calls["ping"] == 0
+
+
+def test_health_workers_are_zero_when_the_ping_fails(monkeypatch):
+    # given a broker that refuses the ping broadcast
+    def refuse(timeout):
+        raise ConnectionError("broker gone")
+
+    monkeypatch.setattr("flowrunner.celery.app.control.ping", refuse)
+    # when the workers are counted / then none, without an error
+    assert health._workers() == 0
+
+
+@pytest.mark.django_db
+def test_health_database_probe_answers_for_the_test_database():
+    # given the test database / when probed / then it answers
+    assert health._database_ok() is True
+
+
+def test_health_database_probe_is_false_when_no_connection_comes(monkeypatch):
+    # given a connection whose pool gives no connection in time
+    class Pool:
+        def open(self) -> None:
+            pass
+
+        def getconn(self, timeout: float):
+            raise TimeoutError(f"no connection within {timeout}s")
+
+    class Connection:
+        pool = Pool()
+
+    monkeypatch.setattr(health, "connection", Connection())
+    # when probed / then it says the database is down instead of raising
+    assert health._database_ok() is False
+
+
+def test_health_broker_probe_is_false_when_the_broker_does_not_answer(monkeypatch):
+    # given a broker connection that cannot be made
+    from flowrunner.celery import app
+
+    def unreachable():
+        raise ConnectionRefusedError("no broker")
+
+    monkeypatch.setattr(app, "connection_for_write", unreachable)
+    # when probed / then it says the broker is down
+    assert health._broker_ok() is False
