@@ -16,7 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +89,17 @@ class RedisServer:
         with contextlib.suppress(ProcessLookupError):
             self.popen.send_signal(signal.SIGKILL)
         self.popen.wait(timeout=10)
+
+    @classmethod
+    @contextlib.contextmanager
+    def private(cls, directory: Path) -> Iterator[RedisServer]:
+        """A server of the caller's own on a free port, its log in `directory`, killed afterwards."""
+        server = cls(port=free_port(), log_path=directory / "redis.log")
+        server.start()
+        try:
+            yield server
+        finally:
+            server.kill()
 
 
 @dataclass

@@ -18,7 +18,6 @@ from tests.integration.clients import Credentials
 
 # The test database the children use, and the ORM-side fixtures: they resolve `live_stack` to this package's.
 from tests.integration.conftest import live_database, live_db, live_user, make_live_user  # noqa: F401
-from tests.integration.processes import free_port
 from tests.services import RedisServer
 
 _HERE = Path(__file__).resolve().parent
@@ -57,12 +56,8 @@ def live_stack_options() -> dict:
 def faults_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis of our own (redis-server or valkey-server, a child on a free port, nothing persisted): tests may
     kill it."""
-    server = RedisServer(port=free_port(), log_path=tmp_path_factory.mktemp("faults-redis") / "redis.log")
-    server.start()
-    try:
+    with RedisServer.private(tmp_path_factory.mktemp("faults-redis")) as server:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture(scope="package")

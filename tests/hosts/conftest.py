@@ -20,7 +20,7 @@ from tests.faults.steps import FAULT_STACK_ENV, FaultStack
 from tests.hosts import netns
 from tests.integration.conftest import _STACK_KEY as SESSION_STACK_KEY
 from tests.integration.conftest import live_database  # noqa: F401  (the test database the children use)
-from tests.integration.processes import Child, free_port
+from tests.integration.processes import Child
 from tests.services import RedisServer
 
 _HERE = Path(__file__).resolve().parent
@@ -87,12 +87,8 @@ def hosts() -> Iterator[dict[str, netns.NetHost]]:
 @pytest.fixture(scope="package")
 def hosts_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """This package's own broker (a private redis-server): nothing it queues reaches the session's workers."""
-    server = RedisServer(port=free_port(), log_path=tmp_path_factory.mktemp("hosts-redis") / "redis.log")
-    server.start()
-    try:
+    with RedisServer.private(tmp_path_factory.mktemp("hosts-redis")) as server:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture(scope="package")
