@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import Account, Membership
@@ -53,6 +54,14 @@ def api(member) -> APIClient:
 def other_api(other_member) -> APIClient:
     client = APIClient()
     client.force_authenticate(user=other_member[1])
+    return client
+
+
+@pytest.fixture
+def admin_client(db) -> Client:
+    """A Django test client signed in as superuser `root` (pytest-django's own fixture, with our user)."""
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD))
     return client
 
 

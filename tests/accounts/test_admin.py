@@ -20,13 +20,6 @@ from workers.models import StoreEntry
 VALUE = "admin-typed-s3cret-value"
 
 
-@pytest.fixture
-def admin_client(client, db):
-    superuser = get_user_model().objects.create_superuser("root", "root@example.com", "root-passphrase-1")
-    client.force_login(superuser)
-    return client
-
-
 @pytest.mark.django_db
 def test_secret_admin_add_encrypts_the_value(admin_client, member):
     # given the add form

@@ -5,26 +5,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
 from accounts.services import secret_set
 from executions.models import Execution, ExecutionStatus
-from tests.conftest import PASSWORD, make_member
+from tests.conftest import make_member
 from tests.dashboard.factories import fail, make_execution, make_flow
 from workers.models import StoreEntry
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
 LIST = "/admin/executions/execution/"
-
-
-@pytest.fixture
-def root(db) -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD))
-    return client
 
 
 def staff_of(account_user, *perms: str) -> Client:
@@ -48,13 +40,13 @@ def act(client: Client, url: str, action: str, *objects) -> str:
     return response.content.decode()
 
 
-def test_list_and_detail_render_with_node_runs_and_events(root, member):
+def test_list_and_detail_render_with_node_runs_and_events(admin_client, member):
     # given a failed execution
     execution = fail(make_execution(*member), node_error="TypeError: boom")
     # when the admin opens the list (filtered and searched) and the detail
-    listing = root.get(LIST)
-    filtered = root.get(LIST, {"status__exact": "failed", "q": str(execution.id)[:8]})
-    detail = root.get(f"{LIST}{execution.pk}/change/")
+    listing = admin_client.get(LIST)
+    filtered = admin_client.get(LIST, {"status__exact": "failed", "q": str(execution.id)[:8]})
+    detail = admin_client.get(f"{LIST}{execution.pk}/change/")
     # then both render; the detail shows its node runs, events in seq order and the document
     assert listing.status_code == 200 and str(execution.id) in listing.content.decode()
     assert str(execution.id) in filtered.content.decode()
@@ -65,38 +57,38 @@ def test_list_and_detail_render_with_node_runs_and_events(root, member):
     assert seqs == sorted(seqs) and len(seqs) == execution.events.count()
 
 
-def test_admin_is_read_only(root, member):
+def test_admin_is_read_only(admin_client, member):
     # given an execution
     execution = make_execution(*member)
     # when the admin tries to add, change or delete one
-    add = root.get(f"{LIST}add/")
-    change = root.post(f"{LIST}{execution.pk}/change/", {"status": "completed"})
-    delete = root.get(f"{LIST}{execution.pk}/delete/")
+    add = admin_client.get(f"{LIST}add/")
+    change = admin_client.post(f"{LIST}{execution.pk}/change/", {"status": "completed"})
+    delete = admin_client.get(f"{LIST}{execution.pk}/delete/")
     # then nothing is possible and nothing changed
     assert add.status_code == 403
     assert change.status_code == 403
     assert delete.status_code == 403
     execution.refresh_from_db()
     assert execution.status == ExecutionStatus.QUEUED
-    assert 'name="status"' not in root.get(f"{LIST}{execution.pk}/change/").content.decode()
+    assert 'name="status"' not in admin_client.get(f"{LIST}{execution.pk}/change/").content.decode()
 
 
-def test_document_is_redacted(root, member):
+def test_document_is_redacted(admin_client, member):
     # given an execution whose input holds a secret value of its account
     account, user = member
     secret_set(account=account, key="TOKEN", value="s3cr3t-value")
     execution = make_execution(account, user, input={"name": "s3cr3t-value"})
     # when the admin opens it, then the value is masked
-    page = root.get(f"{LIST}{execution.pk}/change/").content.decode()
+    page = admin_client.get(f"{LIST}{execution.pk}/change/").content.decode()
     assert "s3cr3t-value" not in page and "***" in page
 
 
-def test_cancel_action_cancels_active_executions(root, member):
+def test_cancel_action_cancels_active_executions(admin_client, member):
     # given a queued execution and a failed one
     queued = make_execution(*member)
     failed = fail(make_execution(*member))
     # when both are canceled from the list
-    page = act(root, LIST, "cancel", queued, failed)
+    page = act(admin_client, LIST, "cancel", queued, failed)
     # then the queued one is canceled with its node run; the failed one is reported as already ended
     queued.refresh_from_db()
     assert queued.status == ExecutionStatus.CANCELED
@@ -104,12 +96,12 @@ def test_cancel_action_cancels_active_executions(root, member):
     assert f"Canceled 1: {queued.id}" in page and "1 execution(s) had already ended" in page
 
 
-def test_rerun_action_starts_a_linked_execution_from_the_failure(root, member):
+def test_rerun_action_starts_a_linked_execution_from_the_failure(admin_client, member):
     # given a failed execution and a queued one
     failed = fail(make_execution(*member))
     queued = make_execution(*member)
     # when both are re-run from the list
-    page = act(root, LIST, "rerun", failed, queued)
+    page = act(admin_client, LIST, "rerun", failed, queued)
     # then a new execution, linked to the failed one, starts at the failed node; the queued one is refused
     new = Execution.objects.get(retry_of=failed)
     assert new.status == ExecutionStatus.QUEUED and new.node_runs.get().node_id == "greet"
@@ -137,7 +129,7 @@ def test_staff_see_only_their_accounts_executions(member, other_member):
     assert 'value="cancel"' in operator.get(LIST).content.decode()
 
 
-def test_flow_run_action_starts_executions_with_empty_input(root, member):
+def test_flow_run_action_starts_executions_with_empty_input(admin_client, member):
     # given two flows, one deleted
     account, user = member
     live, deleted = make_flow(account, user), make_flow(account, user)
@@ -145,7 +137,7 @@ def test_flow_run_action_starts_executions_with_empty_input(root, member):
 
     flow_delete(flow=deleted)
     # when the admin runs both from the flows list
-    page = act(root, "/admin/flows/flow/", "run", live, deleted)
+    page = act(admin_client, "/admin/flows/flow/", "run", live, deleted)
     # then the live one has a queued execution with empty input, reported by id; the deleted one is refused
     execution = Execution.objects.get(flow=live)
     assert execution.input == {} and execution.status == ExecutionStatus.QUEUED
@@ -153,15 +145,15 @@ def test_flow_run_action_starts_executions_with_empty_input(root, member):
     assert f"Not started: {deleted.id}" in page
 
 
-def test_store_entries_are_read_only_and_scoped(root, member, other_member):
+def test_store_entries_are_read_only_and_scoped(admin_client, member, other_member):
     # given store entries of two accounts
     mine = StoreEntry.objects.create(account=member[0], key="counter", value={"n": 3})
     theirs = StoreEntry.objects.create(account=other_member[0], key="their-key", value=1)
     # when a superuser and a staff member look
     url = "/admin/workers/storeentry/"
-    assert root.get(url).status_code == 200
-    assert root.get(f"{url}{mine.pk}/change/").status_code == 200
-    assert root.get(f"{url}add/").status_code == 403
+    assert admin_client.get(url).status_code == 200
+    assert admin_client.get(f"{url}{mine.pk}/change/").status_code == 200
+    assert admin_client.get(f"{url}add/").status_code == 403
     staff = staff_of(member, "workers.view_storeentry")
     listing = staff.get(url).content.decode()
     # then staff see only their account's entries, and nobody edits them

@@ -5,10 +5,6 @@ from __future__ import annotations
 import re
 
 from django.contrib import admin
-from django.contrib.auth import get_user_model
-from django.test import Client
-
-from tests.conftest import PASSWORD
 
 
 def test_admin_names_no_model_with_a_naive_plural():
@@ -23,10 +19,8 @@ def test_admin_names_no_model_with_a_naive_plural():
     assert naive == []
 
 
-def test_admin_names_index_lists_store_entries(db):
+def test_admin_names_index_lists_store_entries(admin_client):
     # given a superuser on the admin's index
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD))
     # when the page is read / then the store's model is "Store entries"
-    page = client.get("/admin/").content.decode()
+    page = admin_client.get("/admin/").content.decode()
     assert "Store entries" in page and "Store entrys" not in page

@@ -36,13 +36,6 @@ nodes:
 """
 
 
-@pytest.fixture
-def admin_client_(db, django_user_model) -> Client:
-    client = Client()
-    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "x" * 12))
-    return client
-
-
 def form_data(content: str, *, account=None, name: str = "", initial_versions: int = 0) -> dict:
     data = {
         "name": name,
@@ -58,11 +51,11 @@ def form_data(content: str, *, account=None, name: str = "", initial_versions: i
     return data
 
 
-def test_flow_admin_add_rejects_broken_flow_showing_the_line(admin_client_, member):
+def test_flow_admin_add_rejects_broken_flow_showing_the_line(admin_client, member):
     # given an admin and a flow whose edge on line 7 points nowhere
     account, _ = member
     # when it is submitted in the add form
-    response = admin_client_.post(ADD_URL, form_data(BROKEN, account=account))
+    response = admin_client.post(ADD_URL, form_data(BROKEN, account=account))
     # then the form is shown again with the problem located by line, and nothing is saved
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors["content"]
@@ -71,11 +64,11 @@ def test_flow_admin_add_rejects_broken_flow_showing_the_line(admin_client_, memb
     assert not Flow.objects.exists()
 
 
-def test_flow_admin_add_creates_flow_with_version_one(admin_client_, member):
+def test_flow_admin_add_creates_flow_with_version_one(admin_client, member):
     # given an admin who picks an account and submits a valid flow
     account, _ = member
     # when the add form is posted
-    response = admin_client_.post(ADD_URL, form_data(GOOD, account=account))
+    response = admin_client.post(ADD_URL, form_data(GOOD, account=account))
     # then the flow is created through the services, in that account, with version 1 by the admin
     assert response.status_code == 302, response.context and response.context["adminform"].form.errors
     flow = Flow.objects.get()
@@ -85,15 +78,15 @@ def test_flow_admin_add_creates_flow_with_version_one(admin_client_, member):
     assert flow.current_version.created_by.username == "root"
 
 
-def test_flow_admin_change_adds_a_version(admin_client_, member):
+def test_flow_admin_change_adds_a_version(admin_client, member):
     # given a flow with one version
     account, user = member
     flow = flow_create(account=account, user=user, content=GOOD)
     url = f"/admin/flows/flow/{flow.pk}/change/"
-    assert admin_client_.get(url).context["adminform"].form["content"].value() == GOOD
+    assert admin_client.get(url).context["adminform"].form["content"].value() == GOOD
     # when a changed text is saved in the change form
     new_text = GOOD.replace("ok: true", "ok: false")
-    response = admin_client_.post(url, form_data(new_text, name=flow.name, initial_versions=1))
+    response = admin_client.post(url, form_data(new_text, name=flow.name, initial_versions=1))
     # then a second version becomes current and the first is kept
     assert response.status_code == 302, response.context and response.context["adminform"].form.errors
     flow.refresh_from_db()
@@ -101,26 +94,26 @@ def test_flow_admin_change_adds_a_version(admin_client_, member):
     assert FlowVersion.objects.filter(flow=flow).count() == 2
 
 
-def test_flow_admin_pages_render_versions_read_only(admin_client_, member):
+def test_flow_admin_pages_render_versions_read_only(admin_client, member):
     # given a flow with a version
     account, user = member
     flow = flow_create(account=account, user=user, content=GOOD)
     version = flow.current_version
     # when the admin opens the lists and the version page
-    changelist = admin_client_.get("/admin/flows/flow/")
-    version_page = admin_client_.get(f"/admin/flows/flowversion/{version.pk}/change/")
+    changelist = admin_client.get("/admin/flows/flow/")
+    version_page = admin_client.get(f"/admin/flows/flowversion/{version.pk}/change/")
     # then they render, the version shows its YAML, and versions cannot be added
     assert changelist.status_code == 200 and flow.name in changelist.content.decode()
     assert version_page.status_code == 200 and "Made in the admin" in version_page.content.decode()
-    assert admin_client_.get("/admin/flows/flowversion/add/").status_code == 403
+    assert admin_client.get("/admin/flows/flowversion/add/").status_code == 403
 
 
-def test_flow_admin_soft_delete_action_keeps_history(admin_client_, member):
+def test_flow_admin_soft_delete_action_keeps_history(admin_client, member):
     # given a flow
     account, user = member
     flow = flow_create(account=account, user=user, content=GOOD)
     # when the soft delete action runs on it
-    response = admin_client_.post(
+    response = admin_client.post(
         "/admin/flows/flow/", {"action": "soft_delete", "_selected_action": [flow.pk]}, follow=True
     )
     # then it is marked deleted and its version remains
