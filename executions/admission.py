@@ -20,6 +20,7 @@ from django.db.models import Min
 from executions import transitions
 from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, WaitingReason
+from executions.node_tasks import enqueue_node_run
 from flows.selectors import flow_version_spec
 
 logger = logging.getLogger(__name__)
@@ -155,8 +156,6 @@ def _set_reason(execution: Execution, reason: str) -> None:
 
 def _start(execution: Execution) -> None:
     """A waiting execution takes its slot: its first node run is created, and enqueued on commit."""
-    from executions.services import enqueue_node_run  # services decides new runs' admission here
-
     spec = flow_version_spec(execution.flow_version)
     first = execution.start_node if execution.start_node in spec.nodes else spec.start
     with locked_execution_work(execution) as work:

@@ -12,31 +12,11 @@ from core import metrics
 from core.errors import Conflict, NotFound, ValidationFailed
 from executions import admission, callbacks, dispatch, idempotency, lifecycle, transitions
 from executions.events import locked_execution_work
-from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
-from flows.dsl.spec import FlowSpec, NodeSpec
+from executions.models import Execution, ExecutionStatus, NodeRunStatus
+from executions.node_tasks import enqueue_node_run, node_task_options  # noqa: F401  (workers import it here)
+from flows.dsl.spec import FlowSpec
 from flows.models import Flow, FlowVersion
-from flows.nodes.registry import get_kind
 from flows.selectors import flow_version_spec
-
-# The worker bounds a node's own work by its timeout; the task's hard limit, this much later, only stops a
-# process that ignored it (the attempt is then lost and run again like any dead worker's).
-HARD_LIMIT_GRACE = 30.0
-
-
-def node_task_options(node: NodeSpec) -> dict[str, Any]:
-    """Queue and hard time limit of a node's task (a batch node's timeout is a deadline, not a task limit)."""
-    kind = get_kind(node.type)
-    options: dict[str, Any] = {"queue": node.queue}
-    if node.timeout and kind is not None and not kind.is_batch and node.type not in ("wait", "delay"):
-        options["time_limit"] = node.timeout + HARD_LIMIT_GRACE
-    return options
-
-
-def enqueue_node_run(node_run: NodeRun, node: NodeSpec, *, countdown: float | None = None) -> None:
-    dispatch.send_on_commit(
-        dispatch.RUN_NODE, node_run.id, countdown=countdown, execution_id=node_run.execution_id,
-        node_id=node_run.node_id, **node_task_options(node),
-    )  # fmt: skip
 
 
 def execution_start(

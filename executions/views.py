@@ -10,7 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.selectors import account_for_user
+from accounts.redaction import Redactor
+from accounts.selectors import account_for_user, secret_values
 from core.api.openapi import NO_NUL, errors
 from core.api.pagination import LimitOffsetPagination
 from core.api.views import ApiViewMixin
@@ -231,9 +232,6 @@ class ExecutionLogsView(ApiViewMixin, APIView):
         rows = [
             log_row(event) for event in selectors.execution_events(execution=execution, since=since)[:10_000]
         ]
-        from accounts.redaction import Redactor
-        from accounts.selectors import secret_values
-
         return Response(Redactor(secret_values(account=execution.account_id)).data(rows))
 
 

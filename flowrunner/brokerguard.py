@@ -15,6 +15,9 @@ import functools
 import logging
 from typing import Any
 
+from kombu.transport import redis as redis_transport
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 logger = logging.getLogger(__name__)
 
 _GUARD_ATTR = "_flowrunner_guarded"
@@ -22,9 +25,6 @@ _GUARD_ATTR = "_flowrunner_guarded"
 
 def install() -> None:
     """Wrap `kombu.transport.redis.Channel._connparams` once per process (idempotent)."""
-    from kombu.transport import redis as redis_transport
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
     channel_class = redis_transport.Channel
     original = channel_class._connparams
     if getattr(original, _GUARD_ATTR, False):

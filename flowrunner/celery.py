@@ -5,6 +5,7 @@ import os
 
 from celery import Celery
 from celery.signals import worker_init
+from django.conf import settings
 
 from flowrunner import brokerguard
 
@@ -45,8 +46,6 @@ app.conf.CELERY_DB_REUSE_MAX = 1000
 
 @app.on_after_finalize.connect
 def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
-    from django.conf import settings
-
     sender.add_periodic_task(
         settings.FLOWRUNNER_REAPER_INTERVAL, sender.signature(dispatch.REAP), name="reaper"
     )
@@ -59,7 +58,8 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
 @worker_init.connect
 def _check_encryption_key(sender: object = None, **_: object) -> None:
     # Before the worker consumes anything: a key that cannot decrypt the stored secrets stops it here, with
-    # the reason, instead of failing every node that needs a secret.
+    # the reason, instead of failing every node that needs a secret. Imported here: this module loads with the
+    # flowrunner package, before Django's apps are ready, and keycheck imports models.
     from accounts.keycheck import on_worker_init
 
     on_worker_init(sender)

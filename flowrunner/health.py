@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication, CachedBasicAuthentication
 from core.authorization import bearer_matches
+from flowrunner.celery import app
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ def _database_ok() -> bool:
 
 
 def _broker_ok() -> bool:
-    from flowrunner.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
@@ -65,8 +64,6 @@ def _broker_ok() -> bool:
 
 def _workers() -> int:
     """Workers answering a ping: a broadcast every worker must answer, so only for those allowed details."""
-    from flowrunner.celery import app
-
     try:
         return len(app.control.ping(timeout=0.5) or [])
     except Exception:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -19,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from core import metrics
 from core.authorization import bearer_matches
+from executions.consumers import live_consumers
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +59,6 @@ class QueueDepthCollector:
         return queues
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        import redis
-
         family = GaugeMetricFamily(
             "flowrunner_queue_depth", "Task messages waiting in a Celery queue (not yet taken by a worker).",
             labels=["queue"],
@@ -86,8 +86,6 @@ class WebSocketCollector:
     """This process's open WebSocket connections and their subscriptions, counted when scraped."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from executions.consumers import live_consumers
-
         consumers = list(live_consumers())
         yield GaugeMetricFamily(
             "flowrunner_websocket_connections", "Open WebSocket connections in this web process.",

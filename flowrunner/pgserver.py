@@ -16,6 +16,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+import psycopg
+from psycopg import sql
+
 from flowrunner.pgsystem import (
     EmbeddedPostgresError,
     child_options,
@@ -228,8 +232,6 @@ class EmbeddedPostgres:
         strays = server_processes(self.pgdata)
         if not strays:
             return
-        import psutil
-
         postmaster = _postmaster_pid(self.pgdata)
         logger.warning(
             "PostgreSQL left running in %s by a process that died (pids %s): stopping it",
@@ -317,9 +319,6 @@ class EmbeddedPostgres:
         return (self.socket_dir / SOCKET_NAME).exists()
 
     def _create_database(self) -> None:
-        import psycopg
-        from psycopg import sql
-
         with psycopg.connect(
             host=str(self.socket_dir), port=PORT, user=SUPERUSER, dbname="postgres", autocommit=True
         ) as conn:

@@ -6,11 +6,14 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import pwd
 import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
 
 # PostgreSQL refuses to run as root: a root process runs the server as this system user (made on first use).
 SERVER_USER = "flowrunner-postgres"
@@ -37,8 +40,6 @@ def lock_exclusive(path: Path) -> tuple[int | None, str]:
 
 def server_processes(pgdata: Path) -> list:
     """Every PostgreSQL process working in `pgdata` (postmaster and backends all run there)."""
-    import psutil
-
     pgdata = Path(pgdata).resolve()
     found = []
     for process in psutil.process_iter(["name"]):
@@ -54,8 +55,6 @@ def server_account() -> tuple[int, int] | None:
     """(uid, gid) the server runs as when this process is root, creating the system user once; else None."""
     if os.geteuid() != 0:
         return None
-    import pwd
-
     try:
         entry = pwd.getpwnam(SERVER_USER)
     except KeyError:

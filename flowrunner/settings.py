@@ -1,7 +1,9 @@
 """Django settings: the one place that reads the environment (and `.env`), failing loudly on bad values."""
 
+import ipaddress
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -195,6 +197,7 @@ if POSTGRES_HOST:
         "NAME": _env("FLOWRUNNER_POSTGRES_DATABASE", "flowrunner"),
     }
 else:
+    # Only a process without a PostgreSQL host runs the embedded server: the others never load its module.
     from flowrunner import pgserver
 
     _ssl_mode = "disable"  # a Unix socket
@@ -318,9 +321,6 @@ FLOWRUNNER_HOOK_REPLAY_WINDOW = _seconds("FLOWRUNNER_HOOK_REPLAY_WINDOW", "24h")
 
 def _egress_hosts(name: str) -> list[str]:
     """Host names, `*.` wildcards, addresses or networks; anything else is a typo worth failing on."""
-    import ipaddress
-    import re
-
     entries = [entry.lower() for entry in _list(name, "")]
     for entry in entries:
         try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import bootsteps
 from click import Option
+from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -98,8 +99,6 @@ class MetricsServer(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         if self.port is None:
             return
-        from django.conf import settings
-
         problem = multiproc_dir_problem(settings)
         if problem is not None:
             raise MetricsConfigError(problem)

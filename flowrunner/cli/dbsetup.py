@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+from django.conf import settings
+from django.db import connection
+from psycopg import sql
+
 MAINTENANCE_DATABASES = ("postgres", "template1")
 CONNECT_TIMEOUT = 5
 
@@ -18,14 +23,10 @@ class DatabaseMissing(DatabaseProblem):
 
 def configured() -> bool:
     """Whether a PostgreSQL server is configured (else the embedded one, which creates its own database)."""
-    from django.conf import settings
-
     return settings.EMBEDDED_POSTGRES_DIR is None
 
 
 def _params(dbname: str | None = None) -> dict[str, Any]:
-    from django.db import connection
-
     params = connection.get_connection_params()
     params.update(connect_timeout=CONNECT_TIMEOUT, autocommit=True)
     if dbname is not None:
@@ -34,8 +35,6 @@ def _params(dbname: str | None = None) -> dict[str, Any]:
 
 
 def _server() -> tuple[str, str, str, str]:
-    from django.conf import settings
-
     db = settings.DATABASES["default"]
     return str(db["NAME"]), str(db["HOST"]), str(db["PORT"]), str(db["USER"])
 
@@ -47,8 +46,6 @@ def _first_line(exc: Exception) -> str:
 
 
 def _maintenance_connection():  # noqa: ANN202
-    import psycopg
-
     errors = []
     for dbname in MAINTENANCE_DATABASES:
         try:
@@ -61,9 +58,6 @@ def _maintenance_connection():  # noqa: ANN202
 def database_ensure(*, create: bool) -> bool:
     """Make sure the configured database exists; True when it was created here. With `create` false a missing
     database is a DatabaseProblem naming the command that creates it; so is a server that cannot be reached."""
-    import psycopg
-    from psycopg import sql
-
     name, host, port, user = _server()
     where = f"{host}:{port}"
     try:

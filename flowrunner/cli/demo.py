@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
+
 DEMO_USERNAME = "demo"
 # The examples' secrets (examples/README.md); demo values, set only when the account has none of that key.
 DEMO_SECRETS = {"API_KEY": "demo-api-key-0123456789", "DB_PASSWORD": "demo-db-password-4321"}
@@ -23,14 +25,13 @@ class DemoResult:
 
 def examples_dir() -> Path | None:
     """`examples/` of the source tree (an editable install); a wheel does not ship it."""
-    from django.conf import settings
-
     path = Path(settings.BASE_DIR) / "examples"
     return path if path.is_dir() else None
 
 
 def demo_setup(*, directory: Path | None = None) -> DemoResult:
     """Create the demo user + account (once) and load every example flow it does not have yet (by name)."""
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from accounts.selectors import account_for_user, user_by_username
     from accounts.services import account_signup
 
@@ -48,6 +49,7 @@ def demo_setup(*, directory: Path | None = None) -> DemoResult:
 
 
 def _ensure_secrets(account) -> None:  # noqa: ANN001
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from accounts.selectors import secret_list
     from accounts.services import secret_set
 
@@ -58,6 +60,7 @@ def _ensure_secrets(account) -> None:  # noqa: ANN001
 
 
 def _load_examples(account, user, directory: Path) -> list[str]:  # noqa: ANN001
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from flows.dsl.spec import FlowValidationError
     from flows.selectors import flow_list
     from flows.services import flow_create, flow_parse

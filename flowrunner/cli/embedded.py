@@ -13,6 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+import django
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connections
+
+from flowrunner import pgserver
+from flowrunner.cli.demo import demo_setup, print_demo
+
 logger = logging.getLogger(__name__)
 
 # Variables that would point a process at PostgreSQL or Redis; `flowrunner run` blanks them (an empty value
@@ -38,22 +46,16 @@ def use_embedded_environment(*, postgres_dir: Path, keys_file: Path, log_level: 
 
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "flowrunner.settings")
-    import django
-
     django.setup()
 
 
 def is_embedded() -> bool:
     """True when no Redis is configured: the broker and the channel layer only exist inside this process."""
-    from django.conf import settings
-
     return bool(settings.EMBEDDED)
 
 
 def embedded_postgres_dir() -> Path | None:
     """The embedded server's data directory, or None when a PostgreSQL host is configured."""
-    from django.conf import settings
-
     return settings.EMBEDDED_POSTGRES_DIR
 
 
@@ -69,8 +71,6 @@ def database(*, attach: bool = True, throwaway: bool = False):  # noqa: ANN201
 
 @contextmanager
 def _embedded_database(directory: Path, *, attach: bool, throwaway: bool) -> Iterator[object]:
-    from flowrunner import pgserver
-
     with pgserver.running(directory, attach=attach, throwaway=throwaway) as server:
         try:
             yield server
@@ -80,8 +80,6 @@ def _embedded_database(directory: Path, *, attach: bool, throwaway: bool) -> Ite
 
 def close_database_connections() -> None:
     """Close every pooled connection of this process (before its server goes away under them)."""
-    from django.db import connections
-
     for connection in connections.all(initialized_only=True):
         connection.close()
         close_pool = getattr(connection, "close_pool", None)
@@ -96,8 +94,6 @@ def terminate_as_interrupt() -> None:
 
 
 def migrate(*, verbosity: int = 0) -> None:
-    from django.core.management import call_command
-
     call_command("migrate", interactive=False, verbosity=verbosity)
 
 
@@ -113,6 +109,7 @@ class Reaper(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
         from django.db import close_old_connections, connection
 
         from executions.admission import admit_all
@@ -154,9 +151,9 @@ def in_process_worker(
     notices a stop request between 2-second broker polls, and `flowrunner run` should not pay that after the
     execution has ended. The thread is a daemon, so whatever is left of it ends with the process.
     """
+    # Only the in-process worker (embedded mode, `flowrunner run`) loads Celery's worker machinery.
     from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
     from celery.worker import state as worker_state
-    from django.conf import settings
 
     # Tasks are looked up by name when a message arrives: register them before the first one does.
     import workers.tasks  # noqa: F401
@@ -202,8 +199,6 @@ def in_process_worker(
 def use_embedded_channel_layer() -> None:
     """Swap Channels' in-memory layer for the thread-safe one (core/layers.py) before it is first used:
     the in-process worker broadcasts from its own threads."""
-    from django.conf import settings
-
     layer = settings.CHANNEL_LAYERS.get("default", {})
     if layer.get("BACKEND") == "channels.layers.InMemoryChannelLayer":
         settings.CHANNEL_LAYERS = {
@@ -214,6 +209,7 @@ def use_embedded_channel_layer() -> None:
 
 def asgi_application():  # noqa: ANN201
     """flowrunner.asgi's application, with static files (admin, dashboard) served like `runserver` does."""
+    # flowrunner.asgi sets Django up on import: only once the environment chose the settings.
     from channels.routing import ProtocolTypeRouter
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
@@ -227,6 +223,7 @@ def asgi_application():  # noqa: ANN201
 
 def run_daphne(host: str, port: int) -> None:
     """Serve HTTP + WebSocket in the main thread until SIGINT/SIGTERM."""
+    # After serve() has installed Twisted's asyncio reactor (daphne.server's import does it).
     from daphne.access import AccessLogGenerator
     from daphne.endpoints import build_endpoint_description_strings
     from daphne.server import Server
@@ -268,8 +265,6 @@ def serve(
         if migrate_first or (migrate_first is None and postgres_dir is not None):
             migrate()
         if demo:
-            from flowrunner.cli.demo import demo_setup, print_demo
-
             print_demo(demo_setup(), base_url=f"http://{_display_host(host)}:{port}")
         start_worker = embedded if worker is None else worker
         if embedded and not start_worker:
@@ -294,8 +289,6 @@ def _display_host(host: str) -> str:
 
 
 def _banner(host: str, port: int, *, embedded: bool, worker: bool, concurrency: int) -> None:
-    from django.conf import settings
-
     database = settings.DATABASES["default"]
     postgres_dir = embedded_postgres_dir()
     where = (

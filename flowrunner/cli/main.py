@@ -11,6 +11,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from django.core.management import ManagementUtility
+
+from core.durations import DurationError, parse_duration
+from flowrunner.cli import dbsetup, embedded
+from flowrunner.cli.dbsetup import DatabaseProblem
+from flowrunner.cli.demo import demo_setup, print_demo
+from flowrunner.cli.display import problem_lines
+from flowrunner.cli.runner import RunOptions, run
+from flowrunner.cli.supervisor import supervise
 from flowrunner.pgserver import EmbeddedPostgresError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -73,15 +82,13 @@ def parse_secrets(items: list[str]) -> dict[str, str]:
 
 def _flow_problems(path: str, content: str, scratch: str) -> list[str]:
     """The API's validation (parser + storage limits) in a throwaway embedded environment."""
-    from flowrunner.cli import embedded
-    from flowrunner.cli.display import problem_lines
-
     if "flowrunner.settings" not in sys.modules:
         # Validation reads no table: the embedded server these settings name is never started.
         embedded.use_embedded_environment(
             postgres_dir=Path(scratch) / "postgres", keys_file=Path(scratch) / "keys.json"
         )
     embedded.setup_django()
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from flows.dsl.spec import FlowValidationError
     from flows.services import flow_parse
 
@@ -107,8 +114,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flowrunner.cli.runner import RunOptions, run
-
     content = _read_text(args.file)
     options = RunOptions(
         path=args.file,
@@ -127,8 +132,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _duration(raw: str | None, name: str) -> float | None:
     if raw is None:
         return None
-    from core.durations import DurationError, parse_duration
-
     try:
         return parse_duration(raw)
     except DurationError as exc:
@@ -139,8 +142,6 @@ def _configured_database(command: str, *, create: bool, required: bool) -> bool:
     """With a PostgreSQL host configured, make sure its database is there (created when `create`). A missing
     database, or with `required` an unreachable server, ends the command with one line (DatabaseProblem);
     otherwise an unreachable server is a warning. Returns whether the server answered."""
-    from flowrunner.cli import dbsetup
-
     if not dbsetup.configured():
         return False
     try:
@@ -157,13 +158,12 @@ def _configured_database(command: str, *, create: bool, required: bool) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from flowrunner.cli import embedded
-
     embedded.setup_django()
     migrate_first = args.migrate
     if _configured_database("serve", create=bool(args.migrate), required=bool(args.migrate)):
         # A configured server is migrated and its key checked here, before serving: a process whose key cannot
-        # decrypt the stored secrets would encrypt new ones the workers cannot read either.
+        # decrypt the stored secrets would encrypt new ones the workers cannot read either. (Imported once
+        # setup_django() has run: keycheck loads models, which need Django's apps ready.)
         from accounts.keycheck import check_at_start
 
         if args.migrate:
@@ -183,8 +183,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _celery_argv(subcommand: str, extra: list[str]) -> list[str] | None:
     """`python -m celery -A flowrunner <subcommand> ...` once the broker and database checks pass (None: not)."""
-    from flowrunner.cli import embedded
-
     embedded.setup_django()
     if embedded.is_embedded():
         print(
@@ -207,8 +205,6 @@ def _run_celery(subcommand: str, extra: list[str]) -> int:
         return EXIT_USAGE
     sys.stdout.flush()
     if supervised:
-        from flowrunner.cli.supervisor import supervise
-
         return supervise(argv)
     os.execv(sys.executable, argv)
     return EXIT_FAILED  # not reached
@@ -239,10 +235,6 @@ def cmd_beat(extra: list[str]) -> int:
 
 
 def cmd_createaccount(extra: list[str]) -> int:
-    from django.core.management import ManagementUtility
-
-    from flowrunner.cli import embedded
-
     embedded.setup_django()
     _configured_database("createaccount", create=False, required=True)
     with embedded.database():
@@ -255,9 +247,6 @@ PASSTHROUGH = {"worker": cmd_worker, "beat": cmd_beat, "createaccount": cmd_crea
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flowrunner.cli import embedded
-    from flowrunner.cli.demo import demo_setup, print_demo
-
     embedded.setup_django()
     _configured_database("demo", create=bool(args.migrate), required=True)
     with embedded.database():
@@ -346,8 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from flowrunner.cli.dbsetup import DatabaseProblem
-
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in PASSTHROUGH:
         try:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ApplicationError
+from flowrunner import pgserver
+from flowrunner.cli import embedded
 from flowrunner.cli.display import EventDisplay, problem_lines
 
 POLL_SECONDS = 0.05
@@ -35,9 +37,6 @@ def run(options: RunOptions) -> int:
 
     The database is an embedded PostgreSQL started for this run: in a temporary directory removed at the end,
     or with `--db DIR` in DIR (its data directory DIR/postgres and its key file DIR/dev-keys.json, kept)."""
-    from flowrunner import pgserver
-    from flowrunner.cli import embedded
-
     embedded.terminate_as_interrupt()
     with tempfile.TemporaryDirectory(prefix="flowrunner-run-") as scratch:
         home = Path(scratch) if options.db_dir is None else options.db_dir.resolve()
@@ -82,8 +81,6 @@ def run(options: RunOptions) -> int:
 
 
 def _run_in_database(options: RunOptions) -> int:
-    from flowrunner.cli import embedded
-
     embedded.migrate()
     try:
         account, flow = _prepare(options)
@@ -99,6 +96,7 @@ def _run_in_database(options: RunOptions) -> int:
 
 
 def _problems(options: RunOptions) -> list[str]:
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from flows.dsl.spec import FlowValidationError
     from flows.services import flow_parse
 
@@ -111,6 +109,7 @@ def _problems(options: RunOptions) -> list[str]:
 
 def _missing_secrets(options: RunOptions) -> str | None:
     """A line naming the secrets the flow's code uses that were not given with --secret, or None."""
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from flows.dsl.references import secret_names
     from flows.services import flow_parse
 
@@ -127,6 +126,7 @@ def _missing_secrets(options: RunOptions) -> str | None:
 
 def _prepare(options: RunOptions):  # noqa: ANN202
     """A throwaway account (no user: nobody logs in), its secrets (stored encrypted) and the flow."""
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from accounts.services import account_create, secret_set
     from flows.services import flow_create
 
@@ -138,7 +138,7 @@ def _prepare(options: RunOptions):  # noqa: ANN202
 
 
 def _execute(options: RunOptions, account, flow) -> int:  # noqa: ANN001
-    # Django is set up by now (embedded.setup_django): the apps' modules can be imported only here.
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from accounts.redaction import Redactor
     from executions.models import ExecutionStatus
     from executions.selectors import execution_get
@@ -172,7 +172,7 @@ def _execute(options: RunOptions, account, flow) -> int:  # noqa: ANN001
 def _follow(execution: Any, display: EventDisplay, seen: list[int], *, cancel_after: float | None) -> None:
     """Show every stored event in seq order until the execution ends (the events are the durable record that
     the WebSocket sends too; polling them needs no channel layer)."""
-    # Django is set up by now (embedded.setup_django): the apps' modules can be imported only here.
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from executions.models import ExecutionStatus
     from executions.selectors import execution_current_status, execution_events
 
@@ -195,7 +195,7 @@ def _follow(execution: Any, display: EventDisplay, seen: list[int], *, cancel_af
 
 
 def _cancel(execution: Any, display: EventDisplay, *, reason: str) -> None:
-    # Django is set up by now (embedded.setup_django): the apps' modules can be imported only here.
+    # Imported once setup_django() has run: these modules load models, which need Django's apps ready.
     from executions.selectors import execution_get
     from executions.services import execution_cancel
 

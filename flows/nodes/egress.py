@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import httpcore
 import httpx
+from django.conf import settings
 
 from flows.nodes.base import PermanentNodeError
 
@@ -104,8 +105,6 @@ class EgressPolicy:
 
     @classmethod
     def from_settings(cls) -> EgressPolicy:
-        from django.conf import settings
-
         return cls(
             allow_private=settings.FLOWRUNNER_HTTP_ALLOW_PRIVATE,
             allowed_hosts=tuple(settings.FLOWRUNNER_HTTP_ALLOWED_HOSTS),
