@@ -1,4 +1,5 @@
-"""Admin tenancy: staff who are not superusers see and change only their own account's rows, as the API does."""
+"""Admin pieces every app shares: tenancy (staff who are not superusers see and change only their own account's
+rows, as the API does) and read-only inlines."""
 
 from __future__ import annotations
 
@@ -58,3 +59,18 @@ class SuperuserOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
         return request.user.is_superuser
+
+
+class ReadOnlyInlineMixin:
+    """An inline that shows rows and never adds, changes or deletes one (history made by the engine)."""
+
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:  # noqa: ANN001
+        return False

@@ -12,12 +12,12 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from accounts.admin_scope import member_account_id
+from accounts.admin_scope import ReadOnlyInlineMixin, member_account_id
 from accounts.redaction import Redactor
 from accounts.selectors import secret_values
 from core.errors import ApplicationError
 from executions import services
-from executions.models import Execution, ExecutionEvent, NodeRun
+from executions.models import NODE_RUN_FIELDS, Execution, ExecutionEvent, NodeRun
 from flows.admin import FlowAdmin
 from flows.models import Flow
 
@@ -31,35 +31,14 @@ def pretty_json(value: Any, redactor: Redactor | None = None) -> str:
     return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', json.dumps(value, indent=2))
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyInlineMixin, admin.TabularInline):
     extra = 0
-    can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class NodeRunInline(ReadOnlyInline):
     model = NodeRun
-    fields = [
-        "node_id",
-        "batch_index",
-        "attempt",
-        "status",
-        "action",
-        "worker",
-        "queued_at",
-        "started_at",
-        "finished_at",
-        "error",
-    ]
+    fields = list(NODE_RUN_FIELDS)
     readonly_fields = fields
     ordering = ["id"]
 

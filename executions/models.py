@@ -51,6 +51,12 @@ class NodeRunStatus(models.TextChoices):
 
 TERMINAL_NODE_STATUSES = frozenset({"succeeded", "failed", "timed_out", "canceled"})
 
+# What describes one node run attempt, in the order the API (NodeRunSerializer) and the admin show it.
+NODE_RUN_FIELDS = (
+    "node_id", "batch_index", "attempt", "status", "action", "error", "queued_at", "started_at", "finished_at",
+    "worker",
+)  # fmt: skip
+
 
 class Execution(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from core.api.openapi import AnyJsonField, json_object
 from core.api.serializers import StrictSerializer
-from executions.models import ExecutionEvent, ExecutionStatus, NodeRun, WaitingReason
+from executions.models import NODE_RUN_FIELDS, ExecutionEvent, ExecutionStatus, NodeRun, WaitingReason
 
 EXECUTION_STATUSES = ExecutionStatus.choices
 
@@ -124,18 +124,7 @@ class NodeRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = NodeRun
-        fields = [
-            "node_id",
-            "batch_index",
-            "attempt",
-            "status",
-            "action",
-            "error",
-            "queued_at",
-            "started_at",
-            "finished_at",
-            "worker",
-        ]
+        fields = list(NODE_RUN_FIELDS)
         read_only_fields = fields
 
     def get_action(self, obj: NodeRun) -> str | None:

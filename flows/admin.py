@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from accounts.admin_scope import AccountScopedAdmin
+from accounts.admin_scope import AccountScopedAdmin, ReadOnlyInlineMixin
 from accounts.selectors import member_account
 from flows import services
 from flows.dsl.spec import FlowValidationError, Problem
@@ -68,11 +68,10 @@ class FlowAdminForm(forms.ModelForm):
         return cleaned
 
 
-class FlowVersionInline(admin.StackedInline):
+class FlowVersionInline(ReadOnlyInlineMixin, admin.StackedInline):
     model = FlowVersion
     fk_name = "flow"
     extra = 0
-    can_delete = False
     ordering = ["-number"]
     fields = ["number", "version", "created_at", "created_by", "content_text"]
     readonly_fields = fields
@@ -81,15 +80,6 @@ class FlowVersionInline(admin.StackedInline):
     @admin.display(description="YAML")
     def content_text(self, obj: FlowVersion) -> str:
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.content)
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Flow)

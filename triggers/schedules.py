@@ -86,11 +86,7 @@ def schedule_create(
         created_by=user if getattr(user, "is_authenticated", False) else None,
     )
     _set_timing(schedule, cron=cron, interval=interval, tz=timezone_name or "UTC")
-    schedule.next_run_at = _next_run(schedule, timezone.now())
-    schedule.save()
-    schedule.periodic_task = beat.periodic_task_sync(schedule)
-    schedule.save(update_fields=["periodic_task"])
-    return schedule
+    return _save(schedule)
 
 
 @transaction.atomic
@@ -119,6 +115,11 @@ def schedule_update(
         schedule.enabled = bool(enabled)
     if callback_url is not _UNSET:
         schedule.callback_url = _callback(callback_url)
+    return _save(schedule)
+
+
+def _save(schedule: Schedule) -> Schedule:
+    """Store the schedule with its next run, then its beat entry (which points at the stored row)."""
     schedule.next_run_at = _next_run(schedule, timezone.now())
     schedule.save()
     schedule.periodic_task = beat.periodic_task_sync(schedule)

@@ -57,16 +57,23 @@ class Checker:
                 self.report(key, f"unknown parameter '{key}' (expected one of: {expected})")
 
     def required(self, name: str) -> bool:
-        if self.params.get(name) is None:
+        return self._given(name, required=True) is not None
+
+    def _given(self, name: str, *, required: bool) -> Any:
+        """The param's value, or None (reported when it is required)."""
+        value = self.params.get(name)
+        if value is None and required:
             self.report(name, f"missing required parameter '{name}'")
-            return False
-        return True
+        return value
+
+    def _fixed(self, name: str, *, required: bool) -> Any:
+        """The param's value when known at upload, or None: missing (reported when required) or `${...}`."""
+        value = self._given(name, required=required)
+        return None if is_expression(value) else value
 
     def string(self, name: str, *, required: bool = False, allow_empty: bool = False) -> str | None:
-        value = self.params.get(name)
+        value = self._given(name, required=required)
         if value is None:
-            if required:
-                self.report(name, f"missing required parameter '{name}'")
             return None
         if not isinstance(value, str):
             self.report(name, f"'{name}' must be a string, got {type_name(value)}")
@@ -77,12 +84,8 @@ class Checker:
         return value
 
     def integer(self, name: str, *, required: bool = False, minimum: int | None = None) -> int | None:
-        value = self.params.get(name)
+        value = self._fixed(name, required=required)
         if value is None:
-            if required:
-                self.report(name, f"missing required parameter '{name}'")
-            return None
-        if is_expression(value):
             return None
         if not isinstance(value, int) or isinstance(value, bool):
             self.report(name, f"'{name}' must be an integer, got {type_name(value)}")
@@ -93,12 +96,8 @@ class Checker:
         return value
 
     def number(self, name: str, *, required: bool = False) -> float | None:
-        value = self.params.get(name)
+        value = self._fixed(name, required=required)
         if value is None:
-            if required:
-                self.report(name, f"missing required parameter '{name}'")
-            return None
-        if is_expression(value):
             return None
         if not is_number(value):
             self.report(name, f"'{name}' must be a number, got {type_name(value)}")
@@ -106,8 +105,8 @@ class Checker:
         return value
 
     def boolean(self, name: str) -> bool | None:
-        value = self.params.get(name)
-        if value is None or is_expression(value):
+        value = self._fixed(name, required=False)
+        if value is None:
             return None
         if not isinstance(value, bool):
             self.report(name, f"'{name}' must be true or false, got {type_name(value)}")
@@ -115,12 +114,8 @@ class Checker:
         return value
 
     def mapping(self, name: str, *, required: bool = False) -> dict[str, Any] | None:
-        value = self.params.get(name)
+        value = self._fixed(name, required=required)
         if value is None:
-            if required:
-                self.report(name, f"missing required parameter '{name}'")
-            return None
-        if is_expression(value):
             return None
         if not isinstance(value, dict):
             self.report(name, f"'{name}' must be a mapping, got {type_name(value)}")
@@ -141,12 +136,8 @@ class Checker:
         return candidate
 
     def duration(self, name: str, *, required: bool = False) -> float | None:
-        value = self.params.get(name)
+        value = self._fixed(name, required=required)
         if value is None:
-            if required:
-                self.report(name, f"missing required parameter '{name}'")
-            return None
-        if is_expression(value):
             return None
         try:
             return parse_duration(value)
