@@ -27,7 +27,7 @@ from accounts.serializers import (
 )
 from accounts.services import SECRET_KEY_MAX_CHARS
 from core.api.openapi import errors
-from core.api.views import ApiViewMixin
+from core.api.views import ApiViewMixin, validated_body
 from core.errors import ApplicationError, Forbidden
 
 _ACCOUNT_ID = OpenApiParameter(
@@ -40,6 +40,18 @@ _KEY = OpenApiParameter(
     description="The secret's name.",
 )
 _BAD_KEY = {400: "The key is not a valid secret name."}
+
+
+def _secret_set_schema(operation_id: str, statuses: tuple[int, int], description: str):  # noqa: ANN202
+    """The schema of setting a secret, alike for POST (creates first) and PUT (replaces first)."""
+    return extend_schema(
+        operation_id=operation_id,
+        tags=["accounts"],
+        parameters=[_ACCOUNT_ID, _KEY],
+        request=SecretValueSerializer,
+        responses={code: SecretSerializer for code in statuses},
+        description=description,
+    )
 
 
 class SignupView(ApiViewMixin, APIView):
@@ -69,9 +81,7 @@ class SignupView(ApiViewMixin, APIView):
     def post(self, request: Request) -> Response:
         if not settings.FLOWRUNNER_ALLOW_SIGNUP:
             raise Forbidden("Signup is disabled on this server.", code="signup_disabled")
-        body = SignupSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        account, user = services.account_signup(**body.validated_data)
+        account, user = services.account_signup(**validated_body(request, SignupSerializer))
         data = {"id": account.id, "username": user.get_username(), "created_at": account.created_at}
         return Response(SignupResponseSerializer(data).data, status=status.HTTP_201_CREATED)
 
@@ -104,11 +114,10 @@ class LoginView(ApiViewMixin, APIView):
         auth=[],
     )
     def post(self, request: Request) -> Response:
-        body = CredentialsSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        credentials = validated_body(request, CredentialsSerializer)
         user = authenticate_password(
-            username=body.validated_data["username"],
-            password=body.validated_data["password"],
+            username=credentials["username"],
+            password=credentials["password"],
             client_ip=throttling.client_ip(request),
             request=request,
         )
@@ -187,32 +196,19 @@ class SecretDetailView(ApiViewMixin, APIView):
 
     def _set(self, request: Request, account_id: str, key: str) -> Response:
         account = selectors.account_by_ref(user=request.user, ref=account_id)
-        body = SecretValueSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        secret, created = services.secret_set(account=account, key=key, value=body.validated_data["value"])
+        value = validated_body(request, SecretValueSerializer)["value"]
+        secret, created = services.secret_set(account=account, key=key, value=value)
         return Response(
             SecretSerializer(secret).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
 
-    @extend_schema(
-        operation_id="secrets_create",
-        tags=["accounts"],
-        parameters=[_ACCOUNT_ID, _KEY],
-        request=SecretValueSerializer,
-        responses={201: SecretSerializer, 200: SecretSerializer},
-        description="Create the secret (201), or replace its value if the key exists (200).",
+    @_secret_set_schema(
+        "secrets_create", (201, 200), "Create the secret (201), or replace its value if the key exists (200)."
     )
     def post(self, request: Request, account_id: str, key: str) -> Response:
         return self._set(request, account_id, key)
 
-    @extend_schema(
-        operation_id="secrets_set",
-        tags=["accounts"],
-        parameters=[_ACCOUNT_ID, _KEY],
-        request=SecretValueSerializer,
-        responses={200: SecretSerializer, 201: SecretSerializer},
-        description="Replace the secret's value (200), or create it (201).",
-    )
+    @_secret_set_schema("secrets_set", (200, 201), "Replace the secret's value (200), or create it (201).")
     def put(self, request: Request, account_id: str, key: str) -> Response:
         return self._set(request, account_id, key)
 

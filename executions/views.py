@@ -14,7 +14,7 @@ from accounts.redaction import Redactor
 from accounts.selectors import account_for_user, secret_values
 from core.api.openapi import NO_NUL, errors
 from core.api.pagination import LimitOffsetPagination
-from core.api.views import ApiViewMixin
+from core.api.views import ApiViewMixin, validated_body
 from core.errors import Conflict, ValidationFailed
 from executions import selectors, services
 from executions.models import Execution, ExecutionStatus
@@ -76,8 +76,7 @@ class FlowRunView(ApiViewMixin, APIView):
     def post(self, request: Request, flow_id: str) -> Response:
         account = account_for_user(request.user)
         flow = flow_get(account=account, flow_id=flow_id_or_404(flow_id))
-        body = RunRequestSerializer(data=request.data if request.data is not None else {})
-        body.is_valid(raise_exception=True)
+        body = validated_body(request, RunRequestSerializer, null_as_empty=True)
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 200):
             raise ValidationFailed("Idempotency-Key must be 1 to 200 characters.")
@@ -85,9 +84,9 @@ class FlowRunView(ApiViewMixin, APIView):
             account=account,
             flow=flow,
             user=request.user,
-            input=body.validated_data.get("input") or {},
+            input=body.get("input") or {},
             idempotency_key=key,
-            callback_url=body.validated_data.get("callback_url"),
+            callback_url=body.get("callback_url"),
         )
         return Response(
             _run_response(execution), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -193,12 +192,11 @@ class ExecutionRetryView(ApiViewMixin, APIView):
     )
     def post(self, request: Request, execution_id: str) -> Response:
         execution = selectors.execution_get(account=account_for_user(request.user), execution_id=execution_id)
-        body = RetryRequestSerializer(data=request.data if request.data is not None else {})
-        body.is_valid(raise_exception=True)
+        body = validated_body(request, RetryRequestSerializer, null_as_empty=True)
         new = services.execution_retry(
             execution=execution,
             user=request.user,
-            use_current_version=body.validated_data["version"] == "current",
+            use_current_version=body["version"] == "current",
         )
         return Response(_run_response(new), status=status.HTTP_201_CREATED)
 

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from accounts.models import Account
 from accounts.selectors import account_for_user
 from core.api.openapi import errors
+from core.api.views import validated_body
 from core.errors import ValidationFailed
 from flows import selectors, services
 from flows.dsl.spec import FlowValidationError
@@ -48,9 +49,7 @@ def _account(request: Request) -> Account:
 
 
 def _write_data(request: Request) -> dict[str, Any]:
-    serializer = FlowWriteSerializer(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    return validated_body(request, FlowWriteSerializer)
 
 
 def _invalid_flow(exc: FlowValidationError) -> ValidationFailed:

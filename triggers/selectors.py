@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.models import QuerySet
 
@@ -12,12 +12,21 @@ from core.errors import NotFound
 from flows.models import Flow
 from triggers.models import Schedule, Trigger
 
+T = TypeVar("T", Schedule, Trigger)
 
-def _uuid(value: Any, what: str) -> uuid.UUID:
+
+def _get(model: type[T], account: Account, object_id: Any) -> T:
+    """The account's schedule or trigger of a flow not deleted; NotFound alike for a malformed id, a missing
+    one, another account's, or one of a deleted flow."""
+    missing = NotFound(f"{model.__name__} not found.")
     try:
-        return uuid.UUID(str(value))
+        key = uuid.UUID(str(object_id))
     except (ValueError, TypeError, AttributeError):
-        raise NotFound(f"{what} not found.")
+        raise missing
+    found = model.objects.filter(account=account, id=key, flow__deleted_at__isnull=True).first()
+    if found is None:
+        raise missing
+    return found
 
 
 def schedule_list(*, account: Account, flow: Flow | None = None) -> QuerySet[Schedule]:
@@ -26,12 +35,7 @@ def schedule_list(*, account: Account, flow: Flow | None = None) -> QuerySet[Sch
 
 
 def schedule_get(*, account: Account, schedule_id: Any) -> Schedule:
-    schedule = Schedule.objects.filter(
-        account=account, id=_uuid(schedule_id, "Schedule"), flow__deleted_at__isnull=True
-    ).first()
-    if schedule is None:
-        raise NotFound("Schedule not found.")
-    return schedule
+    return _get(Schedule, account, schedule_id)
 
 
 def trigger_list(*, account: Account, flow: Flow) -> QuerySet[Trigger]:
@@ -39,9 +43,4 @@ def trigger_list(*, account: Account, flow: Flow) -> QuerySet[Trigger]:
 
 
 def trigger_get(*, account: Account, trigger_id: Any) -> Trigger:
-    trigger = Trigger.objects.filter(
-        account=account, id=_uuid(trigger_id, "Trigger"), flow__deleted_at__isnull=True
-    ).first()
-    if trigger is None:
-        raise NotFound("Trigger not found.")
-    return trigger
+    return _get(Trigger, account, trigger_id)

@@ -13,7 +13,7 @@ from accounts.selectors import account_for_user
 from accounts.throttling import client_ip
 from core.api.openapi import errors
 from core.api.pagination import LimitOffsetPagination
-from core.api.views import ApiViewMixin, BodyLimitMixin
+from core.api.views import ApiViewMixin, BodyLimitMixin, validated_body
 from flows.http import flow_id_or_404
 from flows.selectors import flow_get
 from triggers import hooks, schedules, selectors
@@ -63,9 +63,7 @@ class FlowScheduleListView(ApiViewMixin, APIView):
     )
     def post(self, request: Request, flow_id: str) -> Response:
         flow = _flow(request, flow_id)
-        body = ScheduleCreateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
+        data = validated_body(request, ScheduleCreateSerializer)
         schedule = schedules.schedule_create(
             account=flow.account,
             flow=flow,
@@ -100,9 +98,7 @@ class ScheduleDetailView(ApiViewMixin, APIView):
     )
     def patch(self, request: Request, schedule_id: str) -> Response:
         schedule = selectors.schedule_get(account=account_for_user(request.user), schedule_id=schedule_id)
-        body = ScheduleUpdateSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        changes = dict(body.validated_data)
+        changes = dict(validated_body(request, ScheduleUpdateSerializer))
         if "timezone" in changes:
             changes["timezone_name"] = changes.pop("timezone")
         schedule = schedules.schedule_update(schedule=schedule, **changes)
@@ -144,11 +140,8 @@ class FlowTriggerListView(ApiViewMixin, APIView):
     )
     def post(self, request: Request, flow_id: str) -> Response:
         flow = _flow(request, flow_id)
-        body = TriggerWriteSerializer(data=request.data if request.data is not None else {})
-        body.is_valid(raise_exception=True)
-        trigger, secret = hooks.trigger_create(
-            account=flow.account, flow=flow, user=request.user, **body.validated_data
-        )
+        data = validated_body(request, TriggerWriteSerializer, null_as_empty=True)
+        trigger, secret = hooks.trigger_create(account=flow.account, flow=flow, user=request.user, **data)
         data = TriggerCreatedSerializer(trigger, context={"request": request, "secret": secret}).data
         return Response(data, status=status.HTTP_201_CREATED)
 

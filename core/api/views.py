@@ -1,4 +1,4 @@
-"""What every JSON API view has: the request body size limit and the hardened JSON parser."""
+"""What every JSON API view has: the request body size limit, the hardened JSON parser, the checked body."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.serializers import Serializer
 
 from core.api.parsers import SafeJSONParser
 from core.errors import PayloadTooLarge
@@ -16,6 +18,17 @@ def body_too_large(limit: int | None = None) -> PayloadTooLarge:
     """413 with the limit in `details`, wherever the body was found too large (DRF view or Django handler)."""
     limit = settings.FLOWRUNNER_MAX_BODY_BYTES if limit is None else limit
     return PayloadTooLarge(f"The request body is larger than {limit} bytes.", details={"limit": limit})
+
+
+def validated_body(
+    request: Request, serializer_class: type[Serializer], *, null_as_empty: bool = False
+) -> Any:
+    """The request body checked by `serializer_class`: its validated data, or 400 with every problem. With
+    `null_as_empty`, a JSON `null` body stands for `{}` (an endpoint whose body is all optional)."""
+    data = {} if null_as_empty and request.data is None else request.data
+    body = serializer_class(data=data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 class BodyLimitMixin:
