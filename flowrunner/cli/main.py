@@ -256,6 +256,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _on_off(parser: argparse.ArgumentParser, name: str, on_help: str, off_help: str | None = None) -> None:
+    """`--NAME` and `--no-NAME`; neither given leaves it None, for the command to decide."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(f"--{name}", dest=name, action="store_true", default=None, help=on_help)
+    group.add_argument(f"--no-{name}", dest=name, action="store_false", help=off_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowrunner", description="Run YAML workflows on Celery workers; see README.md."
@@ -265,25 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the API, WebSocket and dashboard (daphne)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    worker = serve.add_mutually_exclusive_group()
-    worker.add_argument(
-        "--worker",
-        dest="worker",
-        action="store_true",
-        default=None,
-        help="also run a worker in this process (default: only when no FLOWRUNNER_REDIS_URL is set)",
+    _on_off(
+        serve,
+        "worker",
+        "also run a worker in this process (default: only when no FLOWRUNNER_REDIS_URL is set)",
+        "never run one in-process",
     )
-    worker.add_argument("--no-worker", dest="worker", action="store_false", help="never run one in-process")
     serve.add_argument("--concurrency", type=int, default=4, help="threads of the in-process worker")
-    migrate = serve.add_mutually_exclusive_group()
-    migrate.add_argument(
-        "--migrate",
-        dest="migrate",
-        action="store_true",
-        default=None,
-        help="apply migrations first (default: only on the embedded PostgreSQL)",
-    )
-    migrate.add_argument("--no-migrate", dest="migrate", action="store_false")
+    _on_off(serve, "migrate", "apply migrations first (default: only on the embedded PostgreSQL)")
     serve.add_argument("--demo", action="store_true", help="create the demo account once, load examples/")
     serve.set_defaults(func=cmd_serve)
 

@@ -142,6 +142,15 @@ def _host_of(url: str) -> str | None:
         return None
 
 
+def request_target(params: dict[str, Any], *, default_method: str) -> tuple[str, str]:
+    """(url, upper-case method) of rendered params, as the HTTP kinds send them; a bad method fails the node."""
+    url = run_string(params.get("url"), "url")
+    method = (run_string(params.get("method"), "method", required=False) or default_method).upper()
+    if method not in METHODS:
+        raise PermanentNodeError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return url, method
+
+
 def request_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """httpx keyword arguments for `headers`, `query`, `body` and `auth` of rendered params."""
     kwargs: dict[str, Any] = {}
@@ -217,10 +226,7 @@ class HttpRequestKind(NodeKind):
 
     def run(self, ctx: NodeContext) -> NodeResult:
         params = ctx.render(ctx.node.params)
-        url = run_string(params.get("url"), "url")
-        method = (run_string(params.get("method"), "method", required=False) or "GET").upper()
-        if method not in METHODS:
-            raise PermanentNodeError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        url, method = request_target(params, default_method="GET")
         kwargs = request_kwargs(params)
         follow = params.get("follow_redirects", True) is not False
         response = send(method, url, kwargs, timeout=ctx.timeout or DEFAULT_TIMEOUT, follow=follow)

@@ -9,11 +9,10 @@ from flows.nodes.base import (
     NodeError,
     NodeKind,
     NodeResult,
-    PermanentNodeError,
     Report,
 )
-from flows.nodes.http_request import DEFAULT_TIMEOUT, METHODS, request_kwargs, send
-from flows.nodes.params import Checker, is_expression, run_string, type_name
+from flows.nodes.http_request import DEFAULT_TIMEOUT, METHODS, request_kwargs, request_target, send
+from flows.nodes.params import Checker, is_expression, type_name
 from flows.nodes.registry import register
 
 
@@ -33,10 +32,7 @@ class WebhookKind(NodeKind):
 
     def run(self, ctx: NodeContext) -> NodeResult:
         params = ctx.render(ctx.node.params)
-        url = run_string(params.get("url"), "url")
-        method = (run_string(params.get("method"), "method", required=False) or "POST").upper()
-        if method not in METHODS:
-            raise PermanentNodeError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        url, method = request_target(params, default_method="POST")
         # No body given: the whole document goes out, which is what a webhook receiver usually wants.
         body = params["body"] if params.get("body") is not None else ctx.document
         kwargs = request_kwargs({"headers": params.get("headers"), "body": body})
