@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from accounts.redaction import Redactor
 from accounts.selectors import account_for_user, secret_values
 from core.api.openapi import NO_NUL, errors
-from core.api.pagination import LimitOffsetPagination
+from core.api.pagination import LimitOffsetPagination, paginated_response
 from core.api.views import ApiViewMixin, validated_body
 from core.errors import Conflict, ValidationFailed
 from executions import selectors, services
@@ -132,9 +132,9 @@ class ExecutionListView(ApiViewMixin, APIView):
             status=request.query_params.get("status"),
             schedule_id=request.query_params.get("schedule_id"),
         )
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response([selectors.redacted_status(execution) for execution in page])
+        return paginated_response(
+            self, request, queryset, lambda page: [selectors.redacted_status(e) for e in page]
+        )
 
 
 class ExecutionDetailView(ApiViewMixin, APIView):

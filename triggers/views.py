@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from accounts.selectors import account_for_user
 from accounts.throttling import client_ip
 from core.api.openapi import errors
-from core.api.pagination import LimitOffsetPagination
+from core.api.pagination import LimitOffsetPagination, paginated_response
 from core.api.views import ApiViewMixin, BodyLimitMixin, validated_body
 from flows.http import flow_id_or_404
 from flows.selectors import flow_get
@@ -48,11 +48,10 @@ class FlowScheduleListView(ApiViewMixin, APIView):
     )
     def get(self, request: Request, flow_id: str) -> Response:
         flow = _flow(request, flow_id)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(
-            selectors.schedule_list(account=flow.account, flow=flow), request, view=self
+        schedules = selectors.schedule_list(account=flow.account, flow=flow)
+        return paginated_response(
+            self, request, schedules, lambda page: ScheduleSerializer(page, many=True).data
         )
-        return paginator.get_paginated_response(ScheduleSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="schedules_create",

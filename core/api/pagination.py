@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rest_framework import pagination
+from rest_framework.response import Response
 
 from core.errors import ValidationFailed
 
@@ -69,3 +71,13 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
                 "results": schema,
             },
         }
+
+
+def paginated_response(
+    view: Any, request: Any, queryset: Any, render: Callable[[Sequence[Any]], Any]
+) -> Response:
+    """One page of `queryset` (the view's pagination_class reads limit/offset) in the paginated envelope, its
+    rows turned into JSON by `render`."""
+    paginator = view.pagination_class()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(render(page))
