@@ -17,7 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.utils import _consistent_hash, decode_hosts
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -68,8 +72,6 @@ class _Sender:
         self.queue.put((frames, account_id, done))
 
     def _run(self) -> None:
-        from channels.layers import get_channel_layer
-
         loop = asyncio.new_event_loop()
         layer = get_channel_layer()
         while True:
@@ -120,9 +122,6 @@ class _DirectPublisher:
     frames to a thread and an event loop and waiting for them to come back."""
 
     def __init__(self, layer: Any) -> None:
-        import redis
-        from channels_redis.utils import _consistent_hash, decode_hosts
-
         self.pid = os.getpid()
         self.layer = layer
         self.prefix = layer._kwargs.get("prefix", "asgi")
@@ -133,9 +132,6 @@ class _DirectPublisher:
 
     @classmethod
     def for_layer(cls, layer: Any) -> _DirectPublisher | None:
-        from channels_redis.pubsub import RedisPubSubChannelLayer
-        from channels_redis.utils import decode_hosts
-
         if not isinstance(layer, RedisPubSubChannelLayer):
             return None
         hosts = decode_hosts(layer._kwargs.get("hosts"))
@@ -167,8 +163,6 @@ _direct: list[_DirectPublisher | None] = []
 
 def _direct_publisher() -> _DirectPublisher | None:
     if not _direct or (_direct[0] is not None and _direct[0].pid != os.getpid()):
-        from channels.layers import get_channel_layer
-
         _direct[:] = [_DirectPublisher.for_layer(get_channel_layer())]
     return _direct[0]
 
@@ -216,8 +210,6 @@ def _uses_redis() -> bool:
 
 
 def _send_direct(frames: list[dict[str, Any]], account_id: Any) -> None:
-    from channels.layers import get_channel_layer
-
     layer = get_channel_layer()
     if layer is None:
         return

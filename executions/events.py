@@ -20,7 +20,7 @@ from executions.broadcast import (  # noqa: F401  (re-exported: consumers and te
     broadcast_frames,
     execution_group,
 )
-from executions.models import ExecutionEvent
+from executions.models import Execution, ExecutionEvent
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,6 @@ logger = logging.getLogger(__name__)
 def _next_seq(execution_id: object, count: int = 1) -> int:
     # One UPDATE ... RETURNING both allocates the seq and row-locks the execution until commit, so events of
     # one execution commit in seq order and the sequence has no gaps.
-    from executions.models import Execution
-
     table = Execution._meta.db_table
     key = uuid.UUID(str(execution_id))
     with connection.cursor() as cursor:
@@ -74,8 +72,6 @@ class ExecutionWork:
             self.dirty.add(name)
 
     def flush(self) -> None:
-        from executions.models import Execution
-
         execution = self.execution
         base = execution.last_event_seq
         rows, frames = [], []

@@ -13,7 +13,7 @@ from core.errors import Conflict, NotFound, ValidationFailed
 from executions import admission, callbacks, dispatch, idempotency, lifecycle, transitions
 from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRunStatus
-from executions.node_tasks import enqueue_node_run, node_task_options  # noqa: F401  (workers import it here)
+from executions.node_tasks import enqueue_node_run
 from flows.dsl.spec import FlowSpec
 from flows.models import Flow, FlowVersion
 from flows.selectors import flow_version_spec

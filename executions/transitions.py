@@ -71,24 +71,6 @@ def execution_transition(
     return True
 
 
-def execution_progress(execution: Execution, *, redact: Any = None, **fields: Any) -> None:
-    """Update progress/current_node (never the status) of a running execution; record a status event."""
-    _require_transaction()
-    if "progress" in fields:
-        fields["progress"] = max(float(execution.progress), min(float(fields["progress"]), 99.0))
-    changed = {name: value for name, value in fields.items() if getattr(execution, name) != value}
-    if not changed:
-        return
-    work = current_work(execution.id)
-    if work is not None:
-        work.set(**changed)
-    else:
-        Execution.objects.filter(id=execution.id).update(**changed)
-        for name, value in changed.items():
-            setattr(execution, name, value)
-    record_status(execution, redact=redact)
-
-
 def node_run_frame(node_run: NodeRun) -> dict[str, Any]:
     return {
         "node_id": node_run.node_id,

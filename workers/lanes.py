@@ -10,7 +10,7 @@ from celery import chain, current_app
 
 from executions import dispatch
 from executions.models import TERMINAL_NODE_STATUSES, NodeRun, NodeRunStatus
-from executions.services import node_task_options
+from executions.node_tasks import node_task_options
 from workers.specs import spec_for_version
 
 logger = logging.getLogger(__name__)

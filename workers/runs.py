@@ -21,7 +21,7 @@ from core import metrics
 from core.durations import DurationError, parse_duration
 from executions import dispatch, lifecycle, transitions
 from executions.models import TERMINAL_EXECUTION_STATUSES, NodeRun
-from executions.services import node_task_options
+from executions.node_tasks import node_task_options
 from flows.dsl.spec import FlowSpec, NodeSpec
 from workers import heartbeat
 from workers.context import EngineContext

@@ -9,7 +9,6 @@ from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionEvent, NodeRun
 from executions.transitions import (
     TransitionError,
-    execution_progress,
     execution_transition,
     node_run_create,
     node_run_transition,
@@ -101,23 +100,6 @@ def test_transitions_inside_locked_work_swap_in_memory_and_write_at_the_end(exec
     assert Execution.objects.get(id=execution.id).status == "running"
     assert [(e.seq, e.type) for e in events_of(execution)][-1] == (last + 1, "status")
     assert Execution.objects.get(id=execution.id).last_event_seq == last + 1
-
-
-def test_transitions_progress_never_goes_back_nor_reaches_100(execution):
-    # given an execution at 40 %
-    with transaction.atomic():
-        execution_progress(execution, progress=40.0)
-    count = len(events_of(execution))
-    # when a lower progress, then a complete one, are reported
-    with transaction.atomic():
-        execution_progress(execution, progress=10.0)
-    unchanged = len(events_of(execution))
-    with transaction.atomic():
-        execution_progress(execution, progress=100.0)
-    # then the lower one changed nothing and recorded nothing; the other stops at 99 (only a terminal status is 100)
-    assert unchanged == count
-    assert Execution.objects.get(id=execution.id).progress == 99.0
-    assert len(events_of(execution)) == count + 1
 
 
 def test_transitions_node_run_cas_refuses_a_wrong_status_and_records_a_node_event_otherwise(execution):
