@@ -31,33 +31,35 @@ def objects(live_api) -> dict[str, str]:
     return {"flow": flow_id, "execution": execution_id, "key": "HOSTILE"}
 
 
-def _row_counts() -> dict[str, int]:
+def _row_counts(account_id: str) -> dict[str, int]:
+    """Users and accounts (a signup makes both), and everything of the caller's account: other tests' executions,
+    still moving in other accounts, must not count."""
     from django.contrib.auth import get_user_model
 
     from accounts.models import Account, ApiToken, Secret
     from executions.models import Execution, ExecutionEvent, NodeRun
     from flows.models import Flow, FlowVersion
 
-    models = [
-        get_user_model(),
-        Account,
-        ApiToken,
-        Secret,
-        Flow,
-        FlowVersion,
-        Execution,
-        NodeRun,
-        ExecutionEvent,
-    ]
-    return {model.__name__: model.objects.count() for model in models}
+    querysets = {
+        "User": get_user_model().objects.all(),
+        "Account": Account.objects.all(),
+        "ApiToken": ApiToken.objects.filter(user__membership__account_id=account_id),
+        "Secret": Secret.objects.filter(account_id=account_id),
+        "Flow": Flow.objects.filter(account_id=account_id),
+        "FlowVersion": FlowVersion.objects.filter(flow__account_id=account_id),
+        "Execution": Execution.objects.filter(account_id=account_id),
+        "NodeRun": NodeRun.objects.filter(execution__account_id=account_id),
+        "ExecutionEvent": ExecutionEvent.objects.filter(execution__account_id=account_id),
+    }
+    return {name: queryset.count() for name, queryset in querysets.items()}
 
 
 @pytest.fixture
-def nothing_stored(live_db, objects) -> Iterator[None]:
-    """Every table's row count is the same after the test as before it."""
-    before = _row_counts()
+def nothing_stored(live_db, live_user, objects) -> Iterator[None]:
+    """The row counts are the same after the test as before it."""
+    before = _row_counts(live_user.account_id)
     yield
-    assert _row_counts() == before
+    assert _row_counts(live_user.account_id) == before
 
 
 def _writes(objects: dict[str, str]) -> list[tuple[str, str, bool]]:
