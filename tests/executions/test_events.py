@@ -10,15 +10,10 @@ from django.db import transaction
 from executions import events
 from executions.events import locked_execution_work, record_event
 from executions.models import Execution, ExecutionEvent
+from tests.executions.steps import FLOW as ONE_NODE
 from tests.workers.steps import start_execution
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
-
-ONE = """
-metadata: {name: one}
-nodes:
-  a: {type: transform, params: {script: "return {a: 1}"}}
-"""
 
 
 @pytest.fixture
@@ -37,7 +32,7 @@ def seqs(execution: Execution) -> list[int]:
 
 def test_events_are_numbered_per_execution_without_gaps(member):
     # given two executions
-    first, second = start_execution(member, ONE), start_execution(member, ONE)
+    first, second = start_execution(member, ONE_NODE), start_execution(member, ONE_NODE)
     base_first, base_second = len(seqs(first)), len(seqs(second))
     # when events are recorded for both, interleaved
     with transaction.atomic():
@@ -58,7 +53,7 @@ def test_events_refuse_an_execution_that_does_not_exist(member):
 
 def test_events_frame_carries_type_ids_seq_and_the_body(member):
     # given an execution
-    execution = start_execution(member, ONE)
+    execution = start_execution(member, ONE_NODE)
     # when an event with a node and a body, and one without a node, are recorded
     with transaction.atomic():
         record_event(
@@ -81,7 +76,7 @@ def test_events_frame_carries_type_ids_seq_and_the_body(member):
 
 def test_events_are_broadcast_only_once_committed(member, broadcasts, django_capture_on_commit_callbacks):
     # given an execution
-    execution = start_execution(member, ONE)
+    execution = start_execution(member, ONE_NODE)
     # when an event is recorded and its transaction has not committed yet
     with django_capture_on_commit_callbacks(execute=True):
         with transaction.atomic():
@@ -96,7 +91,7 @@ def test_events_locked_work_writes_its_events_at_the_end_in_one_batch(
     member, broadcasts, django_capture_on_commit_callbacks
 ):
     # given an execution whose row the transaction holds
-    execution = start_execution(member, ONE)
+    execution = start_execution(member, ONE_NODE)
     base = Execution.objects.get(id=execution.id).last_event_seq
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         locked = Execution.objects.select_for_update().get(id=execution.id)

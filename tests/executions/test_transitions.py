@@ -15,21 +15,16 @@ from executions.transitions import (
     node_runs_cancel,
     record_log,
 )
+from tests.executions.steps import FLOW as ONE_NODE
 from tests.workers.steps import start_execution
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
-
-ONE = """
-metadata: {name: one}
-nodes:
-  a: {type: transform, params: {script: "return {a: 1}"}}
-"""
 
 
 @pytest.fixture
 def execution(member) -> Execution:
     """A queued execution started through the services (its first events already stored)."""
-    return Execution.objects.get(id=start_execution(member, ONE).id)
+    return Execution.objects.get(id=start_execution(member, ONE_NODE).id)
 
 
 def events_of(execution: Execution) -> list[ExecutionEvent]:
