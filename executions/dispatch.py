@@ -33,11 +33,13 @@ def send_now(
     task_id: str | None = None,
     execution_id: Any = None,
     node_id: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Publish one task; a broker failure is logged, not raised: the reaper re-drives from PostgreSQL.
 
     `execution_id` and `node_id`, when given, travel as keyword arguments the task ignores (the run's id says
     it all), so that Flower, `celery events` and `celery inspect` show which execution and node a task is.
+    `extra` holds more keyword arguments (those set to None are left out); they are not shown there.
     """
     options: dict[str, Any] = {}
     if execution_id is not None or node_id is not None:
@@ -57,6 +59,10 @@ def send_now(
     options.update(
         argsrepr=f"[{int(node_run_id)}]", kwargsrepr=repr(options["kwargs"]) if "kwargs" in options else "{}"
     )
+    hidden = {key: value for key, value in (extra or {}).items() if value is not None}
+    if hidden:
+        # A copy: the shown kwargs above stay the labels only (the document never reaches task events or logs).
+        options["kwargs"] = {**options.get("kwargs", {}), **hidden}
     try:
         current_app.send_task(task, args=[node_run_id], **options)
     except Exception:

@@ -298,6 +298,9 @@ FLOWRUNNER_STALE_AFTER = _seconds("FLOWRUNNER_STALE_AFTER", "30s")
 FLOWRUNNER_MAX_BODY_BYTES = _int("FLOWRUNNER_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 FLOWRUNNER_MAX_DOCUMENT_BYTES = _int("FLOWRUNNER_MAX_DOCUMENT_BYTES", 16 * 1_048_576, minimum=1024)
 FLOWRUNNER_MAX_BATCHES = _int("FLOWRUNNER_MAX_BATCHES", 10_000, minimum=1)
+# A pure node's task (transform, condition, log) carries its execution's document when that is at most this many
+# bytes (0: never): the node then runs before its claim, one PostgreSQL round trip per node run instead of two.
+FLOWRUNNER_TASK_CONTEXT_BYTES = _int("FLOWRUNNER_TASK_CONTEXT_BYTES", 16_384, minimum=0)
 FLOWRUNNER_TOKEN_TTL = _seconds("FLOWRUNNER_TOKEN_TTL", "720h")
 FLOWRUNNER_IDEMPOTENCY_TTL = _seconds("FLOWRUNNER_IDEMPOTENCY_TTL", "24h")
 FLOWRUNNER_AUTH_FAILURE_LIMIT = _int("FLOWRUNNER_AUTH_FAILURE_LIMIT", 10, minimum=1)

@@ -18,12 +18,12 @@ from django.utils import timezone
 from accounts.redaction import LazyRedactor
 from accounts.selectors import secrets_decrypted
 from core import metrics
-from core.durations import DurationError, parse_duration
 from executions import dispatch, lifecycle, transitions
 from executions.models import TERMINAL_EXECUTION_STATUSES, NodeRun
 from executions.node_tasks import node_task_options
 from flows.dsl.spec import FlowSpec, NodeSpec
 from workers import heartbeat
+from workers.ahead import CONTEXT, context_bytes, node_timeout, task_context
 from workers.context import EngineContext
 from workers.outcomes import Outcome, RetryLater, output_problem
 from workers.specs import longest_path, progress_percent, spec_for_version
@@ -45,6 +45,9 @@ class Claimed:
     execution: dict[str, Any]
     parent_input: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)  # for the node-run duration metric
+    # A run that runs ahead of its claim: what its finish must claim. `unclaimed` once the finish refused.
+    pending_claim: dict[str, Any] | None = None
+    unclaimed: bool = False
 
     @property
     def id(self) -> int:
@@ -147,19 +150,6 @@ def make_context(claimed: Claimed, node: NodeSpec) -> EngineContext:
     )
 
 
-def node_timeout(node: NodeSpec) -> float | None:
-    """The node's `timeout`, else a literal `params.timeout` (an expression there is the kind's business)."""
-    if node.timeout:
-        return node.timeout
-    raw = node.params.get("timeout") if isinstance(node.params, dict) else None
-    if raw is None or (isinstance(raw, str) and "${" in raw):
-        return None
-    try:
-        return parse_duration(raw)
-    except DurationError:
-        return None
-
-
 # --- deciding -----------------------------------------------------------------------------------------------
 
 
@@ -210,6 +200,8 @@ def decide(
         "step_limit_error": f"step limit of {settings.FLOWRUNNER_MAX_STEPS} node runs exceeded "
         "(a loop that never ends?)",
     }
+    if claimed.pending_claim is not None:
+        decision["claim"] = {**claimed.pending_claim, "elapsed": time.monotonic() - claimed.started}
     if outcome.ok and outcome.defer_seconds and kind != "resume":
         decision.update(kind="defer", output=outcome.output, defer={"seconds": outcome.defer_seconds})
         return decision
@@ -257,6 +249,7 @@ def decide(
             "node_id": target,
             "task_id": str(uuid.uuid4()),
             "progress": progress_percent(steps, longest_path(claimed.version_id, target)),
+            "context_bytes": context_bytes(spec.nodes[target]),
         }
     return decision
 
@@ -300,8 +293,9 @@ def _decide_part(
 # --- finishing ----------------------------------------------------------------------------------------------
 
 
-def _publish_next(spec: FlowSpec, decision: dict[str, Any]) -> Any:
-    """After the finish committed and its frames were broadcast: the next node's task, or a wait's resume."""
+def _publish_next(spec: FlowSpec, decision: dict[str, Any], claimed: Claimed) -> Any:
+    """After the finish committed and its frames were broadcast: the next node's task (with the document it
+    starts from, when the finish sent it back), or a wait's resume."""
 
     def publish(result: dict[str, Any]) -> None:
         if result["outcome"] == "done" and result.get("next_run") and decision.get("next"):
@@ -312,6 +306,7 @@ def _publish_next(spec: FlowSpec, decision: dict[str, Any]) -> Any:
                 task_id=decision["next"]["task_id"],
                 execution_id=decision["execution_id"],
                 node_id=target.id,
+                extra={CONTEXT: task_context(claimed.execution, target.id, result.get("next_context"))},
                 **node_task_options(target),
             )
         elif result["outcome"] == "deferred":
@@ -333,7 +328,7 @@ def _store_failure(claimed: Claimed, spec: FlowSpec, node: NodeSpec, reason: str
     decision = decide(claimed, spec, node, outcome, redactor_for(claimed.execution["account_id"]), kind=kind)
     decision["node_id"] = node.id
     decision["execution_id"] = claimed.execution["id"]
-    return transitions.node_run_finish(storable_json(decision), then=_publish_next(spec, decision))
+    return transitions.node_run_finish(storable_json(decision), then=_publish_next(spec, decision, claimed))
 
 
 def finish(
@@ -348,7 +343,9 @@ def finish(
     decision["node_id"] = node.id
     decision["execution_id"] = claimed.execution["id"]
     try:
-        result = transitions.node_run_finish(storable_json(decision), then=_publish_next(spec, decision))
+        result = transitions.node_run_finish(
+            storable_json(decision), then=_publish_next(spec, decision, claimed)
+        )
     except (OperationalError, InterfaceError):
         raise  # the connection itself: the task retries, its claim finds it interrupted
     except DatabaseError as exc:
@@ -362,6 +359,9 @@ def finish(
             f"FLOWRUNNER_MAX_DOCUMENT_BYTES ({limit})"
         )
         result = _store_failure(claimed, spec, node, reason, kind)
+    if result["outcome"] == "unclaimed":
+        claimed.unclaimed = True  # ran ahead of a claim it did not get: nothing was written
+        return None, result
     metrics.node_run_finished(kind=node.type, decision=decision, result=result, started=claimed.started)
     if result["outcome"] == "done" and result.get("status") in TERMINAL_EXECUTION_STATUSES:
         lifecycle.execution_ended(

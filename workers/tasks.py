@@ -12,6 +12,7 @@ from django.db import InterfaceError, OperationalError, connections
 from core import metrics
 from executions import dispatch
 from workers import batches, engine, reaper
+from workers.ahead import CONTEXT
 from workers.sandbox import get_sandbox
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,18 @@ DATABASE_RETRY_COUNTDOWN = 1.0
 
 def _retry_or_done(task, directive) -> None:  # noqa: ANN001
     if directive is not None:
-        raise task.retry(args=[directive.node_run_id], countdown=directive.countdown, max_retries=None)
+        # Another run (a retry's next attempt) or a later turn: the document a first attempt carried is stale.
+        labels = {key: value for key, value in (task.request.kwargs or {}).items() if key != CONTEXT}
+        raise task.retry(
+            args=[directive.node_run_id], kwargs=labels, countdown=directive.countdown, max_retries=None
+        )
+
+
+def _redelivered(task) -> bool:  # noqa: ANN001
+    # A message that comes back after its worker process died: no running ahead of the claim this time, so a
+    # node that kills its worker is claimed, and its lost attempts are counted (and bounded) as usual.
+    info = task.request.delivery_info or {}
+    return bool(info.get("redelivered") or (task.request.headers or {}).get("redelivered"))
 
 
 def reconnecting(func):  # noqa: ANN001, ANN201
@@ -43,9 +55,13 @@ def reconnecting(func):  # noqa: ANN001, ANN201
 
 @shared_task(bind=True, name=dispatch.RUN_NODE, ignore_result=True)
 @reconnecting
-def run_node(self, node_run_id: int, **labels: str) -> None:  # labels: execution_id, node_id for monitoring
+def run_node(self, node_run_id: int, context: dict | None = None, **labels: str) -> None:
+    # labels (execution_id, node_id) are for monitoring; `context` lets a pure node run ahead of its claim
     directive = engine.run_node(
-        node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or ""
+        node_run_id,
+        task_id=self.request.id or "",
+        hostname=self.request.hostname or "",
+        context=None if _redelivered(self) else context,
     )
     _retry_or_done(self, directive)
 

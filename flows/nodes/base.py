@@ -88,6 +88,9 @@ class NodeKind:
     name: str = ""
     aliases: tuple[str, ...] = ()
     is_batch: bool = False
+    # A pure kind's run has no effect outside its result (output, action, logs): running it twice, or before
+    # its run is claimed, changes nothing anyone can see, so the engine may start it before claiming it.
+    pure: bool = False
 
     def validate_params(self, params: dict[str, Any], report: Report) -> None:
         """Report every problem in `params` (already known to be a mapping)."""

@@ -64,6 +64,7 @@ def conditions_script(conditions: list[dict[str, Any]]) -> str:
 
 class ConditionKind(NodeKind):
     name = "condition"
+    pure = True
 
     def validate_params(self, params: dict[str, Any], report: Report) -> None:
         check = Checker(params, report)

@@ -22,6 +22,7 @@ def _text(value: Any) -> str:
 
 class LogKind(NodeKind):
     name = "log"
+    pure = True
 
     def validate_params(self, params: dict[str, Any], report: Report) -> None:
         check = Checker(params, report)

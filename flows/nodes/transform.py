@@ -11,6 +11,7 @@ from flows.nodes.registry import register
 
 class TransformKind(NodeKind):
     name = "transform"
+    pure = True
 
     def validate_params(self, params: dict[str, Any], report: Report) -> None:
         check = Checker(params, report)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from django.db import OperationalError
 
@@ -27,8 +29,9 @@ class FakeTask:
 
     name = "flowrunner.fake"
 
-    def __init__(self) -> None:
+    def __init__(self, kwargs: dict | None = None, delivery_info: dict | None = None) -> None:
         self.retries: list[dict] = []
+        self.request = SimpleNamespace(kwargs=kwargs or {}, delivery_info=delivery_info or {}, headers=None)
 
     def retry(self, **options) -> Retried:
         self.retries.append(options)
@@ -111,15 +114,29 @@ def test_tasks_other_errors_are_not_retried():
 
 
 def test_tasks_an_engine_retry_directive_becomes_a_celery_retry_of_the_run():
-    # given a directive to run node run 9 again in 2.5 s
-    fake = FakeTask()
-    # when the adapter hands it back / then Celery is asked to retry with the run id and that countdown
+    # given a directive to run node run 9 again in 2.5 s, from a task that carried its labels and a context
+    fake = FakeTask(kwargs={"execution_id": "e1", "node_id": "n", "context": {"execution": {}}})
+    # when the adapter hands it back / then Celery is asked to retry with the run id and that countdown,
+    # keeping the labels but not the document the first attempt carried (it is another run's, or stale)
     with pytest.raises(Retried):
         tasks._retry_or_done(fake, RetryLater(node_run_id=9, countdown=2.5))
-    assert fake.retries == [{"args": [9], "countdown": 2.5, "max_retries": None}]
+    assert fake.retries == [
+        {"args": [9], "kwargs": {"execution_id": "e1", "node_id": "n"}, "countdown": 2.5, "max_retries": None}
+    ]
     # and no directive asks nothing
     tasks._retry_or_done(fake, None)
     assert len(fake.retries) == 1
+
+
+@pytest.mark.parametrize(
+    ("delivery_info", "expected"),
+    [({}, False), ({"redelivered": False}, False), ({"redelivered": True}, True)],
+)
+def test_tasks_a_redelivered_message_is_told_apart(delivery_info, expected):
+    # given a task whose message came back (its worker process died) or not
+    fake = FakeTask(delivery_info=delivery_info)
+    # when asked / then only a redelivered one is (it does not run ahead of its claim again)
+    assert tasks._redelivered(fake) is expected
 
 
 @pytest.mark.parametrize(("task", "deadline"), [("join_batches", False), ("batch_deadline", True)])
