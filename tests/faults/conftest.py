@@ -2,8 +2,9 @@
 
 # The fixture names mirror tests/integration/conftest.py (`live_stack`, `stack`, `live_db`, `make_live_user`,
 # `live_user`, `live_api`); `faults_redis` is the private Redis (`url`, `kill()`, `start()`), `celery_client` a
-# Celery app in the test process on that broker. The stack is torn down when the package's last test ends, so it
-# never runs next to tests/integration's stack. Sizes and timings come from the environment (tests/faults/steps.py).
+# Celery app in the test process on that broker. The stack is torn down when the package's last test ends; while it
+# runs, a session stack started earlier (tests/integration, tests/security) keeps its workers but not its beat
+# (harness.py: the stack is exclusive). Sizes and timings come from the environment (tests/faults/steps.py).
 
 from __future__ import annotations
 

@@ -245,15 +245,20 @@ def make_client_app(url: str):  # noqa: ANN201
 @dataclass(eq=False)
 class FaultStack(LiveStack):
     """A LiveStack on a private Redis; the test process talks to that broker through its own Celery app
-    (the project's app in the test process points at the test settings' Redis)."""
+    (the project's app in the test process points at the test settings' Redis). Exclusive: the session's other
+    stacks pause their beats while it runs (their reapers would recover the runs its faults leave behind)."""
 
     redis: RedisServer | None = None
     _client: Any = field(default=None, repr=False)
+    exclusive: bool = True
 
     def client_app(self):  # noqa: ANN201
         if self._client is None:
             self._client = make_client_app(self.env["FLOWRUNNER_REDIS_URL"])
         return self._client
+
+    def control_app(self):  # noqa: ANN201
+        return self.client_app()
 
     def core(self) -> dict[str, int | None]:
         """pid of each process of the stack proper (web, beat, default workers) that is running."""

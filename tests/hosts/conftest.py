@@ -18,7 +18,6 @@ import pytest
 from tests.faults.conftest import live_api, live_db, live_user, make_live_user  # noqa: F401  (same fixtures)
 from tests.faults.steps import FAULT_STACK_ENV, FaultStack
 from tests.hosts import netns
-from tests.integration.conftest import _STACK_KEY as SESSION_STACK_KEY
 from tests.integration.conftest import live_database  # noqa: F401  (the test database the children use)
 from tests.integration.processes import Child
 from tests.services import RedisServer
@@ -125,16 +124,8 @@ def live_stack(
         workdir=base.workdir, env=base.env, default_workers=(), beat=True, base_queues=base.base_queues
     )
     stack.redis = hosts_redis
-    # The session's stack (if one runs) shares the test database: its reaper would re-drive this package's
-    # node runs onto its own broker. It pauses while this package runs.
-    session_stack = request.config.stash.get(SESSION_STACK_KEY, None)
-    paused = (
-        session_stack is not None
-        and "beat" in session_stack.children
-        and session_stack.children["beat"].alive()
-    )
-    if paused:
-        session_stack.stop_beat()
+    # A FaultStack is exclusive: the session's other stacks pause their beats (their reapers would re-drive
+    # this package's node runs onto their own brokers) until it stops.
     request.config.stash[_STACK_KEY] = stack
     try:
         stack.start()
@@ -144,8 +135,6 @@ def live_stack(
         stack.close_client()
         forwarder.close()
         del request.config.stash[_STACK_KEY]
-        if paused:
-            session_stack.start_beat()
 
 
 @pytest.fixture

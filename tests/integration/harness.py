@@ -8,12 +8,17 @@ read, and tasks the test process enqueues reach the children's workers. Its user
 
 Teardown is guaranteed three ways: the fixture's finalizer (`stop_all`), an `atexit` hook, and the children's
 death signal (they die with pytest).
+
+All stacks of a session share the test database, and each one's beat drives the reaper and the admission sweep
+over the whole of it: a stack that injects faults (`exclusive`) pauses the other stacks' beats while it runs, or
+their reapers would recover its lost runs (onto their own brokers) before its own reaper does.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import re
 import signal
 import socket
 import subprocess
@@ -58,6 +63,11 @@ __all__ = [
 
 # Every stack ever started in this interpreter: the atexit hook kills whatever is still alive.
 _STACKS: weakref.WeakSet[LiveStack] = weakref.WeakSet()
+# Stacks started and not stopped yet, oldest first: the ones an exclusive stack pauses.
+_RUNNING: list[LiveStack] = []
+# Beat's messages in Redis carry Celery's headers in clear (workers/reaper.py reads them the same way).
+_HOUSEKEEPING_MESSAGE = re.compile(rb'"task": "flowrunner\.(?:reap|admit)"')
+_HOUSEKEEPING_TASKS = frozenset({"flowrunner.reap", "flowrunner.admit"})
 
 
 @dataclass(eq=False)
@@ -79,6 +89,9 @@ class LiveStack:
     worker_queues: dict[str, tuple[str, ...]] = field(default_factory=dict)
     worker_env: dict[str, dict[str, str]] = field(default_factory=dict)
     exclusive_workers: set[str] = field(default_factory=set)
+    # Injects faults: while it runs, no other stack's reaper or admission sweep may touch the shared database.
+    exclusive: bool = False
+    paused_beats: list[str] = field(default_factory=list)
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -128,11 +141,17 @@ class LiveStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.flush_redis()
         self.port = self.port or free_port()
+        _RUNNING.append(self)
         try:
+            if self.exclusive:
+                for other in _RUNNING[:-1]:
+                    other.pause_housekeeping()
             self._spawn("web", self.web_argv())
             for name in self.default_workers:
                 self._spawn_worker(name, ())
-            if self.beat:
+            if self.beat and any(other.exclusive for other in _RUNNING if other is not self):
+                self.paused_beats.append("beat")  # started once the exclusive stack stops
+            elif self.beat:
                 self.start_beat()
             self.wait_healthy(min_workers=len(self.default_workers))
         except StackError:
@@ -157,6 +176,11 @@ class LiveStack:
     def stop_all(self) -> None:
         for child in reversed(list(self.children.values())):
             child.stop()
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+            if self.exclusive and not any(other.exclusive for other in _RUNNING):
+                for other in _RUNNING:
+                    other.resume_housekeeping()
 
     def kill_all_now(self) -> None:
         """atexit / emergency path: SIGKILL every group, no waiting."""
@@ -295,6 +319,66 @@ class LiveStack:
     def stop_beat(self, name: str = "beat") -> None:
         if name in self.children:
             self.children[name].stop()
+
+    # -- housekeeping ------------------------------------------------------------------------------
+
+    def pause_housekeeping(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Stop every beat of the stack (the clock of its reaper and admission sweep, which act on the whole
+        database) and wait until no pass they sent is left to run; the workers keep serving their queues, so
+        the stack's own runs keep moving (and keep their heartbeats)."""
+        for name, child in list(self.children.items()):
+            if name.startswith("beat") and child.alive():
+                child.stop()
+                self.paused_beats.append(name)
+        self._drop_queued_housekeeping()
+        deadline = time.monotonic() + timeout
+        while busy := self._housekeeping_taken():
+            if time.monotonic() > deadline:
+                raise StackError(f"housekeeping tasks still running after {timeout:.0f}s: {busy}")
+            time.sleep(0.2)
+
+    def resume_housekeeping(self) -> None:
+        """Start the beats `pause_housekeeping` stopped."""
+        while self.paused_beats:
+            self.start_beat(self.paused_beats.pop(0))
+
+    def control_app(self):  # noqa: ANN201
+        """A Celery app on the stack's broker, for control commands (ping, inspect)."""
+        from flowrunner.celery import app
+
+        return app
+
+    def _drop_queued_housekeeping(self) -> None:
+        # Passes still waiting in the broker (beat sends them to the default queues) would run at once; dropping
+        # them loses nothing, beat sends fresh ones when it is back.
+        import redis
+
+        client = redis.Redis.from_url(self.env["FLOWRUNNER_REDIS_URL"])
+        try:
+            for queue in self.base_queues:
+                for raw in client.lrange(queue, 0, -1):
+                    if _HOUSEKEEPING_MESSAGE.search(raw):
+                        client.lrem(queue, 1, raw)
+        finally:
+            client.close()
+
+    def _housekeeping_taken(self) -> list[str]:
+        """Reaper and admission tasks a running worker has taken (reserved or running): "name@host: task"."""
+        names = [self.worker_hostname(name) for name in self.running_workers()]
+        if not names:
+            return []
+        inspect = self.control_app().control.inspect(destination=names, timeout=2.0, limit=len(names))
+        try:
+            replies = (inspect.active() or {}, inspect.reserved() or {})
+        except Exception:
+            return []  # the broker is gone: its workers take nothing more from it
+        taken = []
+        for reply in replies:
+            for host, tasks in reply.items():
+                taken += [
+                    f"{host}: {task.get('name')}" for task in tasks if task.get("name") in _HOUSEKEEPING_TASKS
+                ]
+        return taken
 
     # -- health ------------------------------------------------------------------------------------
 
