@@ -27,6 +27,9 @@ CATCH_UP_EVERY = 1.0
 # An execution that stays quiet is read back ever less often (a long node run is the usual reason), up to
 # this: thousands of sockets watching quiet executions must not poll PostgreSQL every second each.
 CATCH_UP_MAX_AFTER = 30.0
+# Stored frames are read back this many at a time: a client far behind (it stopped reading while a chatty
+# execution logged megabytes) must not make the process hold all it missed at once, decoded.
+CATCH_UP_PAGE = 256
 
 
 class CatchUp:
@@ -38,6 +41,7 @@ class CatchUp:
     last_seq: Any
     last_frame_at: dict[str, float]
     quiet_rounds: dict[str, int]
+    _wakeup: asyncio.Event
 
     async def _catch_up_behind(self) -> None:
         for execution_id in list(self.behind):
@@ -48,15 +52,26 @@ class CatchUp:
                 if after is None or not self._wants(execution_id, self.account_id):
                     continue
                 try:
-                    missing = await events_between(
-                        account_id=self.account_id, execution_id=execution_id, after=after, before=MAX_SINCE
-                    )
+                    await self._read_back(execution_id, after)
                 except Exception:  # the catch-up loop tries again
                     self.behind.setdefault(execution_id, after)
                     logger.warning("websocket catch-up of %s failed", execution_id, exc_info=True)
-                    continue
-                for payload in missing:
-                    await self._deliver(payload)
+
+    async def _read_back(self, execution_id: str, after: int) -> None:
+        """Deliver the next page of stored frames after `after`; a full page leaves the rest to the pump's next
+        turn (after what is queued live, and only while the client reads)."""
+        missing = await events_between(
+            account_id=self.account_id,
+            execution_id=execution_id,
+            after=after,
+            before=MAX_SINCE,
+            limit=CATCH_UP_PAGE,
+        )
+        for payload in missing:
+            await self._deliver(payload)
+        if len(missing) >= CATCH_UP_PAGE:
+            self._fall_behind(execution_id, missing[-1]["seq"] + 1)
+            self._wakeup.set()
 
     def _quiet_for(self, execution_id: str) -> float:
         return min(CATCH_UP_AFTER * 2 ** self.quiet_rounds.get(execution_id, 0), CATCH_UP_MAX_AFTER)
@@ -103,14 +118,7 @@ class CatchUp:
                         self.quiet_rounds[execution_id] = self.quiet_rounds.get(execution_id, 0) + 1
                         if stored is None or stored <= self.last_seq.get(execution_id, 0):
                             continue  # nothing was missed: no events to read
-                        missing = await events_between(
-                            account_id=self.account_id,
-                            execution_id=execution_id,
-                            after=self.last_seq.get(execution_id, 0),
-                            before=MAX_SINCE,
-                        )
-                        for payload in missing:
-                            await self._deliver(payload)
+                        await self._read_back(execution_id, self.last_seq.get(execution_id, 0))
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # the next round tries again

@@ -55,13 +55,14 @@ def subscription_open_sync(*, account_id: Any, execution_id: Any, since: int | N
 
 
 def events_between_sync(
-    *, account_id: Any, execution_id: Any, after: int, before: int
+    *, account_id: Any, execution_id: Any, after: int, before: int, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Stored frames with after < seq < before of one of the account's executions (a gap in live delivery)."""
+    """Stored frames with after < seq < before of one of the account's executions (a gap in live delivery),
+    the first `limit` of them when given."""
     events = ExecutionEvent.objects.filter(
         execution_id=execution_id, execution__account_id=account_id, seq__gt=after, seq__lt=before
     )
-    return list(events.order_by("seq").values_list("payload", flat=True))
+    return list(events.order_by("seq").values_list("payload", flat=True)[:limit])
 
 
 # The WebSocket's reads run on threads of their own, not on Channels' one thread-sensitive thread: thousands of
@@ -133,10 +134,10 @@ _shared: dict[tuple[Any, ...], tuple[float, asyncio.Future]] = {}
 
 
 async def events_between_shared(
-    *, account_id: Any, execution_id: Any, after: int, before: int
+    *, account_id: Any, execution_id: Any, after: int, before: int, limit: int | None = None
 ) -> list[dict[str, Any]]:
     loop = asyncio.get_running_loop()
-    key = (id(loop), str(account_id), str(execution_id), after, before)
+    key = (id(loop), str(account_id), str(execution_id), after, before, limit)
     now = time.monotonic()
     hit = _shared.get(key)
     if hit is None or (hit[1].done() and now - hit[0] >= SHARED_FOR):
@@ -147,7 +148,9 @@ async def events_between_shared(
             if len(_shared) >= SHARED_MAX:
                 _shared.clear()
         future = asyncio.ensure_future(
-            events_between(account_id=account_id, execution_id=execution_id, after=after, before=before)
+            events_between(
+                account_id=account_id, execution_id=execution_id, after=after, before=before, limit=limit
+            )
         )
         future.add_done_callback(lambda done: _forget_failed(key, done))
         hit = _shared[key] = (now, future)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from executions import events, ws_catch_up
-from tests.executions.steps import move, start
+from tests.executions.steps import log, move, start
 from tests.executions.websocket import asynchronous, connected, receive, subscribe
 
 pytestmark = [
@@ -67,3 +67,42 @@ async def test_catch_up_does_not_poll_a_completed_execution(member, monkeypatch)
         assert await ws.receive_nothing(timeout=0.5)
     # then the store was never read again for it
     assert calls == []
+
+
+@asynchronous
+async def test_catch_up_reads_a_long_gap_back_a_page_at_a_time(member, monkeypatch):
+    # given a subscriber, pages of 4 stored frames, and a channel layer that loses every broadcast
+    monkeypatch.setattr(ws_catch_up, "CATCH_UP_AFTER", 0.3)
+    monkeypatch.setattr(ws_catch_up, "CATCH_UP_EVERY", 0.1)
+    monkeypatch.setattr(ws_catch_up, "CATCH_UP_PAGE", 4)
+    lost: list[dict[str, Any]] = []
+    monkeypatch.setattr(events, "broadcast_frames", lambda frames, *, account_id: lost.extend(frames))
+    reads: list[tuple[int, int | None]] = []
+    real = ws_catch_up.events_between
+
+    async def recording(**kwargs: Any) -> Any:
+        reads.append((kwargs["after"], kwargs.get("limit")))
+        return await real(**kwargs)
+
+    monkeypatch.setattr(ws_catch_up, "events_between", recording)
+    execution = await start(*member)
+    async with connected(member[1]) as ws:
+        await subscribe(ws, execution.id)
+        snapshot = await receive(ws)
+        lost.clear()
+        # when ten log lines and the end are stored while their frames are lost on the way
+        await move(execution.id, "running")
+        for line in range(10):
+            await log(execution.id, f"line {line}")
+        await move(execution.id, "completed")
+        # then the subscriber gets all twelve stored frames once, in order, then `complete`
+        frames = [await ws.receive_json_from(timeout=5) for _ in range(13)]
+        assert await ws.receive_nothing(timeout=0.3)
+    assert [frame["seq"] for frame in frames[:12]] == [frame["seq"] for frame in lost]
+    assert frames[12]["type"] == "complete"
+    assert [frame["log"]["message"] for frame in frames if frame["type"] == "log"] == [
+        f"line {line}" for line in range(10)
+    ]
+    # and they were read back four at a time, each page after the last frame of the one before
+    assert [limit for _, limit in reads] == [4, 4, 4, 4]
+    assert [after for after, _ in reads] == [snapshot["seq"] + offset for offset in (0, 4, 8, 12)]
