@@ -37,8 +37,9 @@ class TriggerField(serializers.JSONField):
 
 
 # What the service accepts, told to client generators and fuzzers: http(s), a host (no credentials, no port past
-# 9999 written), then anything without spaces. An address literal the egress policy refuses is still a 400.
-CALLBACK_URL_PATTERN = r"^https?://[^\s/?#@:\[\]]+(:[0-9]{1,4})?([/?#][^\s]*)?$"
+# 9999 written), then anything without spaces or control characters. An address literal the egress policy refuses
+# is still a 400.
+CALLBACK_URL_PATTERN = r"^https?://[^\x00-\x20\s/?#@:\[\]]+(:[0-9]{1,4})?([/?#][^\x00-\x20\s]*)?$"
 
 
 @extend_schema_field(

@@ -21,7 +21,12 @@ def _object(value: Any) -> Any:
 
 
 @extend_schema_field(
-    {"type": ["string", "null"], "format": "callback-url", "maxLength": 2000, "pattern": r"^https?://[^\s]+$"}
+    {
+        "type": ["string", "null"],
+        "format": "callback-url",
+        "maxLength": 2000,
+        "pattern": r"^https?://[^\x00-\x20\s]+$",
+    }
 )
 class CallbackUrlField(StringField):
     """An http(s) URL the egress policy allows (named by the `callback-url` format)."""
