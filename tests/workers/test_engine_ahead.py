@@ -89,15 +89,18 @@ def test_engine_ahead_a_pure_node_runs_and_is_claimed_in_one_statement(member, s
     run = NodeRun.objects.get(id=run_id)
     assert run.status == "succeeded" and run.worker == "w@h" and run.task_id == options["task_id"]
     assert run.started_at is not None and run.started_at <= run.finished_at
-    # and its events are those of a claim followed by a finish, in that order
+    # and its events are those of a claim followed by a finish, in that order, with one status frame for
+    # both of the execution's moves (current node, then progress as the third node is queued)
     assert frames_of(execution, "b") == [
         ("node", "queued"),
         ("node", "running"),
-        ("status", "running"),
         ("log", None),
         ("node", "succeeded"),
-        ("status", "running"),  # the progress after it, as the third node is queued
+        ("status", "running"),
     ]
+    [status] = ExecutionEvent.objects.filter(execution=execution, node_id="b", type="status")
+    assert status.payload["status"]["current_node"] == "b"
+    assert status.payload["status"]["progress"] == round(execution.progress, 2)
     # and the third node's task carries the new document; run ahead too, it completes the execution
     [(_, third, options)] = sent
     assert options["extra"]["context"]["execution"]["data"] == {"x": 1, "a": 2, "b": 20}
@@ -105,8 +108,11 @@ def test_engine_ahead_a_pure_node_runs_and_is_claimed_in_one_statement(member, s
     execution.refresh_from_db()
     assert execution.status == "completed" and execution.results == {"x": 1, "a": 2, "b": 20, "c": 21}
     assert execution.progress == 100 and execution.current_node == "c"
-    seqs = list(ExecutionEvent.objects.filter(execution=execution).values_list("seq", flat=True))
-    assert seqs == list(range(1, execution.last_event_seq + 1))
+    # and a change of the execution's status keeps a frame of its own: running at c, then completed
+    assert [frame for frame in frames_of(execution, "c") if frame[0] == "status"] == [
+        ("status", "running"),
+        ("status", "completed"),
+    ]
     seqs = list(ExecutionEvent.objects.filter(execution=execution).values_list("seq", flat=True))
     assert seqs == list(range(1, execution.last_event_seq + 1))
 
