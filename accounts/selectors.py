@@ -79,6 +79,11 @@ def secret_list(*, account: Account | uuid.UUID | str) -> QuerySet[Secret]:
     return Secret.objects.filter(account_id=_account_id(account)).defer("ciphertext").order_by("key")
 
 
+def account_has_secrets(*, account: Account | uuid.UUID | str) -> bool:
+    """Whether the account holds any secret (most hold none: then nothing needs decrypting to redact)."""
+    return Secret.objects.filter(account_id=_account_id(account)).exists()
+
+
 def secrets_decrypted(*, account: Account | uuid.UUID | str) -> dict[str, str]:
     """key → clear value of every secret of the account (an Account or its id). For workers only: the result
     must live no longer than the node run that needs it and must never be logged or returned."""

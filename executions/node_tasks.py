@@ -1,17 +1,82 @@
-"""How a node run becomes a Celery task: its queue, its hard time limit, and its enqueue on commit."""
+"""How a node run becomes a Celery task: its queue, its hard time limit, the document it may carry to run ahead of
+its claim, and its enqueue on commit."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from django.conf import settings
+
+from core.durations import DurationError, parse_duration
 from executions import dispatch
-from executions.models import NodeRun
+from executions.models import Execution, NodeRun
 from flows.dsl.spec import NodeSpec
 from flows.nodes.registry import get_kind
 
 # The worker bounds a node's own work by its timeout; the task's hard limit, this much later, only stops a
 # process that ignored it (the attempt is then lost and run again like any dead worker's).
 HARD_LIMIT_GRACE = 30.0
+
+
+CONTEXT = "context"  # the keyword argument of a node task that carries it
+
+
+def node_timeout(node: NodeSpec) -> float | None:
+    """The node's `timeout`, else a literal `params.timeout` (an expression there is the kind's business)."""
+    if node.timeout:
+        return node.timeout
+    raw = node.params.get("timeout") if isinstance(node.params, dict) else None
+    if raw is None or (isinstance(raw, str) and "${" in raw):
+        return None
+    try:
+        return parse_duration(raw)
+    except DurationError:
+        return None
+
+
+def context_bytes(node: NodeSpec) -> int:
+    """How big a document `node`'s task may carry to run ahead of its claim (0: it is claimed first).
+
+    Only pure kinds, whose run changes nothing but its own result, may run before their claim: a task that
+    turns out not to own the run (a duplicate message, a canceled execution) has then done no harm. And only
+    when their scripts' time limit is well under STALE_AFTER: a run ahead of its claim is still `queued` in
+    PostgreSQL, without a heartbeat, so the reaper must never wait on one for long.
+    """
+    if not settings.FLOWRUNNER_TASK_CONTEXT_BYTES or not get_kind(node.type).pure:
+        return 0
+    bound = settings.FLOWRUNNER_SCRIPT_TIMEOUT
+    own = node_timeout(node)
+    if own:
+        bound = min(bound, own)
+    if bound >= settings.FLOWRUNNER_STALE_AFTER / 2:
+        return 0
+    return int(settings.FLOWRUNNER_TASK_CONTEXT_BYTES)
+
+
+def first_context(execution: Execution, node: NodeSpec, *, has_secrets: bool) -> dict[str, Any] | None:
+    """What a new execution's first node task carries to run ahead of its claim (the execution as a claim would
+    return it), or None when that node is claimed first or its document is too big to carry."""
+    limit = context_bytes(node)
+    if not limit:
+        return None
+    data, outputs = execution.data, execution.node_outputs
+    if len(json.dumps(data)) + len(json.dumps(outputs)) > limit:
+        return None
+    return {
+        "node_id": node.id,
+        "execution": {
+            "id": str(execution.id),
+            "account_id": str(execution.account_id),
+            "flow_id": execution.flow_id,
+            "flow_version_id": execution.flow_version_id,
+            "data": data,
+            "node_outputs": outputs,
+            "steps": execution.steps,
+            "progress": execution.progress,
+            "has_secrets": has_secrets,
+        },
+    }
 
 
 def node_task_options(node: NodeSpec) -> dict[str, Any]:
@@ -23,8 +88,17 @@ def node_task_options(node: NodeSpec) -> dict[str, Any]:
     return options
 
 
-def enqueue_node_run(node_run: NodeRun, node: NodeSpec, *, countdown: float | None = None) -> None:
+def enqueue_node_run(
+    node_run: NodeRun,
+    node: NodeSpec,
+    *,
+    countdown: float | None = None,
+    context: dict[str, Any] | None = None,
+) -> None:
+    """Publish the run's task once the transaction commits; with `context` (the run's own task id set) the node
+    runs ahead of its claim."""
     dispatch.send_on_commit(
         dispatch.RUN_NODE, node_run.id, countdown=countdown, execution_id=node_run.execution_id,
-        node_id=node_run.node_id, **node_task_options(node),
+        node_id=node_run.node_id, task_id=node_run.task_id or None,
+        extra={CONTEXT: context} if context else None, **node_task_options(node),
     )  # fmt: skip

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
 from accounts.models import Account
+from accounts.selectors import account_has_secrets
 from core import metrics
 from core.errors import Conflict, NotFound, ValidationFailed
 from executions import admission, callbacks, dispatch, idempotency, lifecycle, transitions
 from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRunStatus
-from executions.node_tasks import enqueue_node_run
-from flows.dsl.spec import FlowSpec
+from executions.node_tasks import context_bytes, enqueue_node_run, first_context
+from flows.dsl.spec import FlowSpec, NodeSpec
 from flows.models import Flow, FlowVersion
 from flows.selectors import flow_version_spec
 
@@ -88,12 +90,19 @@ def execution_start(
                 start_node=first if waiting else "",
             )
             # A new row nobody else can see yet: its events go in one batch like a locked execution's.
+            # A pure first node runs ahead of its claim, from the document its task carries.
+            context = None if waiting else _first_context(execution, spec.nodes[first], account)
             with locked_execution_work(execution):
                 transitions.record_status(execution)
                 if not waiting:
-                    node_run = transitions.node_run_create(execution=execution, node_id=first, step=1)
+                    node_run = transitions.node_run_create(
+                        execution=execution,
+                        node_id=first,
+                        step=1,
+                        task_id=str(uuid.uuid4()) if context else "",
+                    )
             if not waiting:
-                enqueue_node_run(node_run, spec.nodes[first])
+                enqueue_node_run(node_run, spec.nodes[first], context=context)
             transaction.on_commit(lambda: metrics.execution_started(str(trigger.get("type") or "api")))
     except IntegrityError:
         # A concurrent request with the same key won the insert: answer as if it had come first.
@@ -104,6 +113,12 @@ def execution_start(
             raise
         return existing, False
     return execution, True
+
+
+def _first_context(execution: Execution, node: NodeSpec, account: Account) -> dict[str, Any] | None:
+    if not context_bytes(node):
+        return None  # no secrets query for a node that is claimed first anyway
+    return first_context(execution, node, has_secrets=account_has_secrets(account=account))
 
 
 @transaction.atomic

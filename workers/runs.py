@@ -20,10 +20,10 @@ from accounts.selectors import secrets_decrypted
 from core import metrics
 from executions import dispatch, lifecycle, transitions
 from executions.models import TERMINAL_EXECUTION_STATUSES, NodeRun
-from executions.node_tasks import node_task_options
+from executions.node_tasks import CONTEXT, context_bytes, node_task_options, node_timeout
 from flows.dsl.spec import FlowSpec, NodeSpec
 from workers import heartbeat
-from workers.ahead import CONTEXT, context_bytes, node_timeout, task_context
+from workers.ahead import task_context
 from workers.context import EngineContext
 from workers.outcomes import Outcome, RetryLater, output_problem
 from workers.specs import longest_path, progress_percent, spec_for_version

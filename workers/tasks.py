@@ -11,8 +11,8 @@ from django.db import InterfaceError, OperationalError, connections
 
 from core import metrics
 from executions import dispatch
+from executions.node_tasks import CONTEXT
 from workers import batches, engine, reaper
-from workers.ahead import CONTEXT
 from workers.sandbox import get_sandbox
 
 logger = logging.getLogger(__name__)

@@ -251,3 +251,55 @@ def test_engine_ahead_secrets_are_read_and_masked_as_after_a_claim(member, sent)
     assert execution.status == "completed" and execution.results["n"] == len("sk-live-1234567890")
     logs = ExecutionEvent.objects.filter(execution=execution, type="log").values_list("payload", flat=True)
     assert [payload["log"]["message"] for payload in logs] == ["key ***"]
+
+
+HTTP_FIRST = """
+metadata: {name: http-first}
+nodes:
+  a: {type: http.request, params: {url: "https://example.com/"}, next: {success: b}}
+  b: {type: transform, params: {script: "return {b: 1}"}}
+"""
+
+
+def test_engine_ahead_a_pure_first_node_runs_and_starts_the_execution_in_one_statement(member, sent):
+    # given a new execution of three pure nodes, whose first task was published with the execution's document
+    execution = start_execution(member, THREE, {"x": 1})
+    [(task, run_id, options)] = sent
+    sent.clear()
+    context = options["extra"]["context"]
+    assert task == dispatch.RUN_NODE and context["node_id"] == "a"
+    assert context["execution"]["data"] == {"x": 1} and context["execution"]["has_secrets"] is False
+    assert options["task_id"] == NodeRun.objects.get(id=run_id).task_id != ""
+    # when it runs
+    with CaptureQueriesContext(connection) as queries:
+        engine.run_node(run_id, task_id=options["task_id"], hostname="w@h", context=context)
+    # then one statement started the execution, claimed and finished the node, and queued the next one
+    assert [query["sql"].split("(")[0] for query in queries.captured_queries] == ["SELECT flowrunner_finish"]
+    execution.refresh_from_db()
+    assert execution.status == "running" and execution.started_at is not None
+    assert execution.data == {"x": 1, "a": 2} and execution.current_node == "a"
+    run = NodeRun.objects.get(id=run_id)
+    assert run.status == "succeeded" and run.started_at >= execution.created_at
+    # and the execution's status went queued -> running, a frame each
+    statuses = ExecutionEvent.objects.filter(execution=execution, type="status").order_by("seq")
+    assert [event.payload["status"]["status"] for event in statuses] == ["queued", "running"]
+    [(_, second, _)] = sent
+    assert NodeRun.objects.get(id=second).node_id == "b"
+
+
+def test_engine_ahead_a_first_node_knows_the_account_holds_secrets(member, sent):
+    # given an account with a secret
+    secret_set(account=member[0], key="API_KEY", value="sk-live-1234567890")
+    # when an execution of a pure first node starts / then its task says secrets must be read to mask them
+    start_execution(member, THREE, {"x": 1})
+    [(_, _, options)] = sent
+    assert options["extra"]["context"]["execution"]["has_secrets"] is True
+
+
+def test_engine_ahead_a_first_node_with_effects_is_claimed_first(member, sent):
+    # given a flow that starts with an HTTP call / when an execution starts
+    start_execution(member, HTTP_FIRST, {})
+    # then its task carries no document and its run has no task id before its claim
+    [(_, run_id, options)] = sent
+    assert "extra" not in options or not options["extra"]
+    assert NodeRun.objects.get(id=run_id).task_id == ""
