@@ -35,15 +35,17 @@ def node_timeout(node: NodeSpec) -> float | None:
         return None
 
 
-def context_bytes(node: NodeSpec) -> int:
-    """How big a document `node`'s task may carry to run ahead of its claim (0: it is claimed first).
+def context_bytes(node: NodeSpec, *, parts: bool = False) -> int:
+    """How big a document `node`'s task (with `parts`, each of its batch parts' tasks) may carry to run ahead of
+    its claim (0: it is claimed first).
 
     Only pure kinds, whose run changes nothing but its own result, may run before their claim: a task that
     turns out not to own the run (a duplicate message, a canceled execution) has then done no harm. And only
     when their scripts' time limit is well under STALE_AFTER: a run ahead of its claim is still `queued` in
     PostgreSQL, without a heartbeat, so the reaper must never wait on one for long.
     """
-    if not settings.FLOWRUNNER_TASK_CONTEXT_BYTES or not get_kind(node.type).pure:
+    kind = get_kind(node.type)
+    if not settings.FLOWRUNNER_TASK_CONTEXT_BYTES or not (kind.parts_pure if parts else kind.pure):
         return 0
     bound = settings.FLOWRUNNER_SCRIPT_TIMEOUT
     own = node_timeout(node)

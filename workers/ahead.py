@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+# The parts of one batch together carry at most this many times the per-task limit: every part's task repeats
+# the document, and a chord of thousands of them would otherwise put megabytes through the broker at once.
+PARTS_BUDGET = 16
+
+# What a claim returns of the execution, and so what a task's context must hold of it.
+EXECUTION_KEYS = (
+    "id", "account_id", "flow_id", "flow_version_id", "data", "node_outputs", "steps", "progress", "has_secrets",
+)  # fmt: skip
 
 
 def task_context(execution: dict[str, Any], node_id: str, next_context: dict[str, Any] | None) -> Any:
@@ -22,20 +32,54 @@ def task_context(execution: dict[str, Any], node_id: str, next_context: dict[str
     }
 
 
+def part_contexts(
+    execution: dict[str, Any],
+    parent: dict[str, Any],
+    inputs: list[Any],
+    parent_input: dict[str, Any],
+    limit: int,
+) -> list[Any]:
+    """What each batch part's task carries to run ahead of its claim: the execution as its batch node's claim saw
+    it (parts do not move the document) and the part's own stored input; None for every part when one would
+    carry more than `limit` bytes or all of them more than PARTS_BUDGET times that."""
+    if not limit or not inputs:
+        return [None] * len(inputs)
+    document = {key: execution[key] for key in EXECUTION_KEYS if key in execution}
+    base = len(json.dumps(document["data"])) + len(json.dumps(document["node_outputs"]))
+    sizes = [base + len(json.dumps(part_input)) for part_input in inputs]
+    if max(sizes) > limit or sum(sizes) > PARTS_BUDGET * limit:
+        return [None] * len(inputs)
+    return [
+        {
+            "node_id": parent["node_id"],
+            "execution": document,
+            "part": {
+                "parent_id": parent["id"],
+                "batch_index": index,
+                "step": parent["step"],
+                "input": part_input,
+                "parent_input": parent_input,
+            },
+        }
+        for index, part_input in enumerate(inputs)
+    ]
+
+
 def claim_parts(
     node_run_id: int, context: dict[str, Any], *, task_id: str, worker: str
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The run and execution a claim would have returned, from a task's context, and what its finish must claim
     (`claim` in the finish's decision: this task's queued run, at the document version it ran on)."""
     execution = context["execution"]
+    part = context.get("part") or {}
     run = {
         "id": node_run_id,
         "node_id": context["node_id"],
-        "batch_index": None,
+        "batch_index": part.get("batch_index"),
         "attempt": 1,
-        "step": execution["steps"],
-        "input": None,
+        "step": part.get("step", execution["steps"]),
+        "input": part.get("input"),
         "task_id": task_id,
-        "parent_id": None,
+        "parent_id": part.get("parent_id"),
     }
     return run, execution, {"task_id": task_id, "worker": worker, "steps": execution["steps"]}

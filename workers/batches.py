@@ -3,6 +3,7 @@ the batch node's run that says when the join is due, a join that wins once, and 
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -13,10 +14,11 @@ from django.db import transaction
 from executions import dispatch, transitions
 from executions.events import locked_execution_work
 from executions.models import TERMINAL_NODE_STATUSES, Execution, NodeRun, NodeRunStatus
+from executions.node_tasks import CONTEXT, context_bytes
 from flows.dsl.spec import NodeSpec
 from flows.nodes.base import PermanentNodeError
 from flows.nodes.registry import get_kind
-from workers import recovery, runs
+from workers import ahead, recovery, runs
 from workers.context import EngineContext
 from workers.lanes import latest_parts
 from workers.outcomes import Outcome, RetryLater, execute
@@ -49,26 +51,42 @@ def start(claimed: runs.Claimed, node: NodeSpec, kind: Any, ctx: EngineContext) 
     item_count = sum(len(batch) for batch in batches)
     # Items may hold secret values (`${[secrets.KEY]}`): the parts' stored inputs never do.
     inputs = [ctx.redacted_output({"items": batch}) for batch in batches]
+    parts_json = storable_json(inputs)
     result = transitions.batch_parts_create(
-        node_run_id=claimed.id, parts_json=storable_json(inputs), lanes=lanes, item_count=item_count
+        node_run_id=claimed.id, parts_json=parts_json, lanes=lanes, item_count=item_count
     )
     if result["outcome"] != "started":
         return None  # a redelivered start: the parts exist already (or the node ended)
     parts = result["parts"]
     if not parts:
         return join(claimed.id)
-    _launch_chord(claimed.id, parts, lanes, node)
+    # Each part's task may carry its stored input and the document, and run before its claim.
+    contexts = ahead.part_contexts(
+        claimed.execution,
+        claimed.run,
+        json.loads(parts_json),
+        {"batch_count": len(parts), "item_count": item_count, "lanes": lanes},
+        context_bytes(node, parts=True),
+    )
+    _launch_chord(claimed.id, parts, lanes, node, contexts)
     if node.timeout:
         dispatch.send_now(dispatch.BATCH_DEADLINE, claimed.id, countdown=node.timeout, queue=node.queue)
     return None
 
 
-def _launch_chord(parent_id: int, parts: list[list[Any]], lanes: int, node: NodeSpec) -> None:
+def _launch_chord(
+    parent_id: int, parts: list[list[Any]], lanes: int, node: NodeSpec, contexts: list[Any]
+) -> None:
     signatures = [
         current_app.signature(
-            dispatch.RUN_BATCH, args=[part_id], immutable=True, queue=node.queue, task_id=task_id
+            dispatch.RUN_BATCH,
+            args=[part_id],
+            kwargs={CONTEXT: context} if context else {},
+            immutable=True,
+            queue=node.queue,
+            task_id=task_id,
         )
-        for part_id, task_id in parts
+        for (part_id, task_id), context in zip(parts, contexts, strict=True)
     ]
     header = []
     for lane in range(lanes):
@@ -83,24 +101,38 @@ def _launch_chord(parent_id: int, parts: list[list[Any]], lanes: int, node: Node
         logger.warning("could not launch the chord of node run %s", parent_id, exc_info=True)
 
 
-def run_part(part_id: int, *, task_id: str = "", hostname: str = "") -> RetryLater | None:
-    """The body of `flowrunner.run_batch`: claim one part, run the processor script, record the result."""
+def run_part(
+    part_id: int, *, task_id: str = "", hostname: str = "", context: dict[str, Any] | None = None
+) -> RetryLater | None:
+    """The body of `flowrunner.run_batch`: claim one part, run the processor script, record the result. With
+    the `context` its task carries, the part runs first and its finish claims it (one statement)."""
+    if context is not None and task_id:
+        run, execution, pending = ahead.claim_parts(
+            part_id, context, task_id=task_id, worker=hostname or runs.HOSTNAME
+        )
+        claimed = runs.Claimed(
+            run, execution, parent_input=context["part"]["parent_input"], pending_claim=pending
+        )
+        node = spec_for_version(claimed.version_id).nodes[run["node_id"]]
+        if get_kind(node.type).parts_pure:
+            ctx = runs.make_context(claimed, node)
+            directive = runs.guarded(claimed, ctx, lambda: _process(claimed, node, ctx))
+            if not claimed.unclaimed:
+                return directive
     claimed = recovery.claim_or_recover(part_id, task_id=task_id, hostname=hostname)
     if not isinstance(claimed, runs.Claimed):
         return claimed
     node = spec_for_version(claimed.version_id).nodes[claimed.run["node_id"]]
-    kind = get_kind(node.type)
     ctx = runs.make_context(claimed, node)
+    return runs.run_claimed(claimed, ctx, lambda: _process(claimed, node, ctx))
+
+
+def _process(claimed: runs.Claimed, node: NodeSpec, ctx: EngineContext) -> RetryLater | None:
+    kind = get_kind(node.type)
     batch_count = (claimed.parent_input or {}).get("batch_count", 1)
     items = (claimed.run["input"] or {}).get("items", [])
     index = claimed.run["batch_index"]
-
-    def work() -> RetryLater | None:
-        return runs.finish_work(
-            claimed, ctx, execute(lambda c: kind.process(c, items, index, batch_count), ctx)
-        )
-
-    return runs.run_claimed(claimed, ctx, work)
+    return runs.finish_work(claimed, ctx, execute(lambda c: kind.process(c, items, index, batch_count), ctx))
 
 
 def _time_out_unfinished(parent: NodeRun) -> None:

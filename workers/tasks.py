@@ -69,9 +69,13 @@ def run_node(self, node_run_id: int, context: dict | None = None, **labels: str)
 # Batch tasks keep their results: the chord counts them to know when to call the join.
 @shared_task(bind=True, name=dispatch.RUN_BATCH)
 @reconnecting
-def run_batch(self, node_run_id: int) -> None:
+def run_batch(self, node_run_id: int, context: dict | None = None) -> None:
+    # `context` lets a part run ahead of its claim (as for run_node, never on a redelivered message)
     directive = batches.run_part(
-        node_run_id, task_id=self.request.id or "", hostname=self.request.hostname or ""
+        node_run_id,
+        task_id=self.request.id or "",
+        hostname=self.request.hostname or "",
+        context=None if _redelivered(self) else context,
     )
     _retry_or_done(self, directive)
 

@@ -91,6 +91,9 @@ class NodeKind:
     # A pure kind's run has no effect outside its result (output, action, logs): running it twice, or before
     # its run is claimed, changes nothing anyone can see, so the engine may start it before claiming it.
     pure: bool = False
+    # A batch kind whose parts' processing has no effect outside each part's result: a part may likewise start
+    # before its claim (the batch node's own run, which cuts the parts, is claimed first).
+    parts_pure: bool = False
 
     def validate_params(self, params: dict[str, Any], report: Report) -> None:
         """Report every problem in `params` (already known to be a mapping)."""

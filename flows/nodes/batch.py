@@ -73,6 +73,7 @@ class BatchKind(NodeKind):
     """One instance per kind name; they differ only in the strategy used without a `batch` block."""
 
     is_batch = True
+    parts_pure = True  # a part runs `processor_script` (a sandboxed script) and nothing else
     # The engine joins through the kind (`kind.join_batches(...)`); it is the pure module function.
     join_batches = staticmethod(join_batches)
 

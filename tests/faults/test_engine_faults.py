@@ -64,7 +64,8 @@ def test_worker_lost_during_a_retry_attempt_runs_the_node_again(stack, live_api,
 
 @pytest.fixture
 def failing_part_finishes(live_db):
-    """A trigger that makes the first two batch-part finishes (to `succeeded`) raise inside PostgreSQL."""
+    """A trigger that makes the first two batch-part finishes (to `succeeded`, from running or, for a part run
+    ahead of its claim, from queued) raise inside PostgreSQL."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -73,7 +74,7 @@ def failing_part_finishes(live_db):
             CREATE SEQUENCE IF NOT EXISTS test_fault_finishes;
             CREATE OR REPLACE FUNCTION test_fail_part_finish() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                IF NEW.parent_id IS NOT NULL AND NEW.status = 'succeeded' AND OLD.status = 'running'
+                IF NEW.parent_id IS NOT NULL AND NEW.status = 'succeeded' AND OLD.status IN ('running', 'queued')
                    AND nextval('test_fault_finishes') <= 2 THEN
                     RAISE EXCEPTION 'injected fault in a batch finish';
                 END IF;

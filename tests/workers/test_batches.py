@@ -7,7 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from executions import dispatch, transitions
-from executions.models import Execution, NodeRun
+from executions.models import Execution, ExecutionEvent, NodeRun
+from executions.services import execution_cancel
 from tests.workers.steps import start_execution
 from workers import batches, engine
 from workers.outcomes import RetryLater
@@ -32,11 +33,11 @@ nodes:
 @pytest.fixture
 def launched(monkeypatch):
     """Chords and tasks the engine would publish, captured instead."""
-    chords: list[tuple[int, list, int]] = []
+    chords: list[tuple[int, list, int, list]] = []
     monkeypatch.setattr(
         batches,
         "_launch_chord",
-        lambda parent_id, parts, lanes, node: chords.append((parent_id, parts, lanes)),
+        lambda parent_id, parts, lanes, node, contexts: chords.append((parent_id, parts, lanes, contexts)),
     )
     tasks: list[tuple[str, int, dict]] = []
     monkeypatch.setattr(
@@ -150,3 +151,66 @@ def test_batches_the_last_part_makes_the_join_due_and_the_join_wins_once(member,
     done = NodeRun.objects.get(execution=execution, node_id="done")
     assert [run_id for task, run_id, _ in tasks if task == dispatch.RUN_NODE].count(done.id) == 1
     assert Execution.objects.get(id=execution.id).data["seen"] == [1, 2, 3]
+
+
+def _frames(execution, since: int) -> list[tuple[str, str | None]]:
+    events = ExecutionEvent.objects.filter(execution=execution, seq__gt=since).order_by("seq")
+    return [(e.type, (e.payload.get("node") or e.payload.get("status") or {}).get("status")) for e in events]
+
+
+def test_batches_a_part_runs_ahead_of_its_claim_in_one_statement(member, launched):
+    chords, _ = launched
+    # Given a started batch node of 3 parts, whose chord carries each part's input and the document
+    execution = _start(member, {"numbers": [1, 2, 3], "lanes": 2})
+    parent = _run_parent(execution)
+    _, parts, _, contexts = chords[0]
+    assert [c["part"]["input"] for c in contexts] == [{"items": [1]}, {"items": [2]}, {"items": [3]}]
+    assert contexts[0]["execution"]["data"] == {"numbers": [1, 2, 3], "lanes": 2}
+    (part_id, task_id), context = parts[1], contexts[1]
+    since = Execution.objects.get(id=execution.id).last_event_seq
+    # When the second part's task runs with it
+    with CaptureQueriesContext(connection) as queries:
+        directive = batches.run_part(part_id, task_id=task_id, hostname="w@h", context=context)
+    # Then one statement claimed and finished it and counted it on its batch node
+    assert directive is None
+    assert [query["sql"].split("(")[0] for query in queries.captured_queries] == ["SELECT flowrunner_finish"]
+    part = NodeRun.objects.get(id=part_id)
+    assert part.status == "succeeded" and part.output == {"seen": [2]} and part.worker == "w@h"
+    assert part.started_at is not None and part.started_at <= part.finished_at
+    assert NodeRun.objects.get(id=parent.id).parts_done == 1
+    # And its frames are its start, its end and the progress
+    assert _frames(execution, since) == [("node", "running"), ("node", "succeeded"), ("status", "running")]
+
+
+def test_batches_a_part_ahead_runs_once_and_not_after_its_batch_node_ended(member, launched):
+    chords, _ = launched
+    # Given a started batch node of 3 parts; the first part ran ahead of its claim
+    execution = _start(member, {"numbers": [1, 2, 3], "lanes": 2})
+    _run_parent(execution)
+    _, parts, _, contexts = chords[0]
+    batches.run_part(parts[0][0], task_id=parts[0][1], hostname="w@h", context=contexts[0])
+    before = NodeRun.objects.get(id=parts[0][0])
+    # When its message comes again, and the execution is canceled before the second part's task runs
+    batches.run_part(parts[0][0], task_id=parts[0][1], hostname="w@h", context=contexts[0])
+    execution_cancel(execution=Execution.objects.get(id=execution.id))
+    batches.run_part(parts[1][0], task_id=parts[1][1], hostname="w@h", context=contexts[1])
+    # Then the first part is as it was, and the second was canceled without a result
+    again = NodeRun.objects.get(id=parts[0][0])
+    assert (again.status, again.finished_at, again.output) == (
+        before.status,
+        before.finished_at,
+        before.output,
+    )
+    second = NodeRun.objects.get(id=parts[1][0])
+    assert second.status == "canceled" and second.output is None and second.started_at is None
+
+
+def test_batches_parts_carry_no_document_over_their_budget(member, launched, settings):
+    chords, _ = launched
+    # Given a task context limit smaller than the document
+    settings.FLOWRUNNER_TASK_CONTEXT_BYTES = 40
+    execution = _start(member, {"numbers": [1, 2, 3], "lanes": 2, "padding": "x" * 50})
+    # When the batch node starts
+    _run_parent(execution)
+    # Then no part's task carries a context: each is claimed first
+    assert chords[0][3] == [None, None, None]
