@@ -4,6 +4,7 @@ its claim, and its enqueue on commit."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -56,9 +57,12 @@ def context_bytes(node: NodeSpec, *, parts: bool = False) -> int:
     return int(settings.FLOWRUNNER_TASK_CONTEXT_BYTES)
 
 
-def first_context(execution: Execution, node: NodeSpec, *, has_secrets: bool) -> dict[str, Any] | None:
+def first_context(
+    execution: Execution, node: NodeSpec, *, has_secrets: Callable[[], bool]
+) -> dict[str, Any] | None:
     """What a new execution's first node task carries to run ahead of its claim (the execution as a claim would
-    return it), or None when that node is claimed first or its document is too big to carry."""
+    return it), or None when that node is claimed first or its document is too big to carry. `has_secrets` is
+    asked (a query) only for a context that is carried."""
     limit = context_bytes(node)
     if not limit:
         return None
@@ -76,7 +80,7 @@ def first_context(execution: Execution, node: NodeSpec, *, has_secrets: bool) ->
             "node_outputs": outputs,
             "steps": execution.steps,
             "progress": execution.progress,
-            "has_secrets": has_secrets,
+            "has_secrets": has_secrets(),
         },
     }
 

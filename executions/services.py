@@ -15,8 +15,8 @@ from core.errors import Conflict, NotFound, ValidationFailed
 from executions import admission, callbacks, dispatch, idempotency, lifecycle, transitions
 from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRunStatus
-from executions.node_tasks import context_bytes, enqueue_node_run, first_context
-from flows.dsl.spec import FlowSpec, NodeSpec
+from executions.node_tasks import enqueue_node_run, first_context
+from flows.dsl.spec import FlowSpec
 from flows.models import Flow, FlowVersion
 from flows.selectors import flow_version_spec
 
@@ -91,7 +91,13 @@ def execution_start(
             )
             # A new row nobody else can see yet: its events go in one batch like a locked execution's.
             # A pure first node runs ahead of its claim, from the document its task carries.
-            context = None if waiting else _first_context(execution, spec.nodes[first], account)
+            context = (
+                None
+                if waiting
+                else first_context(
+                    execution, spec.nodes[first], has_secrets=lambda: account_has_secrets(account=account)
+                )
+            )
             with locked_execution_work(execution):
                 transitions.record_status(execution)
                 if not waiting:
@@ -113,12 +119,6 @@ def execution_start(
             raise
         return existing, False
     return execution, True
-
-
-def _first_context(execution: Execution, node: NodeSpec, account: Account) -> dict[str, Any] | None:
-    if not context_bytes(node):
-        return None  # no secrets query for a node that is claimed first anyway
-    return first_context(execution, node, has_secrets=account_has_secrets(account=account))
 
 
 @transaction.atomic

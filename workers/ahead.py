@@ -35,20 +35,25 @@ def task_context(execution: dict[str, Any], node_id: str, next_context: dict[str
 def part_contexts(
     execution: dict[str, Any],
     parent: dict[str, Any],
-    inputs: list[Any],
+    parts_json: str,
     parent_input: dict[str, Any],
     limit: int,
 ) -> list[Any]:
     """What each batch part's task carries to run ahead of its claim: the execution as its batch node's claim saw
-    it (parts do not move the document) and the part's own stored input; None for every part when one would
-    carry more than `limit` bytes or all of them more than PARTS_BUDGET times that."""
-    if not limit or not inputs:
-        return [None] * len(inputs)
+    it (parts do not move the document) and the part's own input as stored (`parts_json`, the JSON array the
+    parts were created from); None for every part when one would carry more than `limit` bytes or all of them
+    more than PARTS_BUDGET times that."""
+    count = int(parent_input["batch_count"])
+    if not limit or not count:
+        return [None] * count
     document = {key: execution[key] for key in EXECUTION_KEYS if key in execution}
     base = len(json.dumps(document["data"])) + len(json.dumps(document["node_outputs"]))
-    sizes = [base + len(json.dumps(part_input)) for part_input in inputs]
-    if max(sizes) > limit or sum(sizes) > PARTS_BUDGET * limit:
-        return [None] * len(inputs)
+    # The whole batch first, from the text it was stored as: a batch too big to carry is never parsed again.
+    if len(parts_json) + count * base > PARTS_BUDGET * limit:
+        return [None] * count
+    inputs = json.loads(parts_json)
+    if max(base + len(json.dumps(part_input)) for part_input in inputs) > limit:
+        return [None] * count
     return [
         {
             "node_id": parent["node_id"],

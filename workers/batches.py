@@ -3,7 +3,6 @@ the batch node's run that says when the join is due, a join that wins once, and 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -64,7 +63,7 @@ def start(claimed: runs.Claimed, node: NodeSpec, kind: Any, ctx: EngineContext) 
     contexts = ahead.part_contexts(
         claimed.execution,
         claimed.run,
-        json.loads(parts_json),
+        parts_json,
         {"batch_count": len(parts), "item_count": item_count, "lanes": lanes},
         context_bytes(node, parts=True),
     )

@@ -65,7 +65,7 @@ def test_node_tasks_first_context_is_the_new_execution_as_a_claim_would_return_i
     # given a new execution whose first node is a transform
     settings.FLOWRUNNER_TASK_CONTEXT_BYTES = 16_384
     # when its first task's context is built
-    context = node_tasks.first_context(execution(), node("transform"), has_secrets=True)
+    context = node_tasks.first_context(execution(), node("transform"), has_secrets=lambda: True)
     # then it names the node and carries the input as the document, at step 1
     assert context == {
         "node_id": "n",
@@ -88,9 +88,11 @@ def test_node_tasks_first_context_is_none_for_a_big_document_or_a_kind_with_effe
     settings.FLOWRUNNER_TASK_CONTEXT_BYTES = 100
     # when the input is bigger, or the node is an HTTP call / then the first node is claimed first
     assert (
-        node_tasks.first_context(execution(data={"x": "y" * 100}), node("transform"), has_secrets=False)
+        node_tasks.first_context(
+            execution(data={"x": "y" * 100}), node("transform"), has_secrets=lambda: False
+        )
         is None
     )
-    assert node_tasks.first_context(execution(), node("http.request"), has_secrets=False) is None
+    assert node_tasks.first_context(execution(), node("http.request"), has_secrets=lambda: False) is None
     # and a small input of a transform is carried
-    assert node_tasks.first_context(execution(), node("transform"), has_secrets=False) is not None
+    assert node_tasks.first_context(execution(), node("transform"), has_secrets=lambda: False) is not None
