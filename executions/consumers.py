@@ -25,7 +25,7 @@ from executions.ws_inbox import Inbox, transport_of
 from executions.ws_outbox import Outbox
 from executions.ws_requests import CLIENT_TYPES, ClientFrames  # noqa: F401  (re-exported)
 from executions.ws_selectors import events_between_shared as events_between
-from executions.ws_wire import OPEN, Wire, protocol_of, write
+from executions.ws_wire import OPEN, WRITE_CHUNK_BYTES, Wire, protocol_of, write
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
         self._wakeup = asyncio.Event()
         self.outbox = Outbox(self._wakeup.set)
         self._pump_task: asyncio.Task | None = None
+        # A live message written in part when the transport filled up, and the indices of its frames still to
+        # write: a reference to the message every local subscriber shares, written on once the client reads.
+        self._rest: tuple[dict[str, Any], list[int]] | None = None
         self._pumping = False
         self._transport: Any = None
         self._protocol: Any = None
@@ -134,6 +137,7 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
             await self._leave(group)
         self.subscriptions.clear()
         self.account_subscribed = False
+        self._rest = None
         self.outbox.detach()
 
     # --- live frames (executions.broadcast) ---------------------------------------------------------------
@@ -155,6 +159,7 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
         if (
             protocol is None
             or self._pumping
+            or self._rest is not None
             or self.outbox.messages
             or self._delivery.locked()
             or self.outbox.stalled
@@ -183,22 +188,58 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
                 return False
             sent[execution_id] = seq
             picked.append(index)
-        if not picked:
-            return True
-        wire = Wire.of(message)
-        prepared = []
-        for index in picked:
+        if picked:
+            self._write_picked(protocol, message, picked)
+        return True
+
+    def _write_picked(self, protocol: Any, message: dict[str, Any], picked: list[int]) -> None:
+        """Write these frames of a message, about one transport buffer at a time. Once the transport is full
+        (its client is not reading, or not yet) the rest waits in `_rest` for the pump: a socket holds one
+        buffer of bytes, never a copy of a large transaction's frames."""
+        frames, wire = message["frames"], Wire.of(message)
+        prepared: list[Any] = []
+        size = written = 0
+        for position, index in enumerate(picked):
             frame = frames[index]
             execution_id = frame["execution_id"]
             self._heard(execution_id)
             self._remember(execution_id, frame["seq"])
             prepared.append(wire.frames[index])
+            size += len(wire.frames[index].payloadHybi)
             if wire.completes[index] is not None and execution_id not in self.completed:
                 self.completed.add(execution_id)
                 prepared.append(wire.completes[index])
-        write(protocol, prepared)
-        metrics.frame_sent(len(prepared))
-        return True
+            if size < WRITE_CHUNK_BYTES and position < len(picked) - 1:
+                continue
+            write(protocol, prepared)
+            written, prepared, size = written + len(prepared), [], 0
+            if self.outbox.stalled and position < len(picked) - 1:
+                self._rest = (message, picked[position + 1 :])
+                break
+        metrics.frame_sent(written)
+
+    async def _write_rest(self) -> None:
+        """Go on with a message the transport could not take whole (in turn with other deliveries), skipping
+        what a catch-up sent meanwhile."""
+        if self._rest is None or self.outbox.stalled:
+            return
+        async with self._delivery:
+            protocol, rest = self._protocol, self._rest
+            if rest is None or self.outbox.stalled:
+                return
+            self._rest = None
+            if protocol is None or protocol.state != OPEN:
+                return
+            message, indices = rest
+            frames, account_id = message["frames"], message.get("account_id")
+            picked = []
+            for index in indices:
+                execution_id, seq = frames[index]["execution_id"], frames[index]["seq"]
+                last = self.last_seq.get(execution_id)
+                if self._wants(execution_id, account_id) and (last is None or seq > last):
+                    picked.append(index)
+            if picked:
+                self._write_picked(protocol, message, picked)
 
     async def _pump(self) -> None:
         while True:
@@ -207,8 +248,10 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
             self._pumping = True
             try:
                 while self.outbox.messages:
+                    await self._write_rest()  # first: its frames come before the queued ones
                     await self.execution_events(self.outbox.messages.popleft())
-                if self.behind and not self.outbox.stalled:
+                await self._write_rest()
+                if self.behind and not self.outbox.stalled and self._rest is None:
                     await self._catch_up_behind()
             finally:
                 self._pumping = False

@@ -70,6 +70,11 @@ def _prepare(text: str) -> PreparedMessage:
     return PreparedMessage(text.encode("utf-8"), False, False, False)
 
 
+# A socket is written at most this much at a time (Twisted's transport buffer size), then asked whether its
+# client still takes frames.
+WRITE_CHUNK_BYTES = 64 * 1024
+
+
 def write(protocol: Any, prepared: list[PreparedMessage]) -> None:
     """Several messages in one write: a WebSocket frame is self-delimiting, so the client still reads one
     frame per message. With compression negotiated each goes through autobahn's own path."""

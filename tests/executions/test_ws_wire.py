@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from functools import partial
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet import abstract
 
 from executions.consumers import ExecutionConsumer
-from executions.ws_wire import Wire, protocol_of
+from executions.ws_wire import WRITE_CHUNK_BYTES, Wire, protocol_of
 
 EXECUTION = "00000000-0000-0000-0000-00000000000a"
 
@@ -21,6 +23,15 @@ class FakeTransport:
 
     def write(self, data: bytes) -> None:
         self.chunks.append(data)
+
+
+class UnreadTransport(abstract.FileDescriptor):
+    """Twisted's own write buffer and producer pausing, never flushed: a client that reads nothing."""
+
+    connected = True
+
+    def startWriting(self) -> None:  # noqa: N802
+        pass
 
 
 def fake_protocol() -> WebSocketServerProtocol:
@@ -125,6 +136,61 @@ def test_ws_wire_skips_a_stalled_or_closed_socket():
     # then neither writes; the pump notes where the stalled client stands
     assert stalled._protocol.transport.chunks == [] and closing._protocol.transport.chunks == []
     assert len(stalled.outbox.messages) == 1 and len(closing.outbox.messages) == 1
+
+
+def drain(transport: UnreadTransport) -> bytes:
+    """What Twisted does once the client has read the buffer: empty it and resume the producer."""
+    data = b"".join(transport._tempDataBuffer)
+    transport._tempDataBuffer.clear()
+    transport._tempDataLen = 0
+    transport.producerPaused = False
+    transport.producer.resumeProducing()
+    return data
+
+
+def test_ws_wire_writes_a_large_message_one_buffer_at_a_time_while_the_client_reads():
+    # given a socket at seq 3 on Twisted's transport, its outbox registered as the producer, and a client that
+    # has not read yet
+    protocol = fake_protocol()
+    protocol.transport = UnreadTransport()
+    consumer = consumer_on(protocol)
+    assert consumer.outbox.attach(protocol.transport)
+    # when one transaction's message of 40 frames of ~8 KB each (320 KB) arrives
+    big = [{**frame(seq), "message": "x" * 8000} for seq in range(4, 43)] + [frame(43, "completed")]
+    consumer._on_hub_message(message(*big))
+    # then about one buffer was written, whole frames in order from seq 4, and the rest waits (a reference to
+    # the shared message, nothing copied and nothing read back from PostgreSQL later)
+    first = b"".join(protocol.transport._tempDataBuffer)
+    assert WRITE_CHUNK_BYTES < len(first) <= 2 * WRITE_CHUNK_BYTES
+    assert consumer.outbox.stalled and consumer._rest is not None and not consumer.behind
+    # and each time the client has read the buffer, the pump writes the next one
+    chunks = [drain(protocol.transport)]
+    while consumer._rest is not None:
+        asyncio.run(consumer._write_rest())
+        chunks.append(drain(protocol.transport))
+    got = [f for chunk in chunks for f in read_frames(chunk)]
+    assert [(f["type"], f["seq"]) for f in got] == [("node", s) for s in range(4, 43)] + [
+        ("status", 43),
+        ("complete", 43),
+    ]
+    assert all(len(chunk) <= 2 * WRITE_CHUNK_BYTES for chunk in chunks) and len(chunks) >= 4
+    assert consumer.last_seq[EXECUTION] == 43 and not consumer.behind
+
+
+def test_ws_wire_skips_what_a_catch_up_sent_while_a_message_waited():
+    # given a large message written in part to a client that has not read yet
+    protocol = fake_protocol()
+    protocol.transport = UnreadTransport()
+    consumer = consumer_on(protocol)
+    consumer.outbox.attach(protocol.transport)
+    consumer._on_hub_message(message(*[{**frame(seq), "message": "x" * 8000} for seq in range(4, 44)]))
+    written = [f["seq"] for f in read_frames(drain(protocol.transport))]
+    # when frames up to seq 40 reached the socket another way meanwhile (a catch-up from PostgreSQL)
+    consumer._remember(EXECUTION, 40)
+    asyncio.run(consumer._write_rest())
+    # then the rest of the message writes only what follows
+    assert written[-1] < 40
+    assert [f["seq"] for f in read_frames(drain(protocol.transport))] == [41, 42, 43]
 
 
 def test_ws_wire_finds_daphnes_protocol_behind_channels_send():
