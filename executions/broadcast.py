@@ -24,6 +24,8 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 from django.conf import settings
 
+from core import broker_transport
+
 logger = logging.getLogger(__name__)
 
 EVENT_MESSAGE_TYPE = "execution.event"
@@ -126,9 +128,16 @@ class _DirectPublisher:
         self.layer = layer
         self.prefix = layer._kwargs.get("prefix", "asgi")
         self.hash = _consistent_hash
-        self.clients = [
-            redis.Redis.from_url(host["address"]) for host in decode_hosts(layer._kwargs.get("hosts"))
-        ]
+        hosts = decode_hosts(layer._kwargs.get("hosts"))
+        self.clients = [redis.Redis.from_url(host["address"]) for host in hosts]
+        # The broker is the same Redis server: the frames go in the next task's own pipeline, ahead of it.
+        broker_url = getattr(settings, "CELERY_BROKER_URL", "") or ""
+        self.ride_with_tasks = (
+            len(hosts) == 1
+            and getattr(settings, "CELERY_BROKER_TRANSPORT", None)
+            == broker_transport.transport_for(broker_url)
+            and broker_transport.same_server(broker_url, hosts[0]["address"])
+        )
 
     @classmethod
     def for_layer(cls, layer: Any) -> _DirectPublisher | None:
@@ -139,23 +148,53 @@ class _DirectPublisher:
             return None
         return cls(layer)
 
-    def publish(self, frames: list[dict[str, Any]], account_id: str) -> None:
+    def commands(self, frames: list[dict[str, Any]], account_id: str) -> dict[int, list[tuple[str, bytes]]]:
+        """shard → the (channel, data) PUBLISHes of these frames."""
         by_execution: dict[str, list[dict[str, Any]]] = {}
         for frame in frames:
             by_execution.setdefault(frame["execution_id"], []).append(frame)
-        pipes: dict[int, Any] = {}
+        by_shard: dict[int, list[tuple[str, bytes]]] = {}
         for execution_id, batch in by_execution.items():
             data = self.layer.serialize(
                 {"type": EVENTS_MESSAGE_TYPE, "frames": batch, "account_id": account_id}
             )
             for group in (execution_group(execution_id), account_group(account_id)):
                 name = f"{self.prefix}__group__{group}"
-                shard = self.hash(name, len(self.clients))
-                if shard not in pipes:
-                    pipes[shard] = self.clients[shard].pipeline(transaction=False)
-                pipes[shard].publish(name, data)
-        for pipe in pipes.values():
-            pipe.execute()
+                by_shard.setdefault(self.hash(name, len(self.clients)), []).append((name, data))
+        return by_shard
+
+    def execute(self, by_shard: dict[int, list[tuple[str, bytes]]]) -> None:
+        """Send them, one pipeline per shard; never raises (a lost frame is replayed from PostgreSQL)."""
+        try:
+            for shard, commands in by_shard.items():
+                pipe = self.clients[shard].pipeline(transaction=False)
+                for name, data in commands:
+                    pipe.publish(name, data)
+                pipe.execute()
+        except Exception:
+            logger.warning("broadcast of %d message(s) failed", len(by_shard), exc_info=True)
+
+    def publish(
+        self, frames: list[dict[str, Any]], account_id: str, then: Callable[[], None] | None = None
+    ) -> None:
+        """Send the frames, then run `then`; when `then` publishes a task on the same server, in its round trip."""
+        try:
+            by_shard = self.commands(frames, account_id)
+        except Exception:
+            logger.warning("broadcast of %d event(s) failed", len(frames), exc_info=True)
+            by_shard = {}
+        if then is not None and self.ride_with_tasks and len(by_shard) == 1:
+            (commands,) = by_shard.values()
+            sent = False
+            try:
+                sent = broker_transport.publish_with_next_put(commands, then)
+            finally:
+                if not sent:  # no task went out (the execution ended, or the put was retried alone)
+                    self.execute(by_shard)
+            return
+        self.execute(by_shard)
+        if then is not None:
+            then()
 
 
 _direct: list[_DirectPublisher | None] = []
@@ -167,18 +206,17 @@ def _direct_publisher() -> _DirectPublisher | None:
     return _direct[0]
 
 
-def _publish_direct(frames: list[dict[str, Any]], account_id: str) -> bool:
-    """Publish on the caller's thread when no earlier frames of this process are still queued (they must go
-    first); False when that is not possible (frames queued, another kind of layer, an error)."""
+def _publish_direct(
+    frames: list[dict[str, Any]], account_id: str, then: Callable[[], None] | None = None
+) -> bool:
+    """Publish on the caller's thread, then run `then`, when no earlier frames of this process are still queued
+    (they must go first); False (nothing done) when that is not possible (frames queued, another kind of layer)."""
     if _sender is not None and _sender.pid == os.getpid() and _sender.pending:
         return False
     publisher = _direct_publisher()
     if publisher is None:
         return False
-    try:
-        publisher.publish(frames, account_id)
-    except Exception:  # the events are durable in PostgreSQL; a subscriber catches up by seq
-        logger.warning("broadcast of %d event(s) failed", len(frames), exc_info=True)
+    publisher.publish(frames, account_id, then)
     return True
 
 
@@ -190,8 +228,7 @@ def broadcast_frames(
     `then` (publishing the next node's task) runs on the caller's thread once these frames, and every frame
     submitted before them, have been handed to the channel layer: a subscriber sees a node finish before the
     next one can start."""
-    if frames and then is not None and _uses_redis() and _publish_direct(frames, str(account_id)):
-        then()
+    if frames and then is not None and _uses_redis() and _publish_direct(frames, str(account_id), then):
         return
     if frames or then is not None:
         if _uses_redis():

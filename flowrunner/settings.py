@@ -10,8 +10,8 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
+from core.broker_transport import transport_for
 from core.durations import DurationError, parse_duration
-from flowrunner.broker_transport import transport_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(os.environ.get("FLOWRUNNER_ENV_FILE", BASE_DIR / ".env"), override=False)
@@ -281,7 +281,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
-# A plain redis:// broker publishes through one Redis client per channel (flowrunner/broker_transport.py).
+# A plain redis:// broker publishes through one Redis client per channel (core/broker_transport.py).
 CELERY_BROKER_TRANSPORT = transport_for(CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 # Beat reads its periodic tasks (the reaper, every schedule) from PostgreSQL: django-celery-beat's

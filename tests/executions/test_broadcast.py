@@ -72,3 +72,33 @@ def test_broadcast_only_pubsub_layers_with_plain_addresses_publish_directly():
     assert broadcast._DirectPublisher.for_layer(pubsub) is not None
     assert broadcast._DirectPublisher.for_layer(sentinel) is None
     assert broadcast._DirectPublisher.for_layer(object()) is None
+
+
+def test_broadcast_frames_ride_with_the_next_task_or_go_alone_when_there_is_none(monkeypatch):
+    # given a direct publisher on the broker's own Redis server
+    publisher = broadcast._DirectPublisher.for_layer(RedisHubChannelLayer(hosts=[settings.REDIS_URL]))
+    assert publisher is not None and publisher.ride_with_tasks
+    offered: list[Any] = []
+    alone: list[Any] = []
+
+    def ride(commands, then):
+        offered.append(commands)
+        then()
+        return put
+
+    monkeypatch.setattr(broadcast.broker_transport, "publish_with_next_put", ride)
+    monkeypatch.setattr(publisher, "execute", alone.append)
+    ran: list[int] = []
+    # when the next task is published by `then`
+    put = True
+    publisher.publish(_frames("e1", 4), "a1", lambda: ran.append(1))
+    # then the frames were handed to that publish (both groups), and not sent again
+    assert len(offered) == 1 and [name for name, _ in offered[0]] == [
+        "asgi__group__execution.e1",
+        "asgi__group__account.a1",
+    ]
+    assert alone == [] and ran == [1]
+    # and when `then` published nothing, they are sent on their own
+    put = False
+    publisher.publish(_frames("e1", 5), "a1", lambda: ran.append(2))
+    assert len(alone) == 1 and ran == [1, 2]

@@ -1,0 +1,129 @@
+"""The broker transport: one publishing Redis client per channel, messages delivered as with kombu's own."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+from django.conf import settings
+from kombu import Connection, Exchange, Queue
+
+from core import broker_transport
+from flowrunner.celery import app
+
+pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (FLOWRUNNER_REDIS_URL)")
+
+
+@pytest.fixture
+def connection():
+    conn = Connection(settings.REDIS_URL, transport=broker_transport.transport_for("redis://"))
+    yield conn
+    conn.release()
+
+
+def _publish(conn: Connection, queue: Queue, body: dict) -> None:
+    conn.Producer().publish(body, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue])
+
+
+def test_broker_transport_only_for_plain_redis_urls():
+    # given broker URLs of each kind / when the transport is chosen / then only plain redis:// gets ours
+    assert (
+        broker_transport.transport_for("redis://:secret@broker:6379/0") == "core.broker_transport:Transport"
+    )
+    assert broker_transport.transport_for("rediss://broker:6380/0") is None
+    assert broker_transport.transport_for("sentinel://broker:26379") is None
+    assert broker_transport.transport_for("memory://localhost/") is None
+
+
+def test_broker_transport_is_the_celery_apps_for_a_redis_broker():
+    # given the tests' Redis broker / when the app opens a connection / then its channels are ours
+    channel = app.connection_for_write().default_channel
+    assert isinstance(channel, broker_transport.Channel)
+
+
+def test_broker_transport_reuses_one_client_and_delivers_every_message(connection):
+    # given a queue on a channel of the transport
+    name = f"transport-{uuid.uuid4().hex}"
+    queue = Queue(name, Exchange(name), name)
+    channel = connection.default_channel
+    # when three messages are published
+    for n in range(3):
+        _publish(connection, queue, {"n": n})
+    # then one client published them all, and all three arrive in order
+    assert channel._create_client() is channel._create_client()
+    received = []
+    with connection.Consumer(
+        [queue], callbacks=[lambda body, message: (received.append(body), message.ack())]
+    ):
+        while len(received) < 3:
+            connection.drain_events(timeout=5)
+    assert received == [{"n": 0}, {"n": 1}, {"n": 2}]
+    queue(channel).delete()
+
+
+def test_broker_transport_new_pool_gets_a_new_client(connection):
+    # given a channel whose publishing client exists
+    channel = connection.default_channel
+    before = channel._create_client()
+    # when its pool is dropped (what kombu does when the connection breaks)
+    channel._disconnect_pools()
+    after = channel._create_client()
+    # then the next publish uses a client on the new pool, not the old one
+    assert after is not before
+    assert after.connection_pool is channel.pool
+    assert after.ping()
+
+
+def test_broker_transport_same_server_ignores_the_database_only():
+    # given broker and channel-layer URLs / then only the same server (any database) counts
+    assert broker_transport.same_server("redis://:pw@h:6379/0", "redis://:pw@h/3")
+    assert not broker_transport.same_server("redis://h:6379/0", "redis://h:6380/0")
+    assert not broker_transport.same_server("redis://:pw@h/0", "redis://:other@h/0")
+    assert not broker_transport.same_server("rediss://h/0", "rediss://h/0")  # not this transport
+
+
+def test_broker_transport_publishes_ride_ahead_of_the_next_message_in_one_round_trip(connection, monkeypatch):
+    # given a queue, a subscriber of a pub/sub channel, and every pipeline this process sends recorded
+    name = f"transport-{uuid.uuid4().hex}"
+    queue = Queue(name, Exchange(name), name)
+    listener = redis.Redis.from_url(settings.REDIS_URL).pubsub()
+    listener.subscribe(name)
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    _publish(connection, queue, {"n": 0})  # declares the queue (its own pipelines) once
+    sent: list[list[str]] = []
+    execute = redis.client.Pipeline.execute
+
+    def recording(pipe, *args, **kwargs):
+        sent.append([command[0][0] for command in pipe.command_stack])
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", recording)
+    # when two PUBLISHes ride with a task message published in the block
+    rode = broker_transport.publish_with_next_put(
+        [(name, b"frame-1"), (name, b"frame-2")], lambda: _publish(connection, queue, {"n": 1})
+    )
+    # then they went in the message's own pipeline, before its LPUSH: one round trip, in order
+    assert rode is True
+    assert sent == [["PUBLISH", "PUBLISH", "LPUSH"]]
+    assert [listener.get_message(timeout=5)["data"] for _ in range(2)] == [b"frame-1", b"frame-2"]
+    received = []
+    with connection.Consumer(
+        [queue], callbacks=[lambda body, message: (received.append(body), message.ack())]
+    ):
+        while len(received) < 2:
+            connection.drain_events(timeout=5)
+    assert received == [{"n": 0}, {"n": 1}]
+    # and the next message, outside the block, is put alone
+    sent.clear()
+    _publish(connection, queue, {"n": 2})
+    assert sent == []
+    listener.close()
+    queue(connection.default_channel).delete()
+
+
+def test_broker_transport_publishes_that_found_no_message_are_left_to_the_caller(connection):
+    # given a block that puts no message (the execution ended: no next task)
+    # when PUBLISHes are offered to ride / then the caller is told to send them itself, and none is left over
+    assert broker_transport.publish_with_next_put([("nowhere", b"x")], lambda: None) is False
+    assert getattr(broker_transport._riders, "commands", None) is None
