@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -97,7 +98,17 @@ async def _connect(bench: Bench, out: Receipts) -> Any:
     raise AssertionError("unreachable")
 
 
-async def _subscribe(bench: Bench, sub: Subscriber, ready: asyncio.Event, out: Receipts) -> None:
+def _quiet_collector() -> None:
+    """Before a measured window: the driver's objects so far (its sockets, their buffers) leave the collector's
+    generations, so that a full collection scanning thousands of sockets' objects (measured up to 270 ms in the
+    driver) is not counted as frame latency on either side. `gc.unfreeze()` after the window."""
+    gc.collect()
+    gc.freeze()
+
+
+async def _subscribe(
+    bench: Bench, sub: Subscriber, ready: asyncio.Event, out: Receipts, hold: asyncio.Event | None = None
+) -> None:
     try:
         async with await _connect(bench, out) as ws:
             await ws.send(json.dumps({"type": "subscribe", "execution_id": sub.execution_id}))
@@ -111,6 +122,10 @@ async def _subscribe(bench: Bench, sub: Subscriber, ready: asyncio.Event, out: R
                 frame = json.loads(raw)
                 if frame["type"] == "complete":
                     sub.complete = True
+                    if (
+                        hold is not None
+                    ):  # stay connected, as the baseline's connections do, until the round ends
+                        await hold.wait()
                     break
                 if frame["type"] in LIVE_TYPES and frame["seq"] > sub.snapshot_seq:
                     out.latencies.append((now - _sent_at(frame)) * 1000)
@@ -170,10 +185,11 @@ async def _flowrunner_round(
     subs = [Subscriber(ids[i % len(ids)]) for i in range(subscribers)]
     gate = asyncio.Semaphore(CONNECT_PARALLEL)
     readies = [asyncio.Event() for _ in subs]
+    hold = asyncio.Event()
 
     async def opened(sub: Subscriber, ready: asyncio.Event) -> None:
         async with gate:
-            task = asyncio.create_task(_subscribe(bench, sub, ready, out))
+            task = asyncio.create_task(_subscribe(bench, sub, ready, out, hold))
             await asyncio.wait([task, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
         await task
 
@@ -185,9 +201,19 @@ async def _flowrunner_round(
             raise failed[0].exception()
         if hooks is not None:
             await asyncio.to_thread(hooks.before_resume)
+        _quiet_collector()
     finally:
         await asyncio.to_thread(bench.stack.resume)
-    await wait_executions(ids, TIMEOUT)
+    try:
+        await wait_executions(ids, TIMEOUT)
+        # Every subscriber stays connected until all have `complete` (or the grace ends): closing sockets while
+        # others still receive would be counted as their latency, and the baseline closes nothing meanwhile.
+        deadline = time.monotonic() + GRACE
+        while not all(sub.complete for sub in subs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        gc.unfreeze()
+        hold.set()
     _, pending = await asyncio.wait(tasks, timeout=GRACE)
     for task in pending:
         task.cancel()
@@ -252,10 +278,12 @@ async def _baseline_round(
 
     readers = [asyncio.create_task(receive(p, r)) for p, r in zip(pubsubs, subscribed, strict=True)]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in subscribed)), TIMEOUT)
+    _quiet_collector()
     await asyncio.to_thread(lambda: group(publish.s(n, count, gap, filler) for n in names).apply_async())
     try:
         await asyncio.gather(*readers)
     finally:
+        gc.unfreeze()
         for pubsub, client in zip(pubsubs, clients, strict=True):
             await pubsub.aclose()
             await client.aclose()
