@@ -15,8 +15,10 @@ from urllib.parse import urlsplit
 from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
-# PUBLISH commands (channel, data) waiting for the next message this thread puts on a queue.
+# PUBLISH commands (channel, data) waiting for the next message this thread puts on a queue of the Redis server
+# they are meant for: `_riders.server`, `_riders.commands`.
 _riders = threading.local()
+DEFAULT_PORT = 6379
 
 
 class Channel(kombu_redis.Channel):
@@ -32,10 +34,14 @@ class Channel(kombu_redis.Channel):
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         riders = getattr(_riders, "commands", None)
-        if not riders or kwargs.get("_publish_batch") is not None:
+        if (
+            not riders
+            or kwargs.get("_publish_batch") is not None
+            or self.global_keyprefix  # it would rename the PUBLISH channels too
+            or getattr(_riders, "server", None) != self._server()
+        ):
             super()._put(queue, message, **kwargs)
             return
-        _riders.commands = None
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
             for channel, data in riders:
@@ -45,6 +51,12 @@ class Channel(kombu_redis.Channel):
                 for priority in self.priority_steps:
                     pipe.pexpire(self._q_for_pri(queue, priority), self._expires[queue])
             pipe.execute()
+        # Only once they went through: a put that failed and is retried by kombu carries them again.
+        _riders.commands = None
+
+    def _server(self) -> tuple[Any, ...]:
+        client = self.connection.client
+        return (client.hostname, client.port or DEFAULT_PORT, client.userid or None, client.password or None)
 
 
 class Transport(kombu_redis.Transport):
@@ -56,11 +68,14 @@ def transport_for(url: str) -> str | None:
     return f"{__name__}:Transport" if url.split("://", 1)[0] == "redis" else None
 
 
-def publish_with_next_put(commands: list[tuple[str, bytes]], publish: Callable[[], None]) -> bool:
-    """Run `publish`; the first message it puts on a queue through this transport goes in one pipeline after
-    these PUBLISH commands (one round trip, and Redis runs them first). → False when none was put (or the put
-    failed and kombu's retry sent the message alone): the caller sends them itself."""
-    _riders.commands = list(commands)
+def publish_with_next_put(
+    commands: list[tuple[str, bytes]], publish: Callable[[], None], *, server_url: str
+) -> bool:
+    """Run `publish`; the first message it puts on a queue of the Redis server at `server_url` through this
+    transport goes in one pipeline after these PUBLISH commands (one round trip, and Redis runs them first).
+    → False when no such put went through (none was made, it went to another server, or it failed): the
+    caller sends them itself."""
+    _riders.server, _riders.commands = server_of(server_url), list(commands)
     try:
         publish()
     finally:
@@ -68,16 +83,8 @@ def publish_with_next_put(commands: list[tuple[str, bytes]], publish: Callable[[
     return not left
 
 
-def same_server(broker_url: str, url: str) -> bool:
-    """Whether this transport serves `broker_url` and `url` names the same Redis server (any database: a PUBLISH
-    reaches every database's subscribers)."""
-    if transport_for(broker_url) is None:
-        return False
-    a, b = urlsplit(broker_url), urlsplit(url)
-    return (a.scheme, a.hostname, a.port or 6379, a.username, a.password) == (
-        b.scheme,
-        b.hostname,
-        b.port or 6379,
-        b.username,
-        b.password,
-    )
+def server_of(url: str) -> tuple[Any, ...]:
+    """(host, port, user, password) of a Redis URL: the server, whichever database (a PUBLISH reaches every
+    database's subscribers)."""
+    parts = urlsplit(url)
+    return (parts.hostname, parts.port or DEFAULT_PORT, parts.username or None, parts.password or None)

@@ -130,14 +130,16 @@ class _DirectPublisher:
         self.hash = _consistent_hash
         hosts = decode_hosts(layer._kwargs.get("hosts"))
         self.clients = [redis.Redis.from_url(host["address"]) for host in hosts]
-        # The broker is the same Redis server: the frames go in the next task's own pipeline, ahead of it.
+        # With one server and FlowRunner's broker transport, the frames go in the next task's own pipeline,
+        # ahead of it, when that task goes to this same server (the transport checks its own connection).
         broker_url = getattr(settings, "CELERY_BROKER_URL", "") or ""
+        transport = broker_transport.transport_for(broker_url)
         self.ride_with_tasks = (
             len(hosts) == 1
-            and getattr(settings, "CELERY_BROKER_TRANSPORT", None)
-            == broker_transport.transport_for(broker_url)
-            and broker_transport.same_server(broker_url, hosts[0]["address"])
+            and transport is not None
+            and getattr(settings, "CELERY_BROKER_TRANSPORT", None) == transport
         )
+        self.address = hosts[0]["address"] if hosts else ""
 
     @classmethod
     def for_layer(cls, layer: Any) -> _DirectPublisher | None:
@@ -187,7 +189,7 @@ class _DirectPublisher:
             (commands,) = by_shard.values()
             sent = False
             try:
-                sent = broker_transport.publish_with_next_put(commands, then)
+                sent = broker_transport.publish_with_next_put(commands, then, server_url=self.address)
             finally:
                 if not sent:  # no task went out (the execution ended, or the put was retried alone)
                     self.execute(by_shard)

@@ -249,6 +249,8 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
             try:
                 while self.outbox.messages:
                     await self._write_rest()  # first: its frames come before the queued ones
+                    if not self.outbox.messages:  # cleared meanwhile: the connection is closing
+                        break
                     await self.execution_events(self.outbox.messages.popleft())
                 await self._write_rest()
                 if self.behind and not self.outbox.stalled and self._rest is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -75,12 +76,11 @@ def test_broker_transport_new_pool_gets_a_new_client(connection):
     assert after.ping()
 
 
-def test_broker_transport_same_server_ignores_the_database_only():
-    # given broker and channel-layer URLs / then only the same server (any database) counts
-    assert broker_transport.same_server("redis://:pw@h:6379/0", "redis://:pw@h/3")
-    assert not broker_transport.same_server("redis://h:6379/0", "redis://h:6380/0")
-    assert not broker_transport.same_server("redis://:pw@h/0", "redis://:other@h/0")
-    assert not broker_transport.same_server("rediss://h/0", "rediss://h/0")  # not this transport
+def test_broker_transport_server_of_ignores_the_database_only():
+    # given Redis URLs / then a server is its host, port and credentials, whichever database
+    assert broker_transport.server_of("redis://:pw@h:6379/0") == broker_transport.server_of("redis://:pw@h/3")
+    assert broker_transport.server_of("redis://h:6379/0") != broker_transport.server_of("redis://h:6380/0")
+    assert broker_transport.server_of("redis://:pw@h/0") != broker_transport.server_of("redis://:other@h/0")
 
 
 def test_broker_transport_publishes_ride_ahead_of_the_next_message_in_one_round_trip(connection, monkeypatch):
@@ -101,7 +101,9 @@ def test_broker_transport_publishes_ride_ahead_of_the_next_message_in_one_round_
     monkeypatch.setattr(redis.client.Pipeline, "execute", recording)
     # when two PUBLISHes ride with a task message published in the block
     rode = broker_transport.publish_with_next_put(
-        [(name, b"frame-1"), (name, b"frame-2")], lambda: _publish(connection, queue, {"n": 1})
+        [(name, b"frame-1"), (name, b"frame-2")],
+        lambda: _publish(connection, queue, {"n": 1}),
+        server_url=settings.REDIS_URL,
     )
     # then they went in the message's own pipeline, before its LPUSH: one round trip, in order
     assert rode is True
@@ -125,5 +127,52 @@ def test_broker_transport_publishes_ride_ahead_of_the_next_message_in_one_round_
 def test_broker_transport_publishes_that_found_no_message_are_left_to_the_caller(connection):
     # given a block that puts no message (the execution ended: no next task)
     # when PUBLISHes are offered to ride / then the caller is told to send them itself, and none is left over
-    assert broker_transport.publish_with_next_put([("nowhere", b"x")], lambda: None) is False
+    assert (
+        broker_transport.publish_with_next_put([("nowhere", b"x")], lambda: None, server_url="redis://h")
+        is False
+    )
     assert getattr(broker_transport._riders, "commands", None) is None
+
+
+def test_broker_transport_publishes_meant_for_another_server_do_not_ride(connection, monkeypatch):
+    # given a message put on the broker while the PUBLISHes are meant for another Redis server
+    name = f"transport-{uuid.uuid4().hex}"
+    queue = Queue(name, Exchange(name), name)
+    _publish(connection, queue, {"n": 0})
+    # when the message is put / then it goes alone and the caller is told to send the PUBLISHes itself
+    other = "redis://elsewhere.invalid:6390/0"
+    assert (
+        broker_transport.publish_with_next_put(
+            [(name, b"x")], lambda: _publish(connection, queue, {"n": 1}), server_url=other
+        )
+        is False
+    )
+    queue(connection.default_channel).delete()
+
+
+def test_broker_transport_a_put_that_failed_leaves_its_publishes_to_the_caller(connection, monkeypatch):
+    # given a queue, and a Redis pipeline that fails once (the connection dropped mid-send)
+    name = f"transport-{uuid.uuid4().hex}"
+    queue = Queue(name, Exchange(name), name)
+    _publish(connection, queue, {"n": 0})
+    execute = redis.client.Pipeline.execute
+    failures = [redis.ConnectionError("dropped")]
+
+    def failing(pipe, *args, **kwargs):
+        if failures:
+            raise failures.pop()
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", failing)
+
+    def publish() -> None:
+        with contextlib.suppress(
+            redis.ConnectionError
+        ):  # what executions.dispatch does with a failed publish
+            _publish(connection, queue, {"n": 1})
+
+    # when the PUBLISHes were offered to that put
+    rode = broker_transport.publish_with_next_put([(name, b"frame")], publish, server_url=settings.REDIS_URL)
+    # then the caller is told they were not sent (so it sends them: no frame is lost)
+    assert rode is False
+    queue(connection.default_channel).delete()

@@ -81,7 +81,8 @@ def test_broadcast_frames_ride_with_the_next_task_or_go_alone_when_there_is_none
     offered: list[Any] = []
     alone: list[Any] = []
 
-    def ride(commands, then):
+    def ride(commands, then, *, server_url):
+        assert server_url == settings.REDIS_URL
         offered.append(commands)
         then()
         return put
