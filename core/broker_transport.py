@@ -75,7 +75,7 @@ def publish_with_next_put(
     transport goes in one pipeline after these PUBLISH commands (one round trip, and Redis runs them first).
     → False when no such put went through (none was made, it went to another server, or it failed): the
     caller sends them itself."""
-    _riders.server, _riders.commands = server_of(server_url), list(commands)
+    _riders.server, _riders.commands = server_of(server_url), commands
     try:
         publish()
     finally:

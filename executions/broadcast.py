@@ -191,7 +191,7 @@ class _DirectPublisher:
             try:
                 sent = broker_transport.publish_with_next_put(commands, then, server_url=self.address)
             finally:
-                if not sent:  # no task went out (the execution ended, or the put was retried alone)
+                if not sent:  # no put took them: none was made (the execution ended), or it failed
                     self.execute(by_shard)
             return
         self.execute(by_shard)

@@ -134,7 +134,7 @@ def test_broker_transport_publishes_that_found_no_message_are_left_to_the_caller
     assert getattr(broker_transport._riders, "commands", None) is None
 
 
-def test_broker_transport_publishes_meant_for_another_server_do_not_ride(connection, monkeypatch):
+def test_broker_transport_publishes_meant_for_another_server_do_not_ride(connection):
     # given a message put on the broker while the PUBLISHes are meant for another Redis server
     name = f"transport-{uuid.uuid4().hex}"
     queue = Queue(name, Exchange(name), name)
