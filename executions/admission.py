@@ -68,15 +68,20 @@ SELECT
 """
 
 
+def is_bounded(*, concurrency: int | None) -> bool:
+    """Whether a new execution of a flow with this `metadata.concurrency` must ask for admission."""
+    return bool(concurrency) or account_limit() is not None
+
+
 def reason_to_wait(*, account_id: Any, flow_id: str, concurrency: int | None) -> str:
     """Inside the transaction that creates a new execution of the flow, before creating it: '' when it may
     start now, else why it waits. Unbounded (no flow or account bound) costs nothing; bounded, it takes the
     account's lock for the rest of the transaction. A new execution also waits behind one of its flow already
     waiting, whatever the slots say (FIFO per flow: the admission after the end that freed a slot starts the
     older one first)."""
-    limit = account_limit()
-    if not concurrency and limit is None:
+    if not is_bounded(concurrency=concurrency):
         return ""
+    limit = account_limit()
     _lock(account_id)
     with connection.cursor() as cursor:
         cursor.execute(

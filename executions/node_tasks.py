@@ -57,18 +57,22 @@ def context_bytes(node: NodeSpec, *, parts: bool = False) -> int:
     return int(settings.FLOWRUNNER_TASK_CONTEXT_BYTES)
 
 
+def carries_context(execution: Execution, node: NodeSpec) -> bool:
+    """Whether a new execution's first node task carries its document to run ahead of its claim: a pure node
+    whose document fits in its task."""
+    limit = context_bytes(node)
+    return bool(limit) and len(json.dumps(execution.data)) + len(json.dumps(execution.node_outputs)) <= limit
+
+
 def first_context(
     execution: Execution, node: NodeSpec, *, has_secrets: Callable[[], bool]
 ) -> dict[str, Any] | None:
     """What a new execution's first node task carries to run ahead of its claim (the execution as a claim would
     return it), or None when that node is claimed first or its document is too big to carry. `has_secrets` is
     asked (a query) only for a context that is carried."""
-    limit = context_bytes(node)
-    if not limit:
+    if not carries_context(execution, node):
         return None
     data, outputs = execution.data, execution.node_outputs
-    if len(json.dumps(data)) + len(json.dumps(outputs)) > limit:
-        return None
     return {
         "node_id": node.id,
         "execution": {

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from accounts.models import Account
-from accounts.selectors import account_has_secrets
 from core import metrics
 from core.errors import Conflict, NotFound, ValidationFailed
 from executions import admission, callbacks, dispatch, idempotency, lifecycle, transitions
 from executions.events import locked_execution_work
-from executions.models import Execution, ExecutionStatus, NodeRunStatus
-from executions.node_tasks import enqueue_node_run, first_context
+from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
+from executions.node_tasks import carries_context, enqueue_node_run, first_context
 from flows.dsl.spec import FlowSpec
 from flows.models import Flow, FlowVersion
 from flows.selectors import flow_version_spec
@@ -68,12 +68,16 @@ def execution_start(
     if trigger is None:
         trigger = {"type": "retry", "retry_of": str(retry_of.id)} if retry_of is not None else {"type": "api"}
     try:
-        with transaction.atomic():
+        # Unbounded and in autocommit, the start is one statement, its own transaction. Bounded, the admission's
+        # lock and count share the insert's transaction; inside a caller's transaction a savepoint keeps a
+        # repeated key's IntegrityError from aborting it.
+        single = not admission.is_bounded(concurrency=spec.concurrency) and not connection.in_atomic_block
+        with contextlib.nullcontext() if single else transaction.atomic():
             # Beyond a concurrency bound the execution waits, queued without a node run, for admission.
             waiting = admission.reason_to_wait(
                 account_id=account.id, flow_id=flow.id, concurrency=spec.concurrency
             )
-            execution = Execution.objects.create(
+            execution = Execution(
                 account=account,
                 flow=flow,
                 flow_version=version,
@@ -89,26 +93,24 @@ def execution_start(
                 waiting_reason=waiting,
                 start_node=first if waiting else "",
             )
-            # A new row nobody else can see yet: its events go in one batch like a locked execution's.
+            node = spec.nodes[first]
             # A pure first node runs ahead of its claim, from the document its task carries.
-            context = (
+            ahead = not waiting and carries_context(execution, node)
+            node_run = (
                 None
                 if waiting
-                else first_context(
-                    execution, spec.nodes[first], has_secrets=lambda: account_has_secrets(account=account)
+                else NodeRun(
+                    execution=execution, node_id=first, step=1, task_id=str(uuid.uuid4()) if ahead else ""
                 )
             )
-            with locked_execution_work(execution):
-                transitions.record_status(execution)
-                if not waiting:
-                    node_run = transitions.node_run_create(
-                        execution=execution,
-                        node_id=first,
-                        step=1,
-                        task_id=str(uuid.uuid4()) if context else "",
-                    )
-            if not waiting:
-                enqueue_node_run(node_run, spec.nodes[first], context=context)
+            started = transitions.execution_insert(execution=execution, node_run=node_run)
+            if node_run is not None:
+                context = (
+                    first_context(execution, node, has_secrets=lambda: bool(started["has_secrets"]))
+                    if ahead
+                    else None
+                )
+                enqueue_node_run(node_run, node, context=context)
             transaction.on_commit(lambda: metrics.execution_started(str(trigger.get("type") or "api")))
     except IntegrityError:
         # A concurrent request with the same key won the insert: answer as if it had come first.

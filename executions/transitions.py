@@ -9,10 +9,12 @@ announced that did not happen.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from executions.broadcast import broadcast_frames
@@ -172,6 +174,38 @@ def _call(sql: str, args: list[Any], *, then: Callable[[dict], None] | None = No
     after = (lambda: then(result)) if then is not None else None
     if frames or after is not None:
         transaction.on_commit(lambda: broadcast_frames(frames, account_id=account_id, then=after))
+    return result
+
+
+def _row(instance: models.Model, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every column of an unsaved instance as JSON, defaults and `auto_now_add` applied as a save would."""
+    row: dict[str, Any] = {}
+    for field in type(instance)._meta.concrete_fields:
+        if field.attname in skip:
+            continue
+        value = field.pre_save(instance, add=True)
+        if isinstance(value, uuid.UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        row[field.column] = value
+    return row
+
+
+def execution_insert(*, execution: Execution, node_run: NodeRun | None) -> dict[str, Any]:
+    """Insert a new execution (queued) and, unless it waits for admission, its first node run (queued), with
+    their `status` and `node` events: one statement. Marks both instances saved (the run gets its id) and
+    returns what the start answered, with `has_secrets` (whether the account has secrets)."""
+    execution.last_event_seq = 2 if node_run is not None else 1
+    document = {
+        "execution": _row(execution),
+        "run": _row(node_run, skip=("id", "execution_id")) if node_run is not None else None,
+    }
+    result = _call("SELECT flowrunner_start(%s::jsonb)", [json.dumps(document)])
+    execution._state.adding, execution._state.db = False, connection.alias
+    if node_run is not None:
+        node_run.id = int(result["run"])
+        node_run._state.adding, node_run._state.db = False, connection.alias
     return result
 
 
