@@ -57,3 +57,76 @@ def test_dbpool_a_pool_that_cannot_connect_gives_up_after_its_short_wait():
         assert time.monotonic() - started < dbpool.BUSY_POOL_WAIT / 2
     finally:
         pool.close()
+
+
+def _checked_pool(checks: list[int]) -> ConnectionPool:
+    """A pool wired as the project wires Django's: the round-trip check (counted), wrapped; returns stamped."""
+
+    def counted(conn) -> None:  # noqa: ANN001
+        checks.append(conn.info.backend_pid)
+        ConnectionPool.check_connection(conn)
+
+    pool = ConnectionPool(_conninfo(), min_size=1, max_size=1, timeout=2, check=counted, open=True)
+    pool._check = dbpool._purging(pool._check, pool)
+    pool.putconn = dbpool._stamping(pool.putconn)
+    return pool
+
+
+def _terminate(pid: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def test_dbpool_a_connection_just_returned_is_handed_out_without_a_round_trip():
+    # Given a pool whose one connection was just used and returned
+    checks: list[int] = []
+    pool = _checked_pool(checks)
+    try:
+        with pool.connection() as first:
+            first.execute("SELECT 1")
+        checks.clear()
+        # When it is asked for again at once
+        with pool.connection() as again:
+            value = again.execute("SELECT 2").fetchone()[0]
+        # Then it was handed out without the round-trip check, and works
+        assert checks == [] and value == 2
+    finally:
+        pool.close()
+
+
+def test_dbpool_a_connection_the_server_terminated_is_checked_and_replaced():
+    # Given a pool whose one connection was just returned, then terminated by the server
+    checks: list[int] = []
+    pool = _checked_pool(checks)
+    try:
+        with pool.connection() as first:
+            pid = first.info.backend_pid
+        _terminate(pid)
+        time.sleep(0.2)  # the server's goodbye reaches the socket
+        checks.clear()
+        # When a connection is asked for
+        with pool.connection() as replaced:
+            value = replaced.execute("SELECT 3").fetchone()[0]
+            new_pid = replaced.info.backend_pid
+        # Then the dead one was checked (its socket had something to read), dropped, and a new one serves
+        assert checks[:1] == [pid] and new_pid != pid and value == 3
+    finally:
+        pool.close()
+
+
+def test_dbpool_a_connection_idle_for_longer_gets_the_round_trip_check(monkeypatch):
+    # Given a connection returned longer ago than the quiet window
+    monkeypatch.setattr(dbpool, "QUIET_CHECK_SECONDS", 0.0)
+    checks: list[int] = []
+    pool = _checked_pool(checks)
+    try:
+        with pool.connection() as first:
+            pid = first.info.backend_pid
+        checks.clear()
+        # When it is asked for
+        with pool.connection() as again:
+            again.execute("SELECT 1")
+        # Then the round-trip check ran on it
+        assert checks == [pid]
+    finally:
+        pool.close()
