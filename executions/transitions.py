@@ -178,11 +178,14 @@ def _call(sql: str, args: list[Any], *, then: Callable[[dict], None] | None = No
 
 
 def _row(instance: models.Model, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Every column of an unsaved instance as JSON, defaults and `auto_now_add` applied as a save would."""
+    """Every column of an unsaved instance as JSON, defaults and `auto_now_add` applied as a save would (plain
+    values only: a field the database computes, by `db_default` or as a generated column, is refused)."""
     row: dict[str, Any] = {}
     for field in type(instance)._meta.concrete_fields:
         if field.attname in skip:
             continue
+        if getattr(field, "generated", False) or field.has_db_default():
+            raise TypeError(f"{field.name}: a value the database computes cannot be sent in a row")
         value = field.pre_save(instance, add=True)
         if isinstance(value, uuid.UUID):
             value = str(value)

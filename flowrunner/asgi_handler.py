@@ -22,6 +22,7 @@ from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponseBase
 
 # Threads kept for later requests; beyond this many idle ones a returned thread is let go. As many requests
@@ -42,10 +43,19 @@ class RequestThreads:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowrunner-request")
 
     def release(self, executor: ThreadPoolExecutor) -> None:
+        """Keep an executor whose request ran to its end (its thread is idle) for the next request."""
         if len(self._idle) < self.max_idle:
             self._idle.append(executor)
         else:
             executor.shutdown(wait=False)
+
+    def retire(self, executor: ThreadPoolExecutor) -> None:
+        """Let go of an executor whose request was cancelled or failed: its thread may still be running the view
+        (a thread cannot be interrupted), so it is never lent again. Once the view is done the thread gives its
+        database connection back to the pool (the request's own request_finished may have been dropped with the
+        cancellation), then ends."""
+        executor.submit(close_old_connections)
+        executor.shutdown(wait=False)
 
     @property
     def idle(self) -> int:
@@ -62,12 +72,19 @@ class SyncChainASGIHandler(ASGIHandler):
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         executor = self.threads.acquire()
+        ended = False
         try:
             # Outermost: Django's own context inside this one then uses this executor.
             async with ThreadSensitiveContext(executor=executor):
                 await super().__call__(scope, receive, send)
+            # Django's handler waits for every call it sent to the thread (the view, the response's close and
+            # request_finished, even after a client disconnect), so a normal return leaves the thread idle.
+            ended = True
         finally:
-            self.threads.release(executor)
+            if ended:
+                self.threads.release(executor)
+            else:  # cancelled (daphne gives up on an app some seconds after its client left) or failed
+                self.threads.retire(executor)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)

@@ -6,8 +6,9 @@ START = r"""
 -- d = {execution: {column: value, ...every column}, run: {column: value, ...every column but id} | null}.
 -- Inserts the execution (its last_event_seq counting the events below), the run if given, a `status` event and
 -- the run's `node` event; returns {run: id, frames, account_id, has_secrets}. Unique violations (a repeated
--- idempotency key) raise as from a plain INSERT. Rows come whole from the caller, so a column added later needs
--- no change here.
+-- idempotency key) raise as from a plain INSERT. Rows come whole from the caller, so a plain column added later
+-- needs no change here (a column with a database-side default or a generated one would: the caller sends a value
+-- for every column).
 CREATE OR REPLACE FUNCTION flowrunner_start(d jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -93,3 +93,47 @@ def test_asgi_handler_threads_lend_a_new_one_when_none_is_idle_and_keep_at_most_
     assert threads.idle == 2
     assert threads.acquire() is lent[1]
     assert lent[2]._shutdown is True and lent[0]._shutdown is False
+
+
+def test_asgi_handler_never_lends_again_a_thread_whose_request_was_cancelled(monkeypatch):
+    # given a view that is still running when its request is cancelled (daphne gives up on an app whose client
+    # left), and a record of the connection clean-up its thread runs afterwards
+    import asyncio
+
+    from flowrunner import asgi_handler
+
+    release, in_view, cleaned = threading.Event(), threading.Event(), threading.Event()
+    chain = django_asgi_app._middleware_chain
+
+    def stuck_chain(request):  # noqa: ANN001, ANN202
+        in_view.set()
+        release.wait(10)
+        return chain(request)
+
+    monkeypatch.setattr(django_asgi_app, "_middleware_chain", stuck_chain)
+    monkeypatch.setattr(asgi_handler, "close_old_connections", cleaned.set)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v1/flows",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost")],
+    }
+
+    async def scenario() -> tuple[list, object]:
+        messages = asyncio.Queue()
+        await messages.put({"type": "http.request", "body": b"", "more_body": False})
+        app = asyncio.ensure_future(django_asgi_app(scope, messages.get, lambda message: asyncio.sleep(0)))
+        await asyncio.get_running_loop().run_in_executor(None, in_view.wait, 10)
+        # when the app is cancelled with its view still running
+        app.cancel()
+        await asyncio.gather(app, return_exceptions=True)
+        return list(django_asgi_app.threads._idle), app
+
+    idle_before = set(map(id, django_asgi_app.threads._idle))
+    idle_after, _ = async_to_sync(scenario)()
+    # then that thread's executor was not put back for another request
+    assert {id(executor) for executor in idle_after} <= idle_before
+    # and once the view ends, the thread hands its database connection back
+    release.set()
+    assert cleaned.wait(10)
