@@ -4,7 +4,6 @@ its claim, and its enqueue on commit."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -64,15 +63,8 @@ def carries_context(execution: Execution, node: NodeSpec) -> bool:
     return bool(limit) and len(json.dumps(execution.data)) + len(json.dumps(execution.node_outputs)) <= limit
 
 
-def first_context(
-    execution: Execution, node: NodeSpec, *, has_secrets: Callable[[], bool]
-) -> dict[str, Any] | None:
-    """What a new execution's first node task carries to run ahead of its claim (the execution as a claim would
-    return it), or None when that node is claimed first or its document is too big to carry. `has_secrets` is
-    asked (a query) only for a context that is carried."""
-    if not carries_context(execution, node):
-        return None
-    data, outputs = execution.data, execution.node_outputs
+def start_context(execution: Execution, node: NodeSpec, *, has_secrets: bool) -> dict[str, Any]:
+    """The context of a first node task that `carries_context`: the execution as a claim would return it."""
     return {
         "node_id": node.id,
         "execution": {
@@ -80,11 +72,11 @@ def first_context(
             "account_id": str(execution.account_id),
             "flow_id": execution.flow_id,
             "flow_version_id": execution.flow_version_id,
-            "data": data,
-            "node_outputs": outputs,
+            "data": execution.data,
+            "node_outputs": execution.node_outputs,
             "steps": execution.steps,
             "progress": execution.progress,
-            "has_secrets": has_secrets(),
+            "has_secrets": has_secrets,
         },
     }
 

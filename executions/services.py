@@ -15,7 +15,7 @@ from core.errors import Conflict, NotFound, ValidationFailed
 from executions import admission, callbacks, dispatch, idempotency, lifecycle, transitions
 from executions.events import locked_execution_work
 from executions.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
-from executions.node_tasks import carries_context, enqueue_node_run, first_context
+from executions.node_tasks import carries_context, enqueue_node_run, start_context
 from flows.dsl.spec import FlowSpec
 from flows.models import Flow, FlowVersion
 from flows.selectors import flow_version_spec
@@ -106,7 +106,7 @@ def execution_start(
             started = transitions.execution_insert(execution=execution, node_run=node_run)
             if node_run is not None:
                 context = (
-                    first_context(execution, node, has_secrets=lambda: bool(started["has_secrets"]))
+                    start_context(execution, node, has_secrets=bool(started["has_secrets"]))
                     if ahead
                     else None
                 )

@@ -199,12 +199,12 @@ def execution_insert(*, execution: Execution, node_run: NodeRun | None) -> dict[
     """Insert a new execution (queued) and, unless it waits for admission, its first node run (queued), with
     their `status` and `node` events: one statement. Marks both instances saved (the run gets its id) and
     returns what the start answered, with `has_secrets` (whether the account has secrets)."""
-    execution.last_event_seq = 2 if node_run is not None else 1
     document = {
         "execution": _row(execution),
         "run": _row(node_run, skip=("id", "execution_id")) if node_run is not None else None,
     }
     result = _call("SELECT flowrunner_start(%s::jsonb)", [json.dumps(document)])
+    execution.last_event_seq = len(result["frames"])
     execution._state.adding, execution._state.db = False, connection.alias
     if node_run is not None:
         node_run.id = int(result["run"])

@@ -61,11 +61,11 @@ def execution(**fields) -> Execution:
     )
 
 
-def test_node_tasks_first_context_is_the_new_execution_as_a_claim_would_return_it(settings):
+def test_node_tasks_start_context_is_the_new_execution_as_a_claim_would_return_it(settings):
     # given a new execution whose first node is a transform
     settings.FLOWRUNNER_TASK_CONTEXT_BYTES = 16_384
     # when its first task's context is built
-    context = node_tasks.first_context(execution(), node("transform"), has_secrets=lambda: True)
+    context = node_tasks.start_context(execution(), node("transform"), has_secrets=True)
     # then it names the node and carries the input as the document, at step 1
     assert context == {
         "node_id": "n",
@@ -83,16 +83,11 @@ def test_node_tasks_first_context_is_the_new_execution_as_a_claim_would_return_i
     }
 
 
-def test_node_tasks_first_context_is_none_for_a_big_document_or_a_kind_with_effects(settings):
+def test_node_tasks_carries_no_context_for_a_big_document_or_a_kind_with_effects(settings):
     # given a 100-byte limit
     settings.FLOWRUNNER_TASK_CONTEXT_BYTES = 100
     # when the input is bigger, or the node is an HTTP call / then the first node is claimed first
-    assert (
-        node_tasks.first_context(
-            execution(data={"x": "y" * 100}), node("transform"), has_secrets=lambda: False
-        )
-        is None
-    )
-    assert node_tasks.first_context(execution(), node("http.request"), has_secrets=lambda: False) is None
+    assert node_tasks.carries_context(execution(data={"x": "y" * 100}), node("transform")) is False
+    assert node_tasks.carries_context(execution(), node("http.request")) is False
     # and a small input of a transform is carried
-    assert node_tasks.first_context(execution(), node("transform"), has_secrets=lambda: False) is not None
+    assert node_tasks.carries_context(execution(), node("transform")) is True
