@@ -140,6 +140,8 @@ class _DirectPublisher:
             and getattr(settings, "CELERY_BROKER_TRANSPORT", None) == transport
         )
         self.address = hosts[0]["address"] if hosts else ""
+        # With Celery's `task-sent` events on, that event joins the same pipeline after the task's message.
+        self.event_follows = bool(getattr(settings, "CELERY_TASK_SEND_SENT_EVENT", False))
 
     @classmethod
     def for_layer(cls, layer: Any) -> _DirectPublisher | None:
@@ -189,7 +191,9 @@ class _DirectPublisher:
             (commands,) = by_shard.values()
             sent = False
             try:
-                sent = broker_transport.publish_with_next_put(commands, then, server_url=self.address)
+                sent = broker_transport.publish_with_next_put(
+                    commands, then, server_url=self.address, event_follows=self.event_follows
+                )
             finally:
                 if not sent:  # no put took them: none was made (the execution ended), or it failed
                     self.execute(by_shard)

@@ -176,3 +176,104 @@ def test_broker_transport_a_put_that_failed_leaves_its_publishes_to_the_caller(c
     # then the caller is told they were not sent (so it sends them: no frame is lost)
     assert rode is False
     queue(connection.default_channel).delete()
+
+
+def _recording_pipelines(monkeypatch, failures: list[Exception] | None = None) -> list[list[tuple]]:
+    sent: list[list[tuple]] = []
+    execute = redis.client.Pipeline.execute
+
+    def recording(pipe, *args, **kwargs):
+        if failures:
+            raise failures.pop()
+        sent.append([command[0] for command in pipe.command_stack])
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", recording)
+    return sent
+
+
+def _drain(queue_name: str, expected: int) -> list[dict]:
+    received: list[dict] = []
+    queue = Queue(queue_name, Exchange(queue_name), queue_name)
+    with (
+        app.connection_for_read() as conn,
+        conn.Consumer(
+            [queue], accept=["json"], callbacks=[lambda body, message: (received.append(body), message.ack())]
+        ),
+    ):
+        with contextlib.suppress(TimeoutError):
+            while len(received) < expected + 1:  # one more than expected: none is left over
+                conn.drain_events(timeout=1)
+        queue(conn.default_channel).delete()
+    return received
+
+
+def test_broker_transport_a_task_and_its_sent_event_ride_in_the_publishes_round_trip(monkeypatch):
+    # given Celery's task-sent events on, a subscriber of a frame channel, and every pipeline recorded
+    name = f"transport-{uuid.uuid4().hex}"
+    monkeypatch.setitem(app.conf, "task_send_sent_event", True)
+    app.send_task("flowrunner.tests.nothing", args=[0], queue=name)  # declares the queue once
+    listener = redis.Redis.from_url(settings.REDIS_URL).pubsub()
+    listener.subscribe(name)
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    sent = _recording_pipelines(monkeypatch)
+    # when a frame rides with a task Celery sends
+    rode = broker_transport.publish_with_next_put(
+        [(name, b"frame")],
+        lambda: app.send_task("flowrunner.tests.nothing", args=[1], queue=name),
+        server_url=settings.REDIS_URL,
+        event_follows=True,
+    )
+    # then the frame, the task's message and its task-sent event went in one pipeline, in that order
+    assert rode is True
+    assert [[command[0] for command in pipe] for pipe in sent] == [["PUBLISH", "LPUSH", "PUBLISH"]]
+    event_channel, event = sent[0][2][1], sent[0][2][2]
+    assert b"celeryev" in (event_channel if isinstance(event_channel, bytes) else event_channel.encode())
+    assert "task.sent" in (event if isinstance(event, str) else event.decode())
+    assert listener.get_message(timeout=5)["data"] == b"frame"
+    # and both task messages arrive, once each
+    assert [body[0] for body in _drain(name, 2)] == [[0], [1]]
+    listener.close()
+
+
+def test_broker_transport_a_task_whose_event_did_not_follow_is_still_put(connection, monkeypatch):
+    # given a queue, and a caller that expects an event although the message is published without one
+    name = f"transport-{uuid.uuid4().hex}"
+    queue = Queue(name, Exchange(name), name)
+    _publish(connection, queue, {"n": 0})
+    sent = _recording_pipelines(monkeypatch)
+    # when a frame rides with that message
+    rode = broker_transport.publish_with_next_put(
+        [(name, b"frame")],
+        lambda: _publish(connection, queue, {"n": 1}),
+        server_url=settings.REDIS_URL,
+        event_follows=True,
+    )
+    # then the message and the frame still went, in one pipeline, once the block was done
+    assert rode is True
+    assert [[command[0] for command in pipe] for pipe in sent] == [["PUBLISH", "LPUSH"]]
+    assert _drain(name, 2) == [{"n": 0}, {"n": 1}]
+    assert getattr(broker_transport._riders, "pending", None) is None
+
+
+def test_broker_transport_a_failed_event_pipeline_is_sent_once_when_kombu_retries(monkeypatch):
+    # given task-sent events on, and a Redis pipeline that fails once (the connection dropped mid-send)
+    name = f"transport-{uuid.uuid4().hex}"
+    monkeypatch.setitem(app.conf, "task_send_sent_event", True)
+    app.send_task("flowrunner.tests.nothing", args=[0], queue=name)
+    listener = redis.Redis.from_url(settings.REDIS_URL).pubsub()
+    listener.subscribe(name)
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    _recording_pipelines(monkeypatch, failures=[redis.ConnectionError("dropped")])
+    # when a frame rides with a task Celery sends (and retries the failed event publish)
+    rode = broker_transport.publish_with_next_put(
+        [(name, b"frame")],
+        lambda: app.send_task("flowrunner.tests.nothing", args=[1], queue=name),
+        server_url=settings.REDIS_URL,
+        event_follows=True,
+    )
+    # then the task's message arrives once, and the frame was sent exactly when the caller is told so
+    assert [body[0] for body in _drain(name, 2)] == [[0], [1]]
+    frame = listener.get_message(timeout=2)
+    assert rode is (frame is not None and frame["data"] == b"frame")
+    listener.close()

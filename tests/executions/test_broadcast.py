@@ -81,8 +81,9 @@ def test_broadcast_frames_ride_with_the_next_task_or_go_alone_when_there_is_none
     offered: list[Any] = []
     alone: list[Any] = []
 
-    def ride(commands, then, *, server_url):
+    def ride(commands, then, *, server_url, event_follows):
         assert server_url == settings.REDIS_URL
+        assert event_follows is settings.CELERY_TASK_SEND_SENT_EVENT
         offered.append(commands)
         then()
         return put
