@@ -27,22 +27,28 @@ SELECT e.callback_url, EXISTS (
 """
 
 
-def execution_ended(*, execution_id: Any, account_id: Any, flow_id: str) -> None:
+def execution_ended(
+    *, execution_id: Any, account_id: Any, flow_id: str, known: dict[str, Any] | None = None
+) -> None:
     """Called once by the path that made the execution terminal (a node's finish, a cancel); the work runs
-    after that transaction commits (at once in autocommit)."""
-    transaction.on_commit(lambda: _after_end(execution_id, account_id, flow_id))
+    after that transaction commits (at once in autocommit). `known` ({"callback": bool, "waiting": bool}, what
+    a node's finish read in its own statement) spares the query that would read them."""
+    transaction.on_commit(lambda: _after_end(execution_id, account_id, flow_id, known))
 
 
-def _after_end(execution_id: Any, account_id: Any, flow_id: str) -> None:
+def _after_end(execution_id: Any, account_id: Any, flow_id: str, known: dict[str, Any] | None) -> None:
     # Never raises into the engine: a lost admission is redone by the sweep.
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_AFTER_END_SQL, [uuid.UUID(str(execution_id))])
-            row = cursor.fetchone()
-        if row is None:
-            return
-        callback_url, someone_waits = row
-        if callback_url:
+        if known is not None:
+            has_callback, someone_waits = bool(known.get("callback")), bool(known.get("waiting"))
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(_AFTER_END_SQL, [uuid.UUID(str(execution_id))])
+                row = cursor.fetchone()
+            if row is None:
+                return
+            has_callback, someone_waits = bool(row[0]), bool(row[1])
+        if has_callback:
             send_callback(execution_id)
         if someone_waits:
             admission.admit(account_id=account_id, flow_id=flow_id)

@@ -368,6 +368,7 @@ def finish(
             execution_id=claimed.execution["id"],
             account_id=claimed.execution["account_id"],
             flow_id=claimed.execution["flow_id"],
+            known=result.get("after_end"),
         )
     if result["outcome"] == "retry":
         return RetryLater(int(result["next_run"]), float(decision["retry"]["delay"])), result

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from executions import dispatch
+from executions import dispatch, lifecycle
 from executions.models import Execution, NodeRun
 from executions.services import execution_start
 from flows.services import flow_create
@@ -58,7 +58,7 @@ def test_admission_engine_end_of_a_run_starts_the_waiting_one(member, sent, fail
     assert second.status == "completed" and second.waiting_reason == ""
 
 
-def test_admission_engine_end_costs_one_statement_without_callback_or_waiting(member, sent):
+def test_admission_engine_end_costs_no_statement_of_its_own(member, sent):
     # given an execution of an unbounded flow, without a callback (flow version cached, connection open)
     account, user = member
     flow = flow_create(account=account, user=user, content=FREE)
@@ -68,9 +68,25 @@ def test_admission_engine_end_costs_one_statement_without_callback_or_waiting(me
     # when its last node runs
     with CaptureQueriesContext(connection) as queries:
         _run(sent)
-    # then the end added one statement to the claim and the finish
+    # then the claim and the finish were all: the finish itself said that no callback or waiting run follows
     statements = [q["sql"] for q in queries.captured_queries]
-    assert len(statements) == 3, statements
+    assert len(statements) == 2, statements
     assert "flowrunner_claim" in statements[0] and "flowrunner_finish" in statements[1]
-    assert "callback_url" in statements[2]
     assert Execution.objects.get(id=execution.id).status == "completed"
+    assert sent == []
+
+
+def test_admission_engine_end_sends_the_callback_its_finish_reported(member, sent, monkeypatch, settings):
+    # given an execution with a completion callback, and the callback task's publish captured
+    settings.FLOWRUNNER_HTTP_ALLOW_PRIVATE = True
+    account, user = member
+    flow = flow_create(account=account, user=user, content=FREE)
+    execution, _ = execution_start(account=account, flow=flow, callback_url="http://127.0.0.1:9/done")
+    callbacks: list[object] = []
+    monkeypatch.setattr(lifecycle, "send_callback", callbacks.append)
+    # when its only node runs
+    with CaptureQueriesContext(connection) as queries:
+        _run(sent)
+    # then its callback was sent once, with no statement beyond the claim and the finish
+    assert callbacks == [str(execution.id)]
+    assert len(queries.captured_queries) == 2
