@@ -8,6 +8,12 @@ from django.db import migrations
 DECLARE = "    doc_changed boolean := false; next_context jsonb;\n"
 ENDS = "                e.status := d->'end'->>'status';\n"
 RETURNS = "                              'parent_id', r.parent_id, 'next_context', next_context);\n"
+# What follows the end is read under the account's admission lock (executions.admission.LOCK_NAMESPACE, "ADMT",
+# held to the commit): a new run that counted this execution as running, and so waits, has committed by then,
+# and the EXISTS below sees it; one that decides later sees this execution ended.
+ENDED = """                ended := true;
+                PERFORM pg_advisory_xact_lock(1094995284, hashtext(e.account_id::text));
+"""
 AFTER_END = """                              'parent_id', r.parent_id, 'next_context', next_context,
                               'after_end', CASE WHEN ended THEN jsonb_build_object(
                                   'callback', e.callback_url <> '',
@@ -22,7 +28,7 @@ def _finishes() -> tuple[str, str]:
     assert previous.count(DECLARE) == 1 and previous.count(ENDS) == 1 and previous.count(RETURNS) == 1
     return previous, (
         previous.replace(DECLARE, DECLARE + "    ended boolean := false;\n")
-        .replace(ENDS, "                ended := true;\n" + ENDS)
+        .replace(ENDS, ENDED + ENDS)
         .replace(RETURNS, AFTER_END)
     )
 

@@ -1,9 +1,12 @@
-"""The engine's end of an execution, in-process: it admits what waited for the slot, at one statement's cost."""
+"""The engine's end of an execution, in-process: it admits what waited for the slot, at no statement of its own."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from executions import dispatch, lifecycle
@@ -90,3 +93,44 @@ def test_admission_engine_end_sends_the_callback_its_finish_reported(member, sen
     # then its callback was sent once, with no statement beyond the claim and the finish
     assert callbacks == [str(execution.id)]
     assert len(queries.captured_queries) == 2
+
+
+def test_admission_engine_end_admits_a_run_that_decided_to_wait_while_it_finished(member, sent):
+    # given a flow run one at a time: one execution running, and a new run whose transaction decided to wait
+    # (it counted the first as running) but has not committed yet
+    account, user = member
+    flow = flow_create(account=account, user=user, content=ONE_AT_A_TIME)
+    first, _ = execution_start(account=account, flow=flow)
+    decided, release = threading.Event(), threading.Event()
+    second: list[Execution] = []
+
+    def start_second() -> None:
+        try:
+            with transaction.atomic():
+                second.append(execution_start(account=account, flow=flow)[0])
+                decided.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def finish_first() -> None:
+        try:
+            _run(sent, execution_id=first.id)
+        finally:
+            connection.close()
+
+    starter = threading.Thread(target=start_second)
+    starter.start()
+    assert decided.wait(10) and second[0].waiting_reason != ""
+    # when the first execution's last node finishes meanwhile, and the new run commits a moment later
+    finisher = threading.Thread(target=finish_first)
+    finisher.start()
+    time.sleep(0.3)
+    release.set()
+    starter.join(10)
+    finisher.join(10)
+    # then the end saw the waiting run (it waited for the decision's commit) and admitted it
+    waiting = Execution.objects.get(id=second[0].id)
+    assert Execution.objects.get(id=first.id).status == "completed"
+    assert waiting.waiting_reason == ""
+    assert [run for _, run, _ in sent] == [NodeRun.objects.get(execution=waiting).id]
