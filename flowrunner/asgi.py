@@ -15,8 +15,10 @@ django_asgi_app = SyncChainASGIHandler()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from executions.routing import websocket_application  # noqa: E402
+from flowrunner import daphne_housekeeping  # noqa: E402
 
 application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+daphne_housekeeping.install()  # under daphne only: its per-second housekeeping without a scan of every socket
 
 # A web process holds thousands of long-lived sockets of a few hundred objects each, and every full pass of the
 # cyclic garbage collector walks all of them with the event loop stopped: hundreds of milliseconds per pass,

@@ -228,6 +228,9 @@ def run_daphne(host: str, port: int) -> None:
     from daphne.endpoints import build_endpoint_description_strings
     from daphne.server import Server
 
+    from flowrunner import daphne_housekeeping
+
+    daphne_housekeeping.install()
     Server(
         application=asgi_application(),
         endpoints=build_endpoint_description_strings(host=host, port=port),
