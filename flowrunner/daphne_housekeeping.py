@@ -18,6 +18,8 @@ from typing import Any
 
 logger = logging.getLogger("daphne.server")  # daphne's own logger: the same messages, where they always went
 
+# The series whose per-connection rules `_check` repeats.
+DAPHNE_SERIES = "4."
 _INSTALLED_ATTR = "_flowrunner_housekeeping"
 _DUE_ATTR = "_flowrunner_due"
 
@@ -27,6 +29,8 @@ def install() -> bool:
     module = sys.modules.get("daphne.server")
     if module is None:
         return False  # another ASGI server: importing daphne.server would install Twisted's reactor
+    if not getattr(sys.modules.get("daphne"), "__version__", "").startswith(DAPHNE_SERIES):
+        return False  # the rules below are daphne 4's: another series keeps its own checker
     server_class = module.Server
     if getattr(server_class, _INSTALLED_ATTR, False):
         return True
@@ -45,8 +49,10 @@ def install() -> bool:
         due(self).add(protocol)
 
     def checker(self: Any) -> None:
-        check_due(self)
-        module.reactor.callLater(1, self.application_checker)
+        try:
+            check_due(self)
+        finally:  # a pass that failed must not end the housekeeping for the rest of the process
+            module.reactor.callLater(1, self.application_checker)
 
     server_class.create_application = create
     server_class.protocol_disconnected = disconnected
@@ -72,7 +78,14 @@ def check_due(server: Any) -> None:
     pending.clear()
     for protocol in batch:
         details = server.connections.get(protocol)
-        if details is not None and _check(server, protocol, details):
+        if details is None:
+            continue
+        try:
+            again = _check(server, protocol, details)
+        except Exception:
+            logger.exception("Housekeeping of connection %s failed", repr(protocol))
+            again = bool(details.get("disconnected"))  # its close timeout still applies
+        if again:
             pending.add(protocol)
 
 
@@ -100,7 +113,13 @@ def _check(server: Any, protocol: Any, details: dict) -> bool:
                 else:
                     logger.error("Exception inside application: %s", exception, exc_info=exception)
                     if not disconnected:
-                        protocol.handle_exception(exception)
+                        # e.g. an error page after the response started: the instance is reaped all the same
+                        try:
+                            protocol.handle_exception(exception)
+                        except Exception:
+                            logger.exception(
+                                "Reporting the exception to connection %s failed", repr(protocol)
+                            )
         del details["application_instance"]
         instance = None
     if not instance and disconnected:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -208,22 +209,34 @@ def _drain(queue_name: str, expected: int) -> list[dict]:
     return received
 
 
-def test_broker_transport_a_task_and_its_sent_event_ride_in_the_publishes_round_trip(monkeypatch):
-    # given Celery's task-sent events on, a subscriber of a frame channel, and every pipeline recorded
+def _sent_events_on_and_a_listener(monkeypatch) -> tuple[str, Any]:
+    """Celery's task-sent events on, a queue that already holds one task message (`[0]`), and a subscriber of a
+    pub/sub channel of the queue's name."""
     name = f"transport-{uuid.uuid4().hex}"
     monkeypatch.setitem(app.conf, "task_send_sent_event", True)
     app.send_task("flowrunner.tests.nothing", args=[0], queue=name)  # declares the queue once
     listener = redis.Redis.from_url(settings.REDIS_URL).pubsub()
     listener.subscribe(name)
     assert listener.get_message(timeout=5)["type"] == "subscribe"
-    sent = _recording_pipelines(monkeypatch)
-    # when a frame rides with a task Celery sends
-    rode = broker_transport.publish_with_next_put(
+    return name, listener
+
+
+def _frame_with_a_celery_task(name: str) -> bool:
+    """A frame offered to ride with the task message `[1]` Celery sends to queue `name`, its event following."""
+    return broker_transport.publish_with_next_put(
         [(name, b"frame")],
         lambda: app.send_task("flowrunner.tests.nothing", args=[1], queue=name),
         server_url=settings.REDIS_URL,
         event_follows=True,
     )
+
+
+def test_broker_transport_a_task_and_its_sent_event_ride_in_the_publishes_round_trip(monkeypatch):
+    # given Celery's task-sent events on, a subscriber of a frame channel, and every pipeline recorded
+    name, listener = _sent_events_on_and_a_listener(monkeypatch)
+    sent = _recording_pipelines(monkeypatch)
+    # when a frame rides with a task Celery sends
+    rode = _frame_with_a_celery_task(name)
     # then the frame, the task's message and its task-sent event went in one pipeline, in that order
     assert rode is True
     assert [[command[0] for command in pipe] for pipe in sent] == [["PUBLISH", "LPUSH", "PUBLISH"]]
@@ -258,20 +271,10 @@ def test_broker_transport_a_task_whose_event_did_not_follow_is_still_put(connect
 
 def test_broker_transport_a_failed_event_pipeline_is_sent_once_when_kombu_retries(monkeypatch):
     # given task-sent events on, and a Redis pipeline that fails once (the connection dropped mid-send)
-    name = f"transport-{uuid.uuid4().hex}"
-    monkeypatch.setitem(app.conf, "task_send_sent_event", True)
-    app.send_task("flowrunner.tests.nothing", args=[0], queue=name)
-    listener = redis.Redis.from_url(settings.REDIS_URL).pubsub()
-    listener.subscribe(name)
-    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    name, listener = _sent_events_on_and_a_listener(monkeypatch)
     _recording_pipelines(monkeypatch, failures=[redis.ConnectionError("dropped")])
     # when a frame rides with a task Celery sends (and retries the failed event publish)
-    rode = broker_transport.publish_with_next_put(
-        [(name, b"frame")],
-        lambda: app.send_task("flowrunner.tests.nothing", args=[1], queue=name),
-        server_url=settings.REDIS_URL,
-        event_follows=True,
-    )
+    rode = _frame_with_a_celery_task(name)
     # then the retry on a new channel carried the frame and the message: each arrives once
     assert rode is True
     assert [body[0] for body in _drain(name, 2)] == [[0], [1]]

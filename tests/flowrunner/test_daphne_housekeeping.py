@@ -28,6 +28,8 @@ class Protocol:
         self.name, self.errors = name, []
     def handle_exception(self, exc):
         self.errors.append(repr(exc))
+        if self.name == "broken":
+            raise ValueError("HTTP response has already been started")
     def __repr__(self):
         return self.name
 
@@ -40,7 +42,7 @@ def connect(name, kind):
     return protocol
 
 idle = [connect(f"idle{n}", "run") for n in range(1000)]
-finished, failed = connect("finished", "finish"), connect("failed", "fail")
+finished, failed, broken = connect("finished", "finish"), connect("failed", "fail"), connect("broken", "fail")
 leaving, left = connect("leaving", "run"), connect("left", "finish")
 loop.run_until_complete(asyncio.sleep(0.05))
 server.protocol_disconnected(leaving)
@@ -52,6 +54,7 @@ after_first = {
     "due": sorted(map(repr, housekeeping.due(server))),
     "finished": server.connections.get(finished),
     "failed_errors": failed.errors,
+    "broken_reaped": "application_instance" not in server.connections[broken],
     "left_gone": left not in server.connections,
     "leaving_running": not server.connections[leaving]["application_instance"].done(),
     "idle_running": sum(not server.connections[p]["application_instance"].done() for p in idle),
@@ -82,28 +85,30 @@ def _run_scenario() -> dict:
 
 
 def test_daphne_housekeeping_looks_only_at_connections_that_changed():
-    # given a real daphne Server, patched, with 1,000 idle connections whose applications run, and four that
-    # changed: an application that finished, one that raised, a client gone while its application runs, and a
-    # client gone after its application finished
+    # given a real daphne Server, patched, with 1,000 idle connections whose applications run, and five that
+    # changed: an application that finished, two that raised (one whose protocol fails to report it), a client
+    # gone while its application runs, and a client gone after its application finished
     # when the housekeeping passes run
     result = _run_scenario()
     # then it was installed once, in place of daphne's scan
     assert result["installed"] is True
     assert result["checker_patched"] == "flowrunner.daphne_housekeeping"
     # and only the four that changed were due, none of the idle ones
-    assert result["due_before"] == ["failed", "finished", "leaving", "left"]
+    assert result["due_before"] == ["broken", "failed", "finished", "leaving", "left"]
     first = result["after_first"]
     # and daphne's rules applied to them: a finished application is reaped (its connection stays while the
     # client is there), a raising one reported to its protocol, a gone client's connection dropped
     assert first["finished"] == ["connected"]
     assert first["failed_errors"] == ["ValueError('boom')"]
+    # and a protocol that failed to report its exception is reaped all the same
+    assert first["broken_reaped"] is True
     assert first["left_gone"] is True
     # and a client gone while its application still runs stays due until its close timeout cancels it
     assert first["leaving_running"] is True and first["due"] == ["leaving"]
     assert result["leaving_gone_after_timeout"] is True and result["due_at_end"] == []
     # and the idle connections were left alone
     assert first["idle_running"] == 1000
-    assert result["connections_at_end"] == 1002
+    assert result["connections_at_end"] == 1003
 
 
 def test_daphne_housekeeping_is_not_installed_without_daphne():
