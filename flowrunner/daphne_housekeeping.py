@@ -2,8 +2,8 @@
 
 # daphne's `Server.application_checker` walks every connection each second to find the application instances
 # that finished and the clients that left. With ten thousand idle WebSocket subscribers that walk holds the
-# event loop for tens of milliseconds every second: 83 % of the web process's CPU while nothing moved, and the
-# reason a ping then waited up to ~120 ms. Here a connection is looked at only once its application finished or
+# event loop for tens of milliseconds every second (83 % of the web process's CPU while nothing moved), and
+# whatever arrives meanwhile waits for it. Here a connection is looked at only once its application finished or
 # its client disconnected (and, while its application is still shutting down, every second after that), with
 # daphne's own rules for each. The install is per process and idempotent, and only where daphne itself runs.
 
