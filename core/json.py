@@ -9,7 +9,9 @@ from typing import Any
 # Nesting allowed in a JSON body, a flow's YAML, a script's output and a node's output: the document is
 # copied, redacted and stored recursively, so a deeper value would fail far from where it came in.
 MAX_DEPTH = 100
-# Integers a script (IEEE doubles in V8), PostgreSQL's jsonb consumers and the Go original all handle.
+# The largest magnitude of a number a script (IEEE doubles in V8), PostgreSQL's jsonb consumers and the Go
+# original all handle. It bounds floats too: JSON Schema counts 1e300 as an integer (no fractional part), so
+# the published schema cannot tell it from a 301-digit integer, and the server refuses both alike.
 MAX_INT = 2**63 - 1
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -31,7 +33,7 @@ def walk(value: Any) -> Iterator[tuple[Any, str, int]]:
 
 def storable_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, str] | None:
     """(path, message) for the first part of `value` PostgreSQL could not store or a script could not take
-    as it is — nested over `max_depth`, a NUL or lone surrogate in a string or key, an integer over 64 bits —
+    as it is — nested over `max_depth`, a NUL or lone surrogate in a string or key, a number beyond ±MAX_INT —
     else None."""
     for item, path, depth in walk(value):
         if isinstance(item, dict | list):
@@ -45,8 +47,8 @@ def storable_problem(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[str, st
             problem = _text_problem(item)
             if problem:
                 return path, problem
-        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
-            return path, "integer out of range: at most 64 bits"
+        elif isinstance(item, int | float) and not isinstance(item, bool) and abs(item) > MAX_INT:
+            return path, f"number out of range: at most {MAX_INT} in magnitude"
     return None
 
 

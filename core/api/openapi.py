@@ -26,11 +26,11 @@ def json_value_schema() -> dict[str, Any]:
     # generators (openapi-python-client drops the operations using it), while `not` reads as "any value".
     return {
         "description": "A JSON value the server can store and give to scripts: no NUL character in any "
-        f"string or key, integers within 64 bits, at most {MAX_DEPTH} levels deep.",
+        f"string or key, numbers at most {MAX_INT} in magnitude, at most {MAX_DEPTH} levels deep.",
         "not": {
             "anyOf": [
                 {"type": "string", "not": {"pattern": NO_NUL}},
-                {"type": "integer", "not": {"minimum": -MAX_INT, "maximum": MAX_INT}},
+                {"type": "number", "not": {"minimum": -MAX_INT, "maximum": MAX_INT}},
                 {"type": "array", "contains": {"not": JSON_VALUE}},
                 {
                     "type": "object",

@@ -118,6 +118,10 @@ def test_openapi_yaml_bodies_and_answers_are_flow_documents(document):
         ({"input": {"a": ["x\u0000y"]}}, False),
         ({"input": {"a\u0000": 1}}, False),
         ({"input": {"a": 2**64}}, False),
+        # JSON Schema counts a float with no fractional part as an integer, so a huge float is out of range too
+        ({"input": {"a": [1e300]}}, False),
+        ({"input": {"a": {"b": -1.7976931348623157e308}}}, False),
+        ({"input": {"a": 9.2e18, "b": -0.5, "c": 5e-324}}, True),
         ({"input": {}, "extra": 1}, False),
     ],
 )
