@@ -50,6 +50,7 @@ class NodeRunStatus(models.TextChoices):
 
 
 TERMINAL_NODE_STATUSES = frozenset({"succeeded", "failed", "timed_out", "canceled"})
+OPEN_NODE_STATUSES = frozenset({"queued", "retrying", "running"})
 
 # What describes one node run attempt, in the order the API (NodeRunSerializer) and the admin show it.
 NODE_RUN_FIELDS = (
@@ -60,8 +61,11 @@ NODE_RUN_FIELDS = (
 
 class Execution(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="executions")
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="executions")
+    # Every index here is written again whenever an update cannot be HOT; the composite indexes below lead with
+    # the account, so the foreign keys to the account and the flow carry no index of their own (a flow's own,
+    # for its deletion, is a plain one below: Django's would add a second, pattern-matching copy of it).
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="executions", db_index=False)
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="executions", db_index=False)
     flow_version = models.ForeignKey(FlowVersion, on_delete=models.PROTECT, related_name="executions")
     status = models.CharField(max_length=16, choices=ExecutionStatus.choices, default=ExecutionStatus.QUEUED)
     progress = models.FloatField(default=0.0)
@@ -100,6 +104,7 @@ class Execution(models.Model):
         indexes = [
             models.Index(fields=["account", "status"]),
             models.Index(fields=["account", "flow"]),
+            models.Index(fields=["flow"], name="execution_flow"),
             # `/executions?schedule_id=` and a schedule's own history.
             models.Index(F("account"), KT("trigger__schedule_id"), name="execution_schedule"),
             # The slots held: few rows (at most the bounds), counted on every admission.
@@ -130,7 +135,10 @@ class Execution(models.Model):
 class NodeRun(models.Model):
     """One attempt of one node (or of one batch of a batch node)."""
 
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="node_runs")
+    # Indexed as the first column of (execution, node_id, batch_index).
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="node_runs", db_index=False
+    )
     node_id = models.CharField(max_length=200)
     # A batch part points at its batch node's run; the parent counts its finished parts so that a part's finish
     # never reads its siblings, and `parts_total` set once is what makes a redelivered start create nothing.
@@ -160,10 +168,18 @@ class NodeRun(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # Partial where the lookups allow it: a run that finishes, or is no batch part, adds nothing to the indexes
+        # only the reaper (open runs) and batches (parts) read. Each finish writes two runs, so this is per node.
         indexes = [
-            models.Index(fields=["status", "queued_at"]),
+            models.Index(
+                fields=["status", "queued_at"],
+                condition=models.Q(status__in=sorted(OPEN_NODE_STATUSES)),
+                name="noderun_open",
+            ),
             models.Index(fields=["execution", "node_id", "batch_index"]),
-            models.Index(fields=["parent", "status"]),
+            models.Index(
+                fields=["parent", "status"], condition=models.Q(parent__isnull=False), name="noderun_part"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -174,7 +190,8 @@ class NodeRun(models.Model):
 class ExecutionEvent(models.Model):
     """Gapless per-execution sequence of status/node/log events: the logs endpoint and WebSocket replay."""
 
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    # Indexed as the first column of (execution, seq).
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events", db_index=False)
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=16)
     node_id = models.CharField(max_length=200, blank=True, default="")
