@@ -22,7 +22,8 @@ def _object(value: Any) -> Any:
 
 @extend_schema_field(
     {
-        "type": ["string", "null"],
+        # drf-spectacular adds "null" itself for a field that allows null
+        "type": "string",
         "format": "callback-url",
         "maxLength": 2000,
         "pattern": r"^https?://[^\x00-\x20\s]+$",

@@ -108,6 +108,32 @@ def test_openapi_yaml_bodies_and_answers_are_flow_documents(document):
     assert list(flow_document.iter_errors({"metadata": {"name": "x"}, "nodes": {}}))
 
 
+def _schemas(document: dict):
+    """Every schema of the document: the components' and each one an operation states inline."""
+    yield from document["components"]["schemas"].items()
+    for method, path, operation in _operations(document):
+        for parameter in operation.get("parameters", []):
+            yield f"{method} {path} {parameter['name']}", parameter["schema"]
+        bodies = [operation.get("requestBody", {})] + list(operation.get("responses", {}).values())
+        for body in bodies:
+            for media, content in body.get("content", {}).items():
+                yield f"{method} {path} {media}", content.get("schema", {})
+
+
+def test_openapi_every_schema_is_valid_json_schema(document):
+    # given every schema in the document
+    # when each is checked against JSON Schema 2020-12's own meta-schema
+    problems = {}
+    for name, schema in _schemas(document):
+        errors = list(
+            jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA).iter_errors(schema)
+        )
+        if errors:
+            problems[name] = [error.message for error in errors]
+    # then none breaks it (a `type` listing "null" twice did: validators then judge the values it describes at random)
+    assert problems == {}
+
+
 @pytest.mark.parametrize(
     ("body", "valid"),
     [
