@@ -83,17 +83,24 @@ class CpuWindow:
 
 
 def stack_groups(stack, database: str) -> dict[str, Callable[[], list[int]]]:  # noqa: ANN001
-    """The benchmark's own processes: worker (main + pool), daphne, the database's backends, the driver."""
+    """The benchmark's own processes: worker (main + pool), the pool's script sandbox hosts, daphne, the
+    database's backends, the driver."""
 
     def worker() -> list[int]:
         main, children = stack.worker_pids()
         return [main, *children]
+
+    def sandbox_hosts() -> list[int]:
+        # each pool process starts its own host (a child of its own): the scripts' V8 runs there
+        _, children = stack.worker_pids()
+        return [host for child in children for host in _children(child)]
 
     def web() -> list[int]:
         return [stack.children["web"].pid]
 
     return {
         "worker": worker,
+        "sandbox_hosts": sandbox_hosts,
         "daphne": web,
         "postgres_backends": lambda: postgres_backends(database),
         "driver": lambda: [os.getpid()],
