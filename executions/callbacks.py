@@ -26,6 +26,7 @@ from executions.selectors import redacted_status
 from flows.nodes.egress import EgressPolicy, EgressRefused, PinnedTransport
 
 MAX_URL_LENGTH = 2000
+ASCII_SPACE = " \t\n\r\x0b\x0c"
 
 
 def _invalid(message: str) -> ValidationFailed:
@@ -38,9 +39,11 @@ def callback_url_validate(url: object) -> str:
     """The URL as given when it can be a callback: http or https, a host, no credentials, and — when the host
     is an address literal — an address the egress policy allows. Host names are checked when the callback is
     delivered, on every address they resolve to (DNS may answer differently by then)."""
-    if not isinstance(url, str) or not url.strip():
+    # Only ASCII spaces are trimmed: str.strip() would also take a C1 control (U+0085) off the ends, and the URL
+    # left would then pass where the published pattern refuses the one given.
+    if not isinstance(url, str) or not url.strip(ASCII_SPACE):
         raise _invalid("must be a non-empty string")
-    url = url.strip()
+    url = url.strip(ASCII_SPACE)
     if len(url) > MAX_URL_LENGTH:
         raise _invalid(f"must be at most {MAX_URL_LENGTH} characters")
     try:
@@ -54,7 +57,7 @@ def callback_url_validate(url: object) -> str:
         raise _invalid("must name a host")
     if parts.username is not None or parts.password is not None:
         raise _invalid("must not carry credentials (the callback is signed instead)")
-    if any(ord(char) < 33 for char in url):
+    if any(ord(char) < 33 or 0x7F <= ord(char) <= 0x9F for char in url):
         raise _invalid("must not contain spaces or control characters")
     try:
         address = ipaddress.ip_address(parts.hostname)

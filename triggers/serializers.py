@@ -26,7 +26,7 @@ def _object(value: Any) -> Any:
         "type": "string",
         "format": "callback-url",
         "maxLength": 2000,
-        "pattern": r"^https?://[^\x00-\x20\s]+$",
+        "pattern": r"^https?://[^\x00-\x20\x7f-\x9f\s]+$",
     }
 )
 class CallbackUrlField(StringField):
