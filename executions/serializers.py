@@ -37,8 +37,8 @@ class TriggerField(serializers.JSONField):
 
 
 # What the service accepts, told to client generators and fuzzers: http(s), a host (no credentials, no port past
-# 9999 written), then anything without spaces or control characters (C1 ones included). An address literal the egress policy refuses
-# is still a 400.
+# 9999 written), then anything without spaces or control characters (C1 ones included). An address literal the
+# egress policy refuses is still a 400.
 CALLBACK_URL_PATTERN = (
     r"^https?://[^\x00-\x20\x7f-\x9f\s/?#@:\[\]]+(:[0-9]{1,4})?([/?#][^\x00-\x20\x7f-\x9f\s]*)?$"
 )

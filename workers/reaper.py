@@ -125,11 +125,38 @@ def _waiting(**conditions: Any) -> Any:
     )
 
 
+def _stale_queued(stale: Any) -> Any:
+    """Queued runs whose task should have started before `stale`, oldest first."""
+    return _waiting(status=NodeRunStatus.QUEUED, queued_at__lt=stale).order_by("queued_at")[:LIMIT]
+
+
+def _overdue_retries(stale: Any) -> Any:
+    """Retrying runs whose countdown ended before `stale`, most overdue first."""
+    return _waiting(status=NodeRunStatus.RETRYING, not_before__lt=stale).order_by("not_before")[:LIMIT]
+
+
+def _silent_running(stale: Any) -> Any:
+    """Running runs of running executions whose heartbeat (or start, before the first beat) is older than `stale`."""
+    return (
+        NodeRun.objects.select_related("execution")
+        .filter(status=NodeRunStatus.RUNNING, execution__status=ExecutionStatus.RUNNING)
+        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale))[:LIMIT]
+    )
+
+
+def _finished_batches() -> Any:
+    """Batch nodes of running executions whose parts have all finished."""
+    return NodeRun.objects.filter(
+        status=NodeRunStatus.RUNNING, parts_total__isnull=False, parts_done__gte=F("parts_total"),
+        execution__status=ExecutionStatus.RUNNING,
+    )[:LIMIT]  # fmt: skip
+
+
 def _resend_waiting(stale: Any, now: Any, lanes: Lanes, backlog: Backlog) -> int:
     """Queued runs whose task never arrived (broker lost it, or the enqueue failed after commit), and retrying
     runs whose countdown message was lost (a dead worker held it)."""
     count = 0
-    runs = _waiting(status=NodeRunStatus.QUEUED, queued_at__lt=stale).order_by("queued_at")[:LIMIT]
+    runs = _stale_queued(stale)
     for run in runs:
         send_now, successors = lanes.decide(run)
         if not send_now or backlog.holds(run, task_options(run).get("queue")):
@@ -139,7 +166,7 @@ def _resend_waiting(stale: Any, now: Any, lanes: Lanes, backlog: Backlog) -> int
         ):
             send(run, successors)
             count += 1
-    runs = _waiting(status=NodeRunStatus.RETRYING, not_before__lt=stale).order_by("not_before")[:LIMIT]
+    runs = _overdue_retries(stale)
     for run in runs:
         send_now, successors = lanes.decide(run)
         if not send_now:
@@ -156,12 +183,7 @@ def _recover_running(stale: Any, now: Any) -> int:
     """Running runs without a heartbeat: the worker died. The attempt fails as lost and a fresh one is queued
     (a retry's attempt like any other). A paused wait (its own marker) whose resume was lost is resumed."""
     count = 0
-    runs = (
-        NodeRun.objects.select_related("execution")
-        .filter(status=NodeRunStatus.RUNNING, execution__status=ExecutionStatus.RUNNING)
-        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale))[:LIMIT]
-    )
-    for run in runs:
+    for run in _silent_running(stale):
         if run.wait_until is not None:
             if run.wait_until < stale and NodeRun.objects.filter(
                 id=run.id, status=NodeRunStatus.RUNNING, wait_until=run.wait_until
@@ -183,11 +205,7 @@ def _join_orphans(now: Any) -> int:
     """Batch nodes whose parts are all finished but whose join never came (Redis lost the chord's callback,
     or the inline join of a batch without items was interrupted)."""
     count = 0
-    parents = NodeRun.objects.filter(
-        status=NodeRunStatus.RUNNING, parts_total__isnull=False, parts_done__gte=F("parts_total"),
-        execution__status=ExecutionStatus.RUNNING,
-    )[:LIMIT]  # fmt: skip
-    for parent in parents:
+    for parent in _finished_batches():
         finished_at = NodeRun.objects.filter(parent_id=parent.id).aggregate(last=Max("finished_at"))["last"]
         if (finished_at or parent.started_at or now) >= now - JOIN_GRACE:
             continue  # give the chord callback its chance first

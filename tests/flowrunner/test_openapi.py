@@ -150,7 +150,10 @@ def test_openapi_every_schema_is_valid_json_schema(document):
         ({"input": {"a": 9.2e18, "b": -0.5, "c": 5e-324}}, True),
         ({"input": {}, "extra": 1}, False),
         ({"callback_url": "http://93.184.216.34/cb"}, True),
-        ({"callback_url": "http://\x9b"}, False),  # a C1 control: the pattern's class and the server refuse it
+        (
+            {"callback_url": "http://\x9b"},
+            False,
+        ),  # a C1 control: the pattern's class and the server refuse it
     ],
 )
 def test_openapi_run_body_rules_are_the_servers(document, api, member, body, valid, monkeypatch):
