@@ -1,4 +1,4 @@
-"""What JSON the system stores and hands to scripts: one nesting limit, one integer range, one walker."""
+"""What JSON the system stores and hands to scripts: one nesting limit, one number range, one walker."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 # Nesting allowed in a JSON body, a flow's YAML, a script's output and a node's output: the document is
 # copied, redacted and stored recursively, so a deeper value would fail far from where it came in.
 MAX_DEPTH = 100
-# The largest magnitude of a number a script (IEEE doubles in V8), PostgreSQL's jsonb consumers and the Go
-# original all handle. It bounds floats too: JSON Schema counts 1e300 as an integer (no fractional part), so
-# the published schema cannot tell it from a 301-digit integer, and the server refuses both alike.
+# The largest integer a script (IEEE doubles in V8), PostgreSQL's jsonb consumers and the Go original all take
+# as it is. It bounds a float in a request too, though a script could take 1e300: JSON Schema counts a float
+# with no fractional part as an integer, so the published schema cannot tell 1e300 from a 301-digit integer,
+# and the server refuses both alike. (A node's output is not a request: it may hold 1e300.)
 MAX_INT = 2**63 - 1
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import account_for_user
 from accounts.throttling import client_ip
-from core.api.openapi import errors
+from core.api.openapi import errors, json_object
 from core.api.pagination import LimitOffsetPagination, paginated_response
 from core.api.views import ApiViewMixin, BodyLimitMixin, validated_body
 from flows.http import flow_id_or_404
@@ -204,7 +204,7 @@ class HookView(BodyLimitMixin, APIView):
     @extend_schema(
         operation_id="hooks_receive",
         tags=["triggers"],
-        request={"application/json": {"type": "object", "description": "Any JSON object: the run's input."}},
+        request={"application/json": json_object("Any JSON object the server can store: the run's input.")},
         responses={
             202: HookAcceptedSerializer,
             200: OpenApiResponse(
