@@ -88,3 +88,12 @@ def pytest_configure(config):
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope="session")
+def openapi_document(django_db_blocker) -> dict:
+    """The OpenAPI document the server publishes (`/api/v1/schema`, JSON)."""
+    with django_db_blocker.unblock():
+        response = APIClient().get("/api/v1/schema", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()

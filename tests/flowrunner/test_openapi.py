@@ -18,11 +18,8 @@ FLOW = "metadata: {name: doc flow}\nnodes:\n  a: {type: transform, params: {scri
 
 
 @pytest.fixture(scope="module")
-def document(django_db_blocker) -> dict:
-    with django_db_blocker.unblock():
-        response = APIClient().get("/api/v1/schema", {"format": "json"})
-    assert response.status_code == 200
-    return response.json()
+def document(openapi_document) -> dict:
+    return openapi_document
 
 
 def _operations(document: dict):

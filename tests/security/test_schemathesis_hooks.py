@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from rest_framework.test import APIClient
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 
@@ -16,11 +15,8 @@ RUN = "/api/v1/flows/{flow_id}/run"
 
 
 @pytest.fixture(scope="module")
-def document(django_db_blocker) -> dict:
-    with django_db_blocker.unblock():
-        response = APIClient().get("/api/v1/schema", {"format": "json"})
-    assert response.status_code == 200
-    return response.json()
+def document(openapi_document) -> dict:
+    return openapi_document
 
 
 def _case(document: dict, path: str, body, negative=(ParameterLocation.BODY,)) -> SimpleNamespace:  # noqa: ANN001
