@@ -50,7 +50,7 @@ class NodeRunStatus(models.TextChoices):
 
 
 TERMINAL_NODE_STATUSES = frozenset({"succeeded", "failed", "timed_out", "canceled"})
-OPEN_NODE_STATUSES = frozenset({"queued", "retrying", "running"})
+OPEN_NODE_STATUSES = frozenset(NodeRunStatus.values) - TERMINAL_NODE_STATUSES
 
 # What describes one node run attempt, in the order the API (NodeRunSerializer) and the admin show it.
 NODE_RUN_FIELDS = (

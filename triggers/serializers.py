@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from core.api.serializers import BooleanField, StrictSerializer, StringField
-from executions.serializers import InputField
+from executions.serializers import CALLBACK_URL_PATTERN, InputField
 from triggers.models import Schedule, Trigger
 
 
@@ -26,7 +26,7 @@ def _object(value: Any) -> Any:
         "type": "string",
         "format": "callback-url",
         "maxLength": 2000,
-        "pattern": r"^https?://[^\x00-\x20\x7f-\x9f\s]+$",
+        "pattern": CALLBACK_URL_PATTERN,
     }
 )
 class CallbackUrlField(StringField):
