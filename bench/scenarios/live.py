@@ -29,6 +29,7 @@ from bench.scenarios.live_load import (
     stalled_readers,
     start_all,
 )
+from bench.stamped import StampedPubSub, StampedWebSocket, Unstamped
 from bench.stats import scenario_result, summary
 
 LIVE_TYPES = ("status", "node", "log")
@@ -43,11 +44,13 @@ def _sent_at(frame: dict[str, Any]) -> float:
 
 
 class Receipts:
-    """Latencies (ms) of every live frame, frames per subscriber, frame sizes, each subscriber's span, and
+    """Latencies (ms) of every live frame — to its arrival at the client's socket (the kernel's receive time)
+    and to the driver's reading it — frames per subscriber, frame sizes, each subscriber's span, and
     (FlowRunner) the subscribers still without `complete` once their execution had ended."""
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
+        self.read_latencies: list[float] = []
         self.frames: list[int] = []
         self.sizes: list[int] = []
         self.spans: list[float] = []
@@ -64,6 +67,7 @@ class Receipts:
 
     def add(self, other: Receipts) -> None:
         self.latencies += other.latencies
+        self.read_latencies += other.read_latencies
         self.frames += other.frames
         self.sizes += other.sizes
         self.spans += other.spans
@@ -82,14 +86,35 @@ class Subscriber:
     last: float = 0.0
     complete: bool = False
     tail: list[tuple[int, str]] = field(default_factory=list)
+    # (text, arrival, read) of each message after the snapshot, decoded once the round is over: the
+    # receiving side does no more than it must while frames are arriving.
+    received: list[tuple[str, float, float]] = field(default_factory=list)
+
+    def tally(self, out: Receipts) -> None:
+        """Counts the live frames received after the snapshot and before `complete`."""
+        for raw, arrival, now in self.received:
+            frame = json.loads(raw)
+            if frame["type"] == "complete":
+                break
+            if frame["type"] in LIVE_TYPES and frame["seq"] > self.snapshot_seq:
+                sent = _sent_at(frame)
+                out.latencies.append((arrival - sent) * 1000)
+                out.read_latencies.append((now - sent) * 1000)
+                out.sizes.append(len(raw))
+                self.frames += 1
+                self.last_seq = max(self.last_seq, frame["seq"])
+                self.tail = [*self.tail[-4:], (frame["seq"], frame["type"])]
+                self.first = self.first or now
+                self.last = now
+        self.received = []
 
 
-async def _connect(bench: Bench, out: Receipts) -> Any:
+async def _connect(bench: Bench, out: Receipts) -> StampedWebSocket:
     """A WebSocket, the handshake tried again (as a client would) when daphne dropped it: on a loaded machine
     a handshake can pass daphne's 5 s limit. Each retry is counted and reported."""
     for attempt in range(CONNECT_ATTEMPTS):
         try:
-            return await bench.ws()
+            return await StampedWebSocket.connect(bench.stack.ws_url, bench.creds.headers)
         except (InvalidHandshake, OSError, TimeoutError):
             if attempt == CONNECT_ATTEMPTS - 1:
                 raise
@@ -112,29 +137,27 @@ async def _subscribe(
     try:
         async with await _connect(bench, out) as ws:
             await ws.send(json.dumps({"type": "subscribe", "execution_id": sub.execution_id}))
-            snapshot = json.loads(await ws.recv())
+            snapshot = json.loads((await ws.recv())[0])
             if snapshot["type"] != "status":
                 raise RuntimeError(f"subscribe answered {snapshot}")
             sub.snapshot_seq = sub.last_seq = snapshot["seq"]
-            ready.set()
-            async for raw in ws:
-                now = time.time()
-                frame = json.loads(raw)
-                if frame["type"] == "complete":
+            completed = asyncio.get_running_loop().create_future()
+
+            def on_frame(raw: str, arrival: float) -> None:
+                sub.received.append((raw, arrival, time.time()))
+                if '"complete"' in raw and json.loads(raw)["type"] == "complete":
                     sub.complete = True
-                    if (
-                        hold is not None
-                    ):  # stay connected, as the baseline's connections do, until the round ends
-                        await hold.wait()
-                    break
-                if frame["type"] in LIVE_TYPES and frame["seq"] > sub.snapshot_seq:
-                    out.latencies.append((now - _sent_at(frame)) * 1000)
-                    out.sizes.append(len(raw))
-                    sub.frames += 1
-                    sub.last_seq = max(sub.last_seq, frame["seq"])
-                    sub.tail = [*sub.tail[-4:], (frame["seq"], frame["type"])]
-                    sub.first = sub.first or now
-                    sub.last = now
+                    completed.done() or completed.set_result(None)
+
+            def on_error(error: BaseException) -> None:
+                if not completed.done():
+                    completed.set_exception(error)
+
+            ws.handle(on_frame, on_error)
+            ready.set()
+            await completed
+            if hold is not None:  # stay connected, as the baseline's connections do, until the round ends
+                await hold.wait()
     finally:
         ready.set()  # a subscriber that failed must not keep the round waiting; its task re-raises
 
@@ -225,6 +248,7 @@ async def _flowrunner_round(
             raise result
     finals = await asyncio.to_thread(_last_seqs, ids)
     for sub in subs:
+        sub.tally(out)
         out.frames.append(sub.frames)
         out.spans.append(sub.last - sub.first)
         if not sub.complete:
@@ -239,54 +263,54 @@ async def _baseline_round(
     bench: Bench, channels: int, subscribers: int, shape: tuple[int, float, int]
 ) -> Receipts:
     """The same number of subscribers and frames over plain Redis pub/sub, published by the same worker."""
-    import redis.asyncio as aioredis
     from django.conf import settings
 
     count, gap, filler = shape
     out = Receipts()
     prefix = f"bench:live:{uuid.uuid4().hex[:8]}"
     names = [f"{prefix}:{i}" for i in range(channels)]
-    clients, pubsubs = [], []
-    for i in range(subscribers):
-        client = aioredis.from_url(settings.REDIS_URL)
-        pubsub = client.pubsub()
-        await pubsub.subscribe(names[i % channels])
-        clients.append(client)
-        pubsubs.append(pubsub)
+    gate = asyncio.Semaphore(CONNECT_PARALLEL)
 
-    subscribed = [asyncio.Event() for _ in pubsubs]
+    async def subscribed(name: str) -> StampedPubSub:
+        async with gate:
+            return await StampedPubSub.subscribe(settings.REDIS_URL, name)
 
-    async def receive(pubsub: Any, ready: asyncio.Event) -> None:
-        seen, first, last = 0, None, None
-        async with asyncio.timeout(TIMEOUT):
-            async for message in pubsub.listen():
-                if message["type"] == "subscribe":
-                    ready.set()
-                if message["type"] != "message":
-                    continue
-                now = time.time()
-                frame = json.loads(message["data"])
-                out.latencies.append((now - _sent_at(frame)) * 1000)
-                out.sizes.append(len(message["data"]))
-                seen += 1
-                first = first or now
-                last = now
-                if frame["seq"] >= count:
-                    break
-        out.frames.append(seen)
-        out.spans.append((last - first) if first and last else 0.0)
+    pubsubs = await asyncio.wait_for(
+        asyncio.gather(*(subscribed(names[i % channels]) for i in range(subscribers))), TIMEOUT
+    )
 
-    readers = [asyncio.create_task(receive(p, r)) for p, r in zip(pubsubs, subscribed, strict=True)]
-    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in subscribed)), TIMEOUT)
+    async def receive(pubsub: StampedPubSub) -> None:
+        received: list[tuple[bytes, float, float]] = []
+        done = asyncio.get_running_loop().create_future()
+
+        def on_message(data: bytes, arrival: float) -> None:
+            received.append((data, arrival, time.time()))
+            if len(received) >= count:  # the publisher's seqs run 1…count, over one connection each
+                done.done() or done.set_result(None)
+
+        def on_error(error: BaseException) -> None:
+            if not done.done():
+                done.set_exception(error)
+
+        pubsub.handle(on_message, on_error)
+        await asyncio.wait_for(done, TIMEOUT)
+        for data, arrival, now in received:
+            sent = _sent_at(json.loads(data))
+            out.latencies.append((arrival - sent) * 1000)
+            out.read_latencies.append((now - sent) * 1000)
+            out.sizes.append(len(data))
+        out.frames.append(len(received))
+        out.spans.append(received[-1][2] - received[0][2])
+
+    readers = [asyncio.create_task(receive(p)) for p in pubsubs]
     _quiet_collector()
     await asyncio.to_thread(lambda: group(publish.s(n, count, gap, filler) for n in names).apply_async())
     try:
         await asyncio.gather(*readers)
     finally:
         gc.unfreeze()
-        for pubsub, client in zip(pubsubs, clients, strict=True):
-            await pubsub.aclose()
-            await client.aclose()
+        for pubsub in pubsubs:
+            pubsub.close()
     return out
 
 
@@ -309,6 +333,10 @@ def _result(
     name: str, title: str, ours: Receipts, theirs: Receipts, details: dict[str, Any], limit: float = 50.0
 ) -> dict[str, Any]:
     fr, base = summary(ours.latencies, "ms"), summary(theirs.latencies, "ms")
+    read = {
+        "flowrunner": summary(ours.read_latencies, "ms"),
+        "baseline": summary(theirs.read_latencies, "ms"),
+    }
     return scenario_result(
         name,
         title,
@@ -325,6 +353,9 @@ def _result(
             "without_complete": ours.lost[:20],
             "frames_per_subscriber": median(ours.frames) if ours.frames else 0,
             "frame_bytes_median": median(ours.sizes) if ours.sizes else 0,
+            "to_driver_read": read,
+            # reads the kernel gave no arrival time for, timed when read instead (driver total so far)
+            "unstamped_reads": Unstamped.reads,
             **details,
         },
     )
@@ -376,10 +407,12 @@ def live(bench: Bench, cfg: Config) -> list[dict[str, Any]]:
     short = bench.create_flow("live3", flows.linear("bench-live-3", 3))
     long = bench.create_flow("live10", flows.linear("bench-live-10", 10))
     common = {
-        "flowrunner_measures": "receipt time (driver, time.time()) minus the frame's `timestamp` (set by the "
-        "worker when the event row is written, just before commit); only live frames after the snapshot",
-        "baseline_measures": "the same subscriber count on raw Redis pub/sub (redis.asyncio, one connection "
-        "each), frames published by a bench.publish task on the same worker at the observed frame rate",
+        "flowrunner_measures": "arrival at the client's socket (the kernel's receive time of the read that "
+        "completed the frame, SO_TIMESTAMPNS) minus the frame's `timestamp` (set by the worker when the event "
+        "row is written, just before commit); only live frames after the snapshot. `to_driver_read`: the same "
+        "to the driver's time.time() once it has parsed the frame",
+        "baseline_measures": "the same subscriber count on raw Redis pub/sub (one connection each, timed the "
+        "same way), frames published by a bench.publish task on the same worker at the observed frame rate",
     }
 
     def many() -> dict[str, Any]:

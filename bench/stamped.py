@@ -1,0 +1,401 @@
+"""Receivers whose messages carry the kernel's arrival time (SO_TIMESTAMPNS): WebSocket and Redis pub/sub.
+
+Scenario d's driver stands in for hundreds of clients that would each have a machine of their own. Timed by
+when the driver gets round to them, frames to its last sockets wait behind its work on the first ones (and
+that work competes with the server for the same CPUs). Each read here is stamped with the time the kernel
+received the data, and the reader does as little as it can in between: one callback per readable socket
+that reads, splits messages and hands them on, no task switch per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+# Linux's SO_TIMESTAMPNS (the "old" 64-bit-time one on 64-bit platforms); Python does not export it.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("qq")
+READ_SIZE = 65536
+
+Handler = Callable[[Any, float], None]
+
+
+class Unstamped:
+    """Reads the kernel gave no time for, timed when read instead (later than their arrival: a latency can
+    only look longer). Linux stamps packets only while some socket asks for it, and turns that on again in
+    the background, so packets that arrive just after every stamped socket had closed go unstamped: the
+    keeper below stays open for the whole process."""
+
+    reads = 0
+    _keeper: socket.socket | None = None
+
+    @classmethod
+    def keep_stamping(cls) -> None:
+        if cls._keeper is None:
+            cls._keeper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            cls._keeper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanoseconds = _TIMESPEC.unpack(data[: _TIMESPEC.size])
+            return seconds + nanoseconds / 1e9
+    Unstamped.reads += 1
+    return time.time()
+
+
+class StampedSocket:
+    """A connected non-blocking TCP socket read with recvmsg. A read's time is the kernel's arrival time of
+    the last packet it took (TCP also moves a packet's time forward when a later one is merged into it while
+    queued), so data read late can only look later than it arrived, never earlier."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self._on_data: Callable[[bytes, float], None] | None = None
+
+    @classmethod
+    async def open(cls, host: str, port: int, timeout: float) -> StampedSocket:
+        Unstamped.keep_stamping()
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock)
+
+    async def send(self, data: bytes) -> None:
+        await self._loop.sock_sendall(self.sock, data)
+
+    def listen(self, on_data: Callable[[bytes, float], None]) -> None:
+        """Calls on_data(bytes, arrival) for every read from now on, and on_data(b"", now) once at EOF."""
+        self._on_data = on_data
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(READ_SIZE, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
+        assert self._on_data is not None
+        if not data:
+            self.close()
+            self._on_data(b"", time.time())
+            return
+        self._on_data(data, _arrival(ancillary))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self._on_data is not None:
+                self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+class _Inbox:
+    """Messages parsed ahead of a `recv()`, or handed to a handler once one is set."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[Any, float]] = deque()
+        self._handler: Handler | None = None
+        self._on_error: Callable[[BaseException], None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None
+
+    def put(self, message: Any, arrival: float) -> None:
+        if self._handler is not None:
+            self._handler(message, arrival)
+            return
+        self._queue.append((message, arrival))
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = self.error or error
+        self._wake()
+        if self._on_error is not None:
+            self._on_error(self.error)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> tuple[Any, float]:
+        while not self._queue:
+            if self.error is not None:
+                raise self.error
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._queue.popleft()
+
+    def handle(self, handler: Handler, on_error: Callable[[BaseException], None]) -> None:
+        while self._queue:
+            handler(*self._queue.popleft())
+        self._handler, self._on_error = handler, on_error
+        if self.error is not None:
+            on_error(self.error)
+
+
+class StampedWebSocket:
+    """A WebSocket client: websockets' sans-I/O protocol for the handshake, then a minimal reader of the
+    server's (unmasked) frames. Text messages come with their arrival time; pings are answered; no
+    compression is offered."""
+
+    def __init__(self, stream: StampedSocket) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self._fragments: list[bytes] = []
+        self._inbox = _Inbox()
+
+    @classmethod
+    async def connect(cls, url: str, headers: dict[str, str], timeout: float = 60.0) -> StampedWebSocket:
+        uri = parse_uri(url)
+        if uri.secure:
+            raise ValueError("only ws:// is supported")
+        stream = await StampedSocket.open(uri.host, uri.port, timeout)
+        ws = cls(stream)
+        try:
+            handshake = asyncio.get_running_loop().create_future()
+            protocol = ClientProtocol(uri, max_size=None)
+            request = protocol.connect()
+            for name, value in headers.items():
+                request.headers[name] = value
+            protocol.send_request(request)
+
+            def on_handshake(data: bytes, arrival: float) -> None:
+                if not data:
+                    handshake.done() or handshake.set_exception(
+                        ConnectionError("closed during the handshake")
+                    )
+                    return
+                protocol.receive_data(data)
+                events = protocol.events_received()
+                if any(isinstance(e, Response) for e in events):
+                    # The server speaks only when spoken to, so nothing follows its response in this read;
+                    # a frame the protocol parsed anyway is taken as is.
+                    for event in events:
+                        if isinstance(event, Frame):
+                            ws._frame(event.fin, event.opcode, event.data, arrival)
+                    stream.listen(ws._on_data)
+                    handshake.done() or handshake.set_result(arrival)
+
+            stream.listen(on_handshake)
+            for data in protocol.data_to_send():
+                await stream.send(data)
+            async with asyncio.timeout(timeout):
+                await handshake
+            if protocol.handshake_exc is not None:
+                raise protocol.handshake_exc
+        except BaseException:
+            stream.close()
+            raise
+        return ws
+
+    async def __aenter__(self) -> StampedWebSocket:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def send(self, text: str) -> None:
+        await self._stream.send(Frame(Opcode.TEXT, text.encode()).serialize(mask=True))
+
+    async def recv(self) -> tuple[str, float]:
+        """The next text message and the arrival time of the read that completed it."""
+        return await self._inbox.get()
+
+    def handle(
+        self, handler: Callable[[str, float], None], on_error: Callable[[BaseException], None]
+    ) -> None:
+        """Every text message from now on goes to handler(text, arrival), called from the socket's reader;
+        on_error(exception) once if the connection ends or the handler raises."""
+        self._inbox.handle(handler, on_error)
+
+    def _on_data(self, data: bytes, arrival: float) -> None:
+        try:
+            self._consume(data, arrival)
+        except Exception as exc:
+            self._stream.close()
+            self._inbox.fail(exc)
+
+    def _consume(self, data: bytes, arrival: float) -> None:
+        if not data and not self._buffer:
+            self._inbox.fail(ConnectionError("the server closed the connection"))
+            return
+        buffer = self._buffer + data if self._buffer else data
+        at = 0
+        while len(buffer) - at >= 2:
+            first, second = buffer[at], buffer[at + 1]
+            size, start = second & 0x7F, at + 2
+            if size == 126:
+                if len(buffer) - at < 4:
+                    break
+                size, start = int.from_bytes(buffer[at + 2 : at + 4], "big"), at + 4
+            elif size == 127:
+                if len(buffer) - at < 10:
+                    break
+                size, start = int.from_bytes(buffer[at + 2 : at + 10], "big"), at + 10
+            if second & 0x80:
+                raise RuntimeError("the server sent a masked frame")
+            if len(buffer) < start + size:
+                break
+            self._frame(first & 0x80, first & 0x0F, buffer[start : start + size], arrival)
+            at = start + size
+        self._buffer = buffer[at:]
+        if not data:
+            self._inbox.fail(ConnectionError("the server closed the connection"))
+
+    def _frame(self, fin: int, opcode: int, payload: bytes, arrival: float) -> None:
+        if opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            self._fragments.append(payload)
+            if fin:
+                message, self._fragments = b"".join(self._fragments).decode(), []
+                self._inbox.put(message, arrival)
+        elif opcode == Opcode.PING:
+            pong = Frame(Opcode.PONG, payload).serialize(mask=True)
+            asyncio.get_running_loop().create_task(self._stream.send(pong))
+        elif opcode == Opcode.CLOSE:
+            self._inbox.fail(ConnectionError("the server closed the WebSocket"))
+
+    async def close(self) -> None:
+        try:
+            if not self._stream.closed:
+                await self._stream.send(Frame(Opcode.CLOSE, b"\x03\xe8").serialize(mask=True))
+        except OSError:  # the peer is already gone: nothing left to tell it
+            pass
+        finally:
+            self._stream.close()
+
+
+class StampedPubSub:
+    """A Redis pub/sub connection (RESP2) subscribed to one channel; each published message's data comes
+    with its arrival time."""
+
+    def __init__(self, stream: StampedSocket) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self._inbox = _Inbox()
+
+    @classmethod
+    async def subscribe(cls, redis_url: str, channel: str, timeout: float = 60.0) -> StampedPubSub:
+        parts = urlsplit(redis_url)
+        if parts.scheme != "redis":
+            raise ValueError(f"only redis:// URLs are supported, not {parts.scheme}://")
+        stream = await StampedSocket.open(parts.hostname or "127.0.0.1", parts.port or 6379, timeout)
+        pubsub = cls(stream)
+        stream.listen(pubsub._on_data)
+        try:
+            async with asyncio.timeout(timeout):
+                if parts.password:
+                    auth = [parts.username, parts.password] if parts.username else [parts.password]
+                    await pubsub._command("AUTH", *auth)
+                    reply, _ = await pubsub._inbox.get()
+                    if isinstance(reply, RedisError):
+                        raise reply
+                await pubsub._command("SUBSCRIBE", channel)
+                reply, _ = await pubsub._inbox.get()
+            if not isinstance(reply, list) or reply[0] != b"subscribe":
+                raise RuntimeError(f"SUBSCRIBE answered {reply!r}")
+        except BaseException:
+            stream.close()
+            raise
+        return pubsub
+
+    def handle(
+        self, handler: Callable[[bytes, float], None], on_error: Callable[[BaseException], None]
+    ) -> None:
+        """Every published message's data from now on goes to handler(data, arrival); on_error(exception)
+        once if the connection ends or the handler raises."""
+
+        def message(reply: Any, arrival: float) -> None:
+            if isinstance(reply, list) and reply[0] == b"message":
+                handler(reply[2], arrival)
+
+        self._inbox.handle(message, on_error)
+
+    async def _command(self, *args: str) -> None:
+        out = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            raw = arg.encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+        await self._stream.send(b"".join(out))
+
+    def _on_data(self, data: bytes, arrival: float) -> None:
+        try:
+            self._consume(data, arrival)
+        except Exception as exc:
+            self._stream.close()
+            self._inbox.fail(exc)
+
+    def _consume(self, data: bytes, arrival: float) -> None:
+        if not data:
+            self._inbox.fail(ConnectionError("Redis closed the connection"))
+            return
+        buffer = self._buffer + data if self._buffer else data
+        at = 0
+        while True:
+            parsed = _parse_resp(buffer, at)
+            if parsed is None:
+                break
+            reply, at = parsed
+            self._inbox.put(reply, arrival)
+        self._buffer = buffer[at:]
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class RedisError(Exception):
+    """An error reply."""
+
+
+def _parse_resp(buffer: bytes, at: int) -> tuple[Any, int] | None:
+    """One RESP2 value from buffer[at:] and where it ends, or None while it is incomplete."""
+    line_end = buffer.find(b"\r\n", at)
+    if line_end < 0:
+        return None
+    kind, line = buffer[at : at + 1], buffer[at + 1 : line_end]
+    after = line_end + 2
+    if kind == b"+":
+        return line, after
+    if kind == b"-":
+        return RedisError(line.decode()), after
+    if kind == b":":
+        return int(line), after
+    if kind == b"$":
+        size = int(line)
+        if size < 0:
+            return None, after
+        if len(buffer) < after + size + 2:
+            return None
+        return buffer[after : after + size], after + size + 2
+    if kind == b"*":
+        items = []
+        for _ in range(int(line)):
+            parsed = _parse_resp(buffer, after)
+            if parsed is None:
+                return None
+            item, after = parsed
+            items.append(item)
+        return items, after
+    raise RuntimeError(f"unexpected RESP type {kind!r}")
