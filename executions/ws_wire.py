@@ -79,7 +79,32 @@ def write(protocol: Any, prepared: list[PreparedMessage]) -> None:
     """Several messages in one write: a WebSocket frame is self-delimiting, so the client still reads one
     frame per message. With compression negotiated each goes through autobahn's own path."""
     if protocol._perMessageCompress is None and not protocol.send_queue:
-        protocol.transport.write(b"".join(p.payloadHybi for p in prepared))
+        send_now(protocol.transport, b"".join(p.payloadHybi for p in prepared))
         return
     for p in prepared:
         protocol.sendPreparedMessage(p)
+
+
+def send_now(transport: Any, data: bytes) -> None:
+    """Hand `data` to the kernel at once when the transport has nothing buffered, and buffer in Twisted only
+    what the socket did not take. Twisted's own `write` always buffers, registers the socket for writing,
+    sends on the loop's next turn and unregisters it: two more system calls and a loop turn per socket, and
+    with hundreds of sockets on one execution the first of them waits until every one has been handed its
+    copy. Data never overtakes what is buffered (it goes straight out only when nothing is), and a failing
+    socket is left to Twisted's write, which closes the connection as it always does."""
+    sock = getattr(transport, "socket", None)  # a TCP or UNIX connection; TLS and test transports have none
+    if (
+        sock is not None
+        and transport.connected
+        and not transport.disconnecting
+        and not transport.dataBuffer
+        and not transport._tempDataBuffer
+    ):
+        try:
+            sent = sock.send(data)
+        except OSError:  # EAGAIN, or a connection Twisted's write will find lost
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)

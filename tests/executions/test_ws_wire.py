@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from functools import partial
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.internet import abstract
+from twisted.internet import abstract, tcp
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactor
 
-from executions.consumers import ExecutionConsumer
-from executions.ws_wire import WRITE_CHUNK_BYTES, Wire, protocol_of
+from core.metrics import WS_FRAMES_SENT
+from executions.consumers import _SENT, ExecutionConsumer
+from executions.ws_wire import WRITE_CHUNK_BYTES, Wire, protocol_of, send_now
 
 EXECUTION = "00000000-0000-0000-0000-00000000000a"
 
@@ -211,3 +215,92 @@ def test_ws_wire_finds_daphnes_protocol_behind_channels_send():
     # when looking for it / then it is found; another server's send has none
     assert protocol_of(send) is protocol
     assert protocol_of(Wrapper(handle_reply).send) is None
+
+
+def twisted_connection() -> tuple[tcp.Server, socket.socket, MemoryReactor]:
+    """daphne's kind of transport (Twisted's TCP server connection) on a real socket pair, under a reactor
+    that never runs: what Twisted buffers stays buffered until the test calls doWrite."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    reactor = MemoryReactor()
+    return tcp.Server(ours, Protocol(), ("127.0.0.1", 1), None, 1, reactor), theirs, reactor
+
+
+def received_by(peer: socket.socket) -> bytes:
+    peer.setblocking(False)
+    chunks = []
+    while True:
+        try:
+            chunk = peer.recv(1 << 20)
+        except BlockingIOError:
+            return b"".join(chunks)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def test_ws_wire_sends_straight_to_the_socket_when_nothing_is_buffered():
+    # Given a connection with nothing buffered
+    transport, peer, reactor = twisted_connection()
+    # When frames are written
+    send_now(transport, b"frames")
+    # Then the peer has them at once: nothing waits in Twisted's buffer, no write is scheduled
+    assert received_by(peer) == b"frames"
+    assert not transport._tempDataBuffer and not transport.dataBuffer
+    assert transport not in reactor.getWriters()
+
+
+def test_ws_wire_queues_behind_what_twisted_has_buffered():
+    # Given bytes Twisted holds for a later write (the loop has not flushed them yet)
+    transport, peer, reactor = twisted_connection()
+    transport.write(b"first,")
+    # When frames are written
+    send_now(transport, b"second")
+    # Then they do not overtake: nothing reaches the peer before the buffered bytes, and both go in order
+    assert received_by(peer) == b""
+    transport.doWrite()
+    assert received_by(peer) == b"first,second"
+
+
+def test_ws_wire_buffers_in_twisted_what_the_socket_did_not_take():
+    # Given a peer that is not reading, and more frames than the kernel's buffers hold
+    transport, peer, reactor = twisted_connection()
+    blob = bytes(range(256)) * 40_000  # 10 MB
+    # When they are written
+    send_now(transport, blob)
+    # Then the kernel took a part and Twisted holds the rest, its write scheduled; once the peer reads,
+    # it gets every byte in order
+    assert transport._tempDataLen > 0 and transport in reactor.getWriters()
+    received = [received_by(peer)]
+    while transport._tempDataBuffer or transport.dataBuffer:
+        transport.doWrite()
+        received.append(received_by(peer))
+    assert b"".join(received) == blob
+
+
+def test_ws_wire_leaves_a_closing_connection_to_twisted():
+    # Given a connection Twisted is closing
+    transport, peer, reactor = twisted_connection()
+    transport.disconnecting = True
+    # When frames are written
+    send_now(transport, b"late")
+    # Then nothing is sent behind Twisted's back
+    assert received_by(peer) == b""
+
+
+def test_ws_wire_counts_frames_sent_once_per_loop_turn():
+    # Given the frames-sent metric
+    before = WS_FRAMES_SENT._value.get()
+
+    async def scenario() -> tuple[float, float]:
+        # When three sockets are written within one turn of the loop
+        for count in (2, 3, 4):
+            _SENT.add(count)
+        during = WS_FRAMES_SENT._value.get()
+        await asyncio.sleep(0)
+        return during, WS_FRAMES_SENT._value.get()
+
+    during, after = asyncio.run(scenario())
+    # Then the metric moves once, by all of them, after that turn
+    assert during == before
+    assert after == before + 9
