@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from twisted.internet import tcp
 
 from executions.ws_frames import complete_frame, encode, is_terminal_status
 
@@ -92,16 +93,19 @@ def send_now(transport: Any, data: bytes) -> None:
     with hundreds of sockets on one execution the first of them waits until every one has been handed its
     copy. Data never overtakes what is buffered (it goes straight out only when nothing is), and a failing
     socket is left to Twisted's write, which closes the connection as it always does."""
-    sock = getattr(transport, "socket", None)  # a TCP or UNIX connection; TLS and test transports have none
+    # Only Twisted's own TCP (or UNIX) connection without TLS: a TLS transport is a protocol wrapper that
+    # forwards unknown attributes, `socket` included, to the raw connection underneath, and writing there
+    # would bypass the encryption.
     if (
-        sock is not None
+        isinstance(transport, tcp.Connection)
+        and not transport.TLS
         and transport.connected
         and not transport.disconnecting
         and not transport.dataBuffer
         and not transport._tempDataBuffer
     ):
         try:
-            sent = sock.send(data)
+            sent = transport.socket.send(data)
         except OSError:  # EAGAIN, or a connection Twisted's write will find lost
             sent = 0
         if sent == len(data):

@@ -11,8 +11,9 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import abstract, tcp
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 from core.metrics import WS_FRAMES_SENT
 from executions.consumers import _SENT, ExecutionConsumer
@@ -304,3 +305,35 @@ def test_ws_wire_counts_frames_sent_once_per_loop_turn():
     # Then the metric moves once, by all of them, after that turn
     assert during == before
     assert after == before + 9
+
+
+class RecordingWrapper(ProtocolWrapper):
+    """A TLS transport's shape: a protocol wrapper whose unknown attributes reach the raw connection."""
+
+    def __init__(self, transport: tcp.Server) -> None:
+        super().__init__(WrappingFactory(Factory()), Protocol())
+        self.transport = transport
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def test_ws_wire_never_writes_around_a_tls_transport():
+    # Given a TLS-shaped wrapper over a raw connection (its `socket` is reachable through it), and a raw
+    # connection that started TLS itself
+    raw, peer, reactor = twisted_connection()
+    wrapper = RecordingWrapper(raw)
+    assert wrapper.socket is raw.socket
+    started_tls, tls_peer, _ = twisted_connection()
+    started_tls.TLS = True
+    through_tls: list[bytes] = []
+    started_tls.write = through_tls.append  # its TLS layer, which this test does not set up
+    # When frames are written to either
+    send_now(wrapper, b"secret")
+    send_now(started_tls, b"secret")
+    # Then both go through the transport's own write: no plaintext reaches either socket
+    assert wrapper.written == [b"secret"]
+    assert through_tls == [b"secret"]
+    assert received_by(peer) == b""
+    assert received_by(tls_peer) == b""
