@@ -1,22 +1,15 @@
-"""Receivers whose messages carry the kernel's arrival time (SO_TIMESTAMPNS): WebSocket and Redis pub/sub.
-
-Scenario d's driver stands in for hundreds of clients that would each have a machine of their own. Timed by
-when the driver gets round to them, frames to its last sockets wait behind its work on the first ones (and
-that work competes with the server for the same CPUs). Each read here is stamped with the time the kernel
-received the data, and the reader does as little as it can in between: one callback per readable socket
-that reads, splits messages and hands them on, no task switch per message.
-"""
+"""Client sockets whose reads carry the kernel's arrival time (SO_TIMESTAMPNS), and a WebSocket reader on them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -57,9 +50,14 @@ def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
 
 
 class StampedSocket:
-    """A connected non-blocking TCP socket read with recvmsg. A read's time is the kernel's arrival time of
-    the last packet it took (TCP also moves a packet's time forward when a later one is merged into it while
-    queued), so data read late can only look later than it arrived, never earlier."""
+    """A connected non-blocking TCP socket read with recvmsg, one callback per readable socket.
+
+    Scenario d's driver stands in for hundreds of clients that would each have a machine of their own. Timed
+    by when the driver gets round to them, frames to its last sockets wait behind its work on the first ones
+    (and that work competes with the server for the same CPUs). So each read is stamped with the time the
+    kernel received the data, and the readers do as little as they can in between. A read's time is the
+    kernel's arrival time of the last packet it took (TCP also moves a packet's time forward when a later one
+    is merged into it while queued), so data read late can only look later than it arrived, never earlier."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -86,6 +84,11 @@ class StampedSocket:
     async def send(self, data: bytes) -> None:
         await self._loop.sock_sendall(self.sock, data)
 
+    def send_now(self, data: bytes) -> None:
+        """A few bytes (a pong) from a read callback; dropped if the socket cannot take them now."""
+        with contextlib.suppress(OSError):
+            self.sock.send(data)
+
     def listen(self, on_data: Callable[[bytes, float], None]) -> None:
         """Calls on_data(bytes, arrival) for every read from now on, and on_data(b"", now) once at EOF."""
         self._on_data = on_data
@@ -101,19 +104,21 @@ class StampedSocket:
         assert self._on_data is not None
         if not data:
             self.close()
-            self._on_data(b"", time.time())
             return
         self._on_data(data, _arrival(ancillary))
 
     def close(self) -> None:
+        """Closes the socket; a listener gets on_data(b"", now), as at EOF, unless it was the one closing."""
         if not self.closed:
             self.closed = True
             if self._on_data is not None:
                 self._loop.remove_reader(self.sock.fileno())
             self.sock.close()
+            if self._on_data is not None:
+                self._on_data(b"", time.time())
 
 
-class _Inbox:
+class Inbox:
     """Messages parsed ahead of a `recv()`, or handed to a handler once one is set."""
 
     def __init__(self) -> None:
@@ -131,10 +136,12 @@ class _Inbox:
         self._wake()
 
     def fail(self, error: BaseException) -> None:
-        self.error = self.error or error
+        if self.error is not None:
+            return
+        self.error = error
         self._wake()
         if self._on_error is not None:
-            self._on_error(self.error)
+            self._on_error(error)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -165,7 +172,7 @@ class StampedWebSocket:
         self._stream = stream
         self._buffer = b""
         self._fragments: list[bytes] = []
-        self._inbox = _Inbox()
+        self._inbox = Inbox()
 
     @classmethod
     async def connect(cls, url: str, headers: dict[str, str], timeout: float = 60.0) -> StampedWebSocket:
@@ -235,8 +242,8 @@ class StampedWebSocket:
         try:
             self._consume(data, arrival)
         except Exception as exc:
+            self._inbox.fail(exc)  # first: closing fails it too, with a plain ConnectionError
             self._stream.close()
-            self._inbox.fail(exc)
 
     def _consume(self, data: bytes, arrival: float) -> None:
         if not data and not self._buffer:
@@ -272,8 +279,7 @@ class StampedWebSocket:
                 message, self._fragments = b"".join(self._fragments).decode(), []
                 self._inbox.put(message, arrival)
         elif opcode == Opcode.PING:
-            pong = Frame(Opcode.PONG, payload).serialize(mask=True)
-            asyncio.get_running_loop().create_task(self._stream.send(pong))
+            self._stream.send_now(Frame(Opcode.PONG, payload).serialize(mask=True))
         elif opcode == Opcode.CLOSE:
             self._inbox.fail(ConnectionError("the server closed the WebSocket"))
 
@@ -285,117 +291,3 @@ class StampedWebSocket:
             pass
         finally:
             self._stream.close()
-
-
-class StampedPubSub:
-    """A Redis pub/sub connection (RESP2) subscribed to one channel; each published message's data comes
-    with its arrival time."""
-
-    def __init__(self, stream: StampedSocket) -> None:
-        self._stream = stream
-        self._buffer = b""
-        self._inbox = _Inbox()
-
-    @classmethod
-    async def subscribe(cls, redis_url: str, channel: str, timeout: float = 60.0) -> StampedPubSub:
-        parts = urlsplit(redis_url)
-        if parts.scheme != "redis":
-            raise ValueError(f"only redis:// URLs are supported, not {parts.scheme}://")
-        stream = await StampedSocket.open(parts.hostname or "127.0.0.1", parts.port or 6379, timeout)
-        pubsub = cls(stream)
-        stream.listen(pubsub._on_data)
-        try:
-            async with asyncio.timeout(timeout):
-                if parts.password:
-                    auth = [parts.username, parts.password] if parts.username else [parts.password]
-                    await pubsub._command("AUTH", *auth)
-                    reply, _ = await pubsub._inbox.get()
-                    if isinstance(reply, RedisError):
-                        raise reply
-                await pubsub._command("SUBSCRIBE", channel)
-                reply, _ = await pubsub._inbox.get()
-            if not isinstance(reply, list) or reply[0] != b"subscribe":
-                raise RuntimeError(f"SUBSCRIBE answered {reply!r}")
-        except BaseException:
-            stream.close()
-            raise
-        return pubsub
-
-    def handle(
-        self, handler: Callable[[bytes, float], None], on_error: Callable[[BaseException], None]
-    ) -> None:
-        """Every published message's data from now on goes to handler(data, arrival); on_error(exception)
-        once if the connection ends or the handler raises."""
-
-        def message(reply: Any, arrival: float) -> None:
-            if isinstance(reply, list) and reply[0] == b"message":
-                handler(reply[2], arrival)
-
-        self._inbox.handle(message, on_error)
-
-    async def _command(self, *args: str) -> None:
-        out = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            raw = arg.encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-        await self._stream.send(b"".join(out))
-
-    def _on_data(self, data: bytes, arrival: float) -> None:
-        try:
-            self._consume(data, arrival)
-        except Exception as exc:
-            self._stream.close()
-            self._inbox.fail(exc)
-
-    def _consume(self, data: bytes, arrival: float) -> None:
-        if not data:
-            self._inbox.fail(ConnectionError("Redis closed the connection"))
-            return
-        buffer = self._buffer + data if self._buffer else data
-        at = 0
-        while True:
-            parsed = _parse_resp(buffer, at)
-            if parsed is None:
-                break
-            reply, at = parsed
-            self._inbox.put(reply, arrival)
-        self._buffer = buffer[at:]
-
-    def close(self) -> None:
-        self._stream.close()
-
-
-class RedisError(Exception):
-    """An error reply."""
-
-
-def _parse_resp(buffer: bytes, at: int) -> tuple[Any, int] | None:
-    """One RESP2 value from buffer[at:] and where it ends, or None while it is incomplete."""
-    line_end = buffer.find(b"\r\n", at)
-    if line_end < 0:
-        return None
-    kind, line = buffer[at : at + 1], buffer[at + 1 : line_end]
-    after = line_end + 2
-    if kind == b"+":
-        return line, after
-    if kind == b"-":
-        return RedisError(line.decode()), after
-    if kind == b":":
-        return int(line), after
-    if kind == b"$":
-        size = int(line)
-        if size < 0:
-            return None, after
-        if len(buffer) < after + size + 2:
-            return None
-        return buffer[after : after + size], after + size + 2
-    if kind == b"*":
-        items = []
-        for _ in range(int(line)):
-            parsed = _parse_resp(buffer, after)
-            if parsed is None:
-                return None
-            item, after = parsed
-            items.append(item)
-        return items, after
-    raise RuntimeError(f"unexpected RESP type {kind!r}")

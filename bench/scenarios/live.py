@@ -7,20 +7,16 @@ import gc
 import json
 import os
 import time
-import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
 from statistics import median
 from traceback import format_exc
 from typing import Any
 
-from celery import group
 from websockets.exceptions import InvalidHandshake
 
 from bench import flows, profiling
-from bench.baseline_tasks import publish
 from bench.config import Config
 from bench.driver import Bench, wait_executions
+from bench.scenarios.live_baseline import CONNECT_PARALLEL, TIMEOUT, baseline_round
 from bench.scenarios.live_load import (
     CHATTY_FLOW,
     DENSE_PER_EXECUTION,
@@ -29,84 +25,12 @@ from bench.scenarios.live_load import (
     stalled_readers,
     start_all,
 )
-from bench.stamped import StampedPubSub, StampedWebSocket, Unstamped
+from bench.scenarios.live_receipts import Receipts, Subscriber, quiet_collector
+from bench.stamped import StampedWebSocket, Unstamped
 from bench.stats import scenario_result, summary
 
-LIVE_TYPES = ("status", "node", "log")
-CONNECT_PARALLEL = 50
 CONNECT_ATTEMPTS = 3
-TIMEOUT = 300.0
 GRACE = 15.0
-
-
-def _sent_at(frame: dict[str, Any]) -> float:
-    return datetime.fromisoformat(frame["timestamp"]).timestamp()
-
-
-class Receipts:
-    """Latencies (ms) of every live frame — to its arrival at the client's socket (the kernel's receive time)
-    and to the driver's reading it — frames per subscriber, frame sizes, each subscriber's span, and
-    (FlowRunner) the subscribers still without `complete` once their execution had ended."""
-
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.read_latencies: list[float] = []
-        self.frames: list[int] = []
-        self.sizes: list[int] = []
-        self.spans: list[float] = []
-        self.lost: list[dict[str, Any]] = []
-        self.subscribers = 0
-        self.handshakes_retried = 0
-
-    def shape(self) -> tuple[int, float, int]:
-        """(frames per subscriber, seconds between frames, payload filler) for the baseline to mimic."""
-        count = max(1, round(median(self.frames))) if self.frames else 1
-        gap = min(0.005, median(self.spans) / count) if self.spans else 0.0
-        filler = max(0, round(median(self.sizes)) - 120) if self.sizes else 0
-        return count, gap, filler
-
-    def add(self, other: Receipts) -> None:
-        self.latencies += other.latencies
-        self.read_latencies += other.read_latencies
-        self.frames += other.frames
-        self.sizes += other.sizes
-        self.spans += other.spans
-        self.lost += other.lost
-        self.subscribers += other.subscribers
-        self.handshakes_retried += other.handshakes_retried
-
-
-@dataclass
-class Subscriber:
-    execution_id: str
-    snapshot_seq: int = 0
-    last_seq: int = 0
-    frames: int = 0
-    first: float = 0.0
-    last: float = 0.0
-    complete: bool = False
-    tail: list[tuple[int, str]] = field(default_factory=list)
-    # (text, arrival, read) of each message after the snapshot, decoded once the round is over: the
-    # receiving side does no more than it must while frames are arriving.
-    received: list[tuple[str, float, float]] = field(default_factory=list)
-
-    def tally(self, out: Receipts) -> None:
-        """Counts the live frames received after the snapshot and before `complete`."""
-        for raw, arrival, now in self.received:
-            frame = json.loads(raw)
-            if frame["type"] == "complete":
-                break
-            if frame["type"] in LIVE_TYPES and frame["seq"] > self.snapshot_seq:
-                sent = _sent_at(frame)
-                out.latencies.append((arrival - sent) * 1000)
-                out.read_latencies.append((now - sent) * 1000)
-                out.sizes.append(len(raw))
-                self.frames += 1
-                self.last_seq = max(self.last_seq, frame["seq"])
-                self.tail = [*self.tail[-4:], (frame["seq"], frame["type"])]
-                self.first = self.first or now
-                self.last = now
-        self.received = []
 
 
 async def _connect(bench: Bench, out: Receipts) -> StampedWebSocket:
@@ -121,14 +45,6 @@ async def _connect(bench: Bench, out: Receipts) -> StampedWebSocket:
             out.handshakes_retried += 1
             await asyncio.sleep(0.5)
     raise AssertionError("unreachable")
-
-
-def _quiet_collector() -> None:
-    """Before a measured window: the driver's objects so far (its sockets, their buffers) leave the collector's
-    generations, so that a full collection scanning thousands of sockets' objects (measured up to 270 ms in the
-    driver) is not counted as frame latency on either side. `gc.unfreeze()` after the window."""
-    gc.collect()
-    gc.freeze()
 
 
 async def _subscribe(
@@ -202,6 +118,7 @@ async def _flowrunner_round(
     """Runs queued with the consumer paused; every subscriber has its snapshot before the worker resumes.
     Once PostgreSQL says every execution ended, subscribers get GRACE seconds to see `complete`."""
     out = Receipts()
+    unstamped = Unstamped.reads
     await asyncio.to_thread(bench.stack.pause)
     async with bench.http() as http:
         ids = await start_all(http, flow_id, executions)
@@ -224,7 +141,7 @@ async def _flowrunner_round(
             raise failed[0].exception()
         if hooks is not None:
             await asyncio.to_thread(hooks.before_resume)
-        _quiet_collector()
+        quiet_collector()
     finally:
         await asyncio.to_thread(bench.stack.resume)
     try:
@@ -256,61 +173,7 @@ async def _flowrunner_round(
             missed["channel_layer_keys"] = await asyncio.to_thread(_layer_backlog)
             out.lost.append(missed)
     out.subscribers = len(subs)
-    return out
-
-
-async def _baseline_round(
-    bench: Bench, channels: int, subscribers: int, shape: tuple[int, float, int]
-) -> Receipts:
-    """The same number of subscribers and frames over plain Redis pub/sub, published by the same worker."""
-    from django.conf import settings
-
-    count, gap, filler = shape
-    out = Receipts()
-    prefix = f"bench:live:{uuid.uuid4().hex[:8]}"
-    names = [f"{prefix}:{i}" for i in range(channels)]
-    gate = asyncio.Semaphore(CONNECT_PARALLEL)
-
-    async def subscribed(name: str) -> StampedPubSub:
-        async with gate:
-            return await StampedPubSub.subscribe(settings.REDIS_URL, name)
-
-    pubsubs = await asyncio.wait_for(
-        asyncio.gather(*(subscribed(names[i % channels]) for i in range(subscribers))), TIMEOUT
-    )
-
-    async def receive(pubsub: StampedPubSub) -> None:
-        received: list[tuple[bytes, float, float]] = []
-        done = asyncio.get_running_loop().create_future()
-
-        def on_message(data: bytes, arrival: float) -> None:
-            received.append((data, arrival, time.time()))
-            if len(received) >= count:  # the publisher's seqs run 1…count, over one connection each
-                done.done() or done.set_result(None)
-
-        def on_error(error: BaseException) -> None:
-            if not done.done():
-                done.set_exception(error)
-
-        pubsub.handle(on_message, on_error)
-        await asyncio.wait_for(done, TIMEOUT)
-        for data, arrival, now in received:
-            sent = _sent_at(json.loads(data))
-            out.latencies.append((arrival - sent) * 1000)
-            out.read_latencies.append((now - sent) * 1000)
-            out.sizes.append(len(data))
-        out.frames.append(len(received))
-        out.spans.append(received[-1][2] - received[0][2])
-
-    readers = [asyncio.create_task(receive(p)) for p in pubsubs]
-    _quiet_collector()
-    await asyncio.to_thread(lambda: group(publish.s(n, count, gap, filler) for n in names).apply_async())
-    try:
-        await asyncio.gather(*readers)
-    finally:
-        gc.unfreeze()
-        for pubsub in pubsubs:
-            pubsub.close()
+    out.unstamped = Unstamped.reads - unstamped
     return out
 
 
@@ -322,7 +185,7 @@ async def _shape(
     ours, theirs = Receipts(), Receipts()
     for index in range(sizes.live_warmup + sizes.live_rounds):
         a = await _flowrunner_round(bench, flow_id, executions, subscribers)
-        b = await _baseline_round(bench, executions, subscribers, a.shape())
+        b = await baseline_round(executions, subscribers, a.shape())
         if index >= sizes.live_warmup:
             ours.add(a)
             theirs.add(b)
@@ -354,8 +217,8 @@ def _result(
             "frames_per_subscriber": median(ours.frames) if ours.frames else 0,
             "frame_bytes_median": median(ours.sizes) if ours.sizes else 0,
             "to_driver_read": read,
-            # reads the kernel gave no arrival time for, timed when read instead (driver total so far)
-            "unstamped_reads": Unstamped.reads,
+            # reads the kernel gave no arrival time for, timed when read instead
+            "unstamped_reads": {"flowrunner": ours.unstamped, "baseline": theirs.unstamped},
             **details,
         },
     )

@@ -10,13 +10,15 @@ import redis
 from django.conf import settings
 from websockets.asyncio.server import serve
 
-from bench.stamped import StampedPubSub, StampedWebSocket, _parse_resp
+from bench.stamped import StampedWebSocket, Unstamped
+from bench.stamped_pubsub import StampedPubSub, _parse_resp
 
 
 def test_stamped_parse_resp_waits_for_a_whole_reply_and_reads_nested_arrays():
     # Given a pub/sub message in RESP2, whole and cut anywhere
     message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n"
     whole = message + b":1\r\n"
+    # When it is parsed, whole or cut
     # Then a cut reply is incomplete, and the whole one parses up to where the next begins
     for cut in range(1, len(message)):
         assert _parse_resp(whole[:cut], 0) is None
@@ -54,12 +56,14 @@ def test_stamped_websocket_reads_every_message_in_order_with_its_arrival_time():
             await ws.close()
             return got, before, time.time() if isinstance(error, ConnectionError) else -1.0
 
+    unstamped = Unstamped.reads
     got, before, after = asyncio.run(scenario())
     # Then every message arrived whole and in order, each stamped after the client connected and no later
     # than it was read, and the close ended the stream with a ConnectionError
     assert [text for text, _, _ in got] == texts
     assert all(before <= arrival <= read for _, arrival, read in got)
     assert after > 0
+    assert Unstamped.reads == unstamped  # every read had the kernel's time
 
 
 def test_stamped_websocket_refuses_a_failed_handshake():
@@ -72,6 +76,7 @@ def test_stamped_websocket_refuses_a_failed_handshake():
             port = srv.sockets[0].getsockname()[1]
             await StampedWebSocket.connect(f"ws://127.0.0.1:{port}/", {}, timeout=5)
 
+    # When a client connects
     # Then connecting raises the handshake's error (which the bench retries, as a client would)
     with pytest.raises(Exception, match="403"):
         asyncio.run(scenario())
@@ -102,6 +107,7 @@ def test_stamped_pubsub_receives_published_messages_with_their_arrival_time():
         sub.close()
         return got
 
+    unstamped = Unstamped.reads
     try:
         got = asyncio.run(scenario())
     finally:
@@ -111,3 +117,4 @@ def test_stamped_pubsub_receives_published_messages_with_their_arrival_time():
     for data, arrival, read in got:
         sent = float(data.split(b":")[1])
         assert sent <= arrival <= read
+    assert Unstamped.reads == unstamped  # every read had the kernel's time
