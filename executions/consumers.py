@@ -55,20 +55,25 @@ class _SentFrames:
 
     def __init__(self) -> None:
         self.pending = 0
+        self.flush_on: asyncio.AbstractEventLoop | None = None
 
     def add(self, count: int) -> None:
         if count <= 0:
             return
         self.pending += count
-        if self.pending == count:
-            try:
-                asyncio.get_running_loop().call_soon(self._flush)
-            except RuntimeError:  # called outside the event loop: nothing to gather, report now
-                self._flush()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside an event loop: nothing to gather, report now
+            self._flush()
+            return
+        if self.flush_on is not loop:  # not yet scheduled on this loop (or on one that has stopped since)
+            self.flush_on = loop
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        count, self.pending = self.pending, 0
-        metrics.frame_sent(count)
+        count, self.pending, self.flush_on = self.pending, 0, None
+        if count:
+            metrics.frame_sent(count)
 
 
 _SENT = _SentFrames()

@@ -101,6 +101,7 @@ def send_now(transport: Any, data: bytes) -> None:
         and not transport.TLS
         and transport.connected
         and not transport.disconnecting
+        and not transport._aborting  # aborted: its connectionLost is only scheduled, the socket still open
         and not transport.dataBuffer
         and not transport._tempDataBuffer
     ):

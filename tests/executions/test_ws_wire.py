@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
+import pytest
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import abstract, tcp
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 from core.metrics import WS_FRAMES_SENT
@@ -218,12 +220,23 @@ def test_ws_wire_finds_daphnes_protocol_behind_channels_send():
     assert protocol_of(Wrapper(handle_reply).send) is None
 
 
-def twisted_connection() -> tuple[tcp.Server, socket.socket, MemoryReactor]:
+_SOCKETS: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets() -> Iterator[None]:
+    yield
+    while _SOCKETS:
+        _SOCKETS.pop().close()
+
+
+def twisted_connection() -> tuple[tcp.Server, socket.socket, MemoryReactorClock]:
     """daphne's kind of transport (Twisted's TCP server connection) on a real socket pair, under a reactor
     that never runs: what Twisted buffers stays buffered until the test calls doWrite."""
     ours, theirs = socket.socketpair()
+    _SOCKETS.extend((ours, theirs))
     ours.setblocking(False)
-    reactor = MemoryReactor()
+    reactor = MemoryReactorClock()
     return tcp.Server(ours, Protocol(), ("127.0.0.1", 1), None, 1, reactor), theirs, reactor
 
 
@@ -279,18 +292,23 @@ def test_ws_wire_buffers_in_twisted_what_the_socket_did_not_take():
     assert b"".join(received) == blob
 
 
-def test_ws_wire_leaves_a_closing_connection_to_twisted():
-    # Given a connection Twisted is closing
-    transport, peer, reactor = twisted_connection()
-    transport.disconnecting = True
-    # When frames are written
-    send_now(transport, b"late")
+def test_ws_wire_leaves_a_closing_or_aborted_connection_to_twisted():
+    # Given a connection Twisted is closing, and one that was aborted (its socket not closed yet)
+    closing, closing_peer, _ = twisted_connection()
+    closing.disconnecting = True
+    aborted, aborted_peer, _ = twisted_connection()
+    aborted.abortConnection()
+    # When frames are written to each
+    send_now(closing, b"late")
+    send_now(aborted, b"late")
     # Then nothing is sent behind Twisted's back
-    assert received_by(peer) == b""
+    assert received_by(closing_peer) == b""
+    assert received_by(aborted_peer) == b""
 
 
-def test_ws_wire_counts_frames_sent_once_per_loop_turn():
-    # Given the frames-sent metric
+def test_consumers_count_frames_sent_once_per_loop_turn():
+    # Given the frames-sent metric, nothing pending
+    _SENT._flush()
     before = WS_FRAMES_SENT._value.get()
 
     async def scenario() -> tuple[float, float]:
