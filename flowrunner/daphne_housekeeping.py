@@ -1,4 +1,4 @@
-"""daphne's once-a-second connection housekeeping, driven by what changed instead of a scan of every connection."""
+"""daphne's connection housekeeping without a pause per scan: what changed is looked at, timeouts in slices."""
 
 # daphne's `Server.application_checker` walks every connection each second to find the application instances
 # that finished and the clients that left. With ten thousand idle WebSocket subscribers that walk holds the
@@ -6,6 +6,11 @@
 # whatever arrives meanwhile waits for it. Here a connection is looked at only once its application finished or
 # its client disconnected (and, while its application is still shutting down, every second after that), with
 # daphne's own rules for each. The install is per process and idempotent, and only where daphne itself runs.
+#
+# daphne's `Server.timeout_checker` calls every connection's `check_timeouts` (its handshake and idle limits,
+# a WebSocket's keep-alive ping) in one walk every 2 s: with ten thousand sockets the loop stopped for up to
+# ~100-180 ms each time, and a ping answered behind it waited as long. Here the walk is cut into slices of
+# the connections, one slice a tick, so that each connection is still checked about every 2 s.
 
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ logger = logging.getLogger("daphne.server")  # daphne's own logger: the same mes
 DAPHNE_SERIES = "4."
 _INSTALLED_ATTR = "_flowrunner_housekeeping"
 _DUE_ATTR = "_flowrunner_due"
+_ROUND_ATTR = "_flowrunner_timeout_round"
+# daphne checks every connection's timeouts every TIMEOUT_PERIOD seconds; here 1/TIMEOUT_SLICES of them a tick.
+TIMEOUT_PERIOD = 2.0
+TIMEOUT_SLICES = 20
 
 
 def install() -> bool:
@@ -54,9 +63,16 @@ def install() -> bool:
         finally:  # a pass that failed must not end the housekeeping for the rest of the process
             module.reactor.callLater(1, self.application_checker)
 
+    def timeout_checker(self: Any) -> None:
+        try:
+            check_timeouts_slice(self)
+        finally:
+            module.reactor.callLater(TIMEOUT_PERIOD / TIMEOUT_SLICES, self.timeout_checker)
+
     server_class.create_application = create
     server_class.protocol_disconnected = disconnected
     server_class.application_checker = checker
+    server_class.timeout_checker = timeout_checker
     setattr(server_class, _INSTALLED_ATTR, True)
     return True
 
@@ -87,6 +103,33 @@ def check_due(server: Any) -> None:
             again = bool(details.get("disconnected"))  # its close timeout still applies
         if again:
             pending.add(protocol)
+
+
+class _TimeoutRound:
+    __slots__ = ("protocols", "position")
+
+    def __init__(self, protocols: list[Any]) -> None:
+        self.protocols, self.position = protocols, 0
+
+
+def check_timeouts_slice(server: Any) -> None:
+    """daphne's `check_timeouts` for the next slice of the connections present when this round began; a new
+    round (connections since then included) once the last slice is done. One connection whose check fails is
+    logged and the others are still checked."""
+    current = server.__dict__.get(_ROUND_ATTR)
+    if current is None or current.position >= len(current.protocols):
+        current = _TimeoutRound(list(server.connections))
+        setattr(server, _ROUND_ATTR, current)
+    size = -(-len(current.protocols) // TIMEOUT_SLICES)  # ceil: a round never takes more than the slices
+    batch = current.protocols[current.position : current.position + size]
+    current.position += size
+    for protocol in batch:
+        if protocol not in server.connections:  # reaped since the round began
+            continue
+        try:
+            protocol.check_timeouts()
+        except Exception:
+            logger.exception("Timeout check of connection %s failed", repr(protocol))
 
 
 def _check(server: Any, protocol: Any, details: dict) -> bool:

@@ -128,3 +128,72 @@ def test_daphne_housekeeping_is_not_installed_without_daphne():
     )
     # when the housekeeping is asked to install / then it declines, and loads neither daphne nor a reactor
     assert done.stdout.split() == ["False", "False", "False"]
+
+
+TIMEOUTS_SCENARIO = r"""
+import json
+import daphne.server as daphne_server
+from flowrunner import daphne_housekeeping as housekeeping
+
+housekeeping.install()
+
+class Protocol:
+    def __init__(self, name, fails=False):
+        self.name, self.fails, self.checks = name, fails, 0
+    def check_timeouts(self):
+        self.checks += 1
+        if self.fails:
+            raise RuntimeError("check failed")
+    def __repr__(self):
+        return self.name
+
+server = daphne_server.Server(application=None, endpoints=["tcp:port=0:interface=127.0.0.1"], signal_handlers=False)
+server.connections = {}
+protocols = [Protocol(f"c{n}", fails=(n == 7)) for n in range(1000)]
+for protocol in protocols:
+    server.connections[protocol] = {"connected": 0}
+slices = []
+for tick in range(housekeeping.TIMEOUT_SLICES):
+    before = sum(p.checks for p in protocols)
+    if tick == 5:  # one leaves and one arrives in the middle of the round
+        gone = protocols[999]
+        del server.connections[gone]
+        late = Protocol("late")
+        server.connections[late] = {"connected": 0}
+    housekeeping.check_timeouts_slice(server)
+    slices.append(sum(p.checks for p in protocols) - before)
+first_round = {"checks": sorted({p.checks for p in protocols[:999]}), "gone": gone.checks, "late": late.checks}
+for tick in range(housekeeping.TIMEOUT_SLICES):
+    housekeeping.check_timeouts_slice(server)
+print(json.dumps({
+    "patched": daphne_server.Server.timeout_checker.__module__,
+    "slices": slices,
+    "first_round": first_round,
+    "second_round": {"checks": sorted({p.checks for p in protocols[:999]}), "gone": gone.checks, "late": late.checks},
+}))
+"""
+
+
+def test_daphne_housekeeping_checks_timeouts_a_slice_at_a_time():
+    # given a real daphne Server, patched, with 1,000 connections (one whose check raises)
+    # when the timeout checker ticks through two rounds, a connection leaving and one arriving mid-round
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", TIMEOUTS_SCENARIO],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # then daphne's walk is replaced, and no tick checks more than a slice (1,000 / 20)
+    assert result["patched"] == "flowrunner.daphne_housekeeping"
+    assert max(result["slices"]) <= 50
+    # and each connection present was checked once per round, the failing one included and not stopping
+    # the others; the one that left was not checked after leaving, the late one from the next round on
+    assert result["first_round"] == {"checks": [1], "gone": 0, "late": 0}
+    assert result["second_round"] == {"checks": [2], "gone": 0, "late": 1}
+    # and the failure was logged
+    assert "Timeout check of connection c7 failed" in done.stderr
