@@ -163,7 +163,25 @@ class Inbox:
             on_error(self.error)
 
 
-class StampedWebSocket:
+class Receiver:
+    """A protocol reader on a StampedSocket: `_consume` splits what arrives into messages for its inbox; an
+    error there (a protocol violation, a handler that raised) fails the inbox and closes the socket."""
+
+    _stream: StampedSocket
+    _inbox: Inbox
+
+    def _on_data(self, data: bytes, arrival: float) -> None:
+        try:
+            self._consume(data, arrival)
+        except Exception as exc:
+            self._inbox.fail(exc)  # first: closing fails it too, with a plain ConnectionError
+            self._stream.close()
+
+    def _consume(self, data: bytes, arrival: float) -> None:
+        raise NotImplementedError
+
+
+class StampedWebSocket(Receiver):
     """A WebSocket client: websockets' sans-I/O protocol for the handshake, then a minimal reader of the
     server's (unmasked) frames. Text messages come with their arrival time; pings are answered; no
     compression is offered."""
@@ -237,13 +255,6 @@ class StampedWebSocket:
         """Every text message from now on goes to handler(text, arrival), called from the socket's reader;
         on_error(exception) once if the connection ends or the handler raises."""
         self._inbox.handle(handler, on_error)
-
-    def _on_data(self, data: bytes, arrival: float) -> None:
-        try:
-            self._consume(data, arrival)
-        except Exception as exc:
-            self._inbox.fail(exc)  # first: closing fails it too, with a plain ConnectionError
-            self._stream.close()
 
     def _consume(self, data: bytes, arrival: float) -> None:
         if not data and not self._buffer:

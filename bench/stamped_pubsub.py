@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.stamped import Inbox, StampedSocket
+from bench.stamped import Inbox, Receiver, StampedSocket
 
 
-class StampedPubSub:
+class StampedPubSub(Receiver):
     """A Redis pub/sub connection (RESP2) subscribed to one channel; each published message's data comes
     with its arrival time."""
 
@@ -62,13 +62,6 @@ class StampedPubSub:
             raw = arg.encode()
             out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
         await self._stream.send(b"".join(out))
-
-    def _on_data(self, data: bytes, arrival: float) -> None:
-        try:
-            self._consume(data, arrival)
-        except Exception as exc:
-            self._inbox.fail(exc)  # first: closing fails it too, with a plain ConnectionError
-            self._stream.close()
 
     def _consume(self, data: bytes, arrival: float) -> None:
         if not data:
