@@ -35,9 +35,23 @@ class Unstamped:
 
     @classmethod
     def keep_stamping(cls) -> None:
-        if cls._keeper is None:
-            cls._keeper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            cls._keeper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        """Turns stamping on for the process's life and waits (up to 2 s) until a TCP packet comes stamped."""
+        if cls._keeper is not None:
+            return
+        cls._keeper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        cls._keeper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            with socket.create_connection(server.getsockname()) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                peer, _ = server.accept()
+                with peer:
+                    deadline = time.monotonic() + 2.0
+                    while time.monotonic() < deadline:
+                        peer.sendall(b".")
+                        _, ancillary, _, _ = probe.recvmsg(1, 64)
+                        if ancillary:
+                            return
+                        time.sleep(0.005)
 
 
 def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
