@@ -101,8 +101,9 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
         # (socket stalled, outbox full): read back from PostgreSQL once the socket takes frames again.
         self.behind: dict[str, int] = {}
         self._delivery = asyncio.Lock()
-        self._catch_up_task: asyncio.Task | None = None
-        self._catch_up_due = asyncio.Event()
+        self._catch_up_at: float | None = None
+        self._catch_up_ref = weakref.ref(self)
+        self._stall_close: asyncio.Future | None = None
         self._wakeup = asyncio.Event()
         self.outbox = Outbox(self._wakeup.set)
         self._pump_task: asyncio.Task | None = None
@@ -147,19 +148,18 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
         await self.accept()
         _LIVE.add(self)
         self.outbox.attach(self._transport)
-        self._catch_up_task = asyncio.create_task(self._catch_up_loop())
         self._pump_task = asyncio.create_task(self._pump())
+        self._catch_up_schedule()
 
     async def disconnect(self, code: int) -> None:
         self._closing = True
         _LIVE.discard(self)
-        for attribute in ("_catch_up_task", "_pump_task"):
-            task = getattr(self, attribute)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                setattr(self, attribute, None)
+        self._catch_up_at = None
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pump_task
+            self._pump_task = None
         groups = [execution_group(execution_id) for execution_id in self.subscriptions]
         if self.account_subscribed:
             groups.append(account_group(self.account_id))
@@ -300,6 +300,7 @@ class ExecutionConsumer(ClientFrames, CatchUp, AsyncWebsocketConsumer):
         if execution_id not in self.behind:
             last = self.last_seq.get(execution_id)
             self.behind[execution_id] = last if last is not None else seq - 1
+            self._catch_up_schedule()  # looked at within CATCH_UP_EVERY, not after a long quiet period
 
     def _wants(self, execution_id: str, account_id: Any) -> bool:
         return execution_id in self.subscriptions or (

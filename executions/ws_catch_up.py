@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import heapq
+import itertools
 import logging
+import math
 import time
+import weakref
 from typing import Any
 
 from executions.ws_frames import MAX_SINCE
 from executions.ws_outbox import ABORT_AFTER_CLOSE_SECONDS, STALL_CLOSE_SECONDS, STALLED_CLOSE_CODE
 from executions.ws_selectors import events_between_shared as events_between
-from executions.ws_selectors import last_seq_batched
+from executions.ws_selectors import last_seqs
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,12 @@ class CatchUp:
     last_frame_at: dict[str, float]
     quiet_rounds: dict[str, int]
     _wakeup: asyncio.Event
+    _closing: bool
+    # When this socket's booking on its loop's CatchUpClock is due (None: not booked), and the weak reference
+    # every booking holds (one per socket, not one per booking).
+    _catch_up_at: float | None
+    _catch_up_ref: weakref.ref
+    _stall_close: asyncio.Future | None
 
     async def _catch_up_behind(self) -> None:
         for execution_id in list(self.behind):
@@ -76,9 +85,12 @@ class CatchUp:
     def _quiet_for(self, execution_id: str) -> float:
         return min(CATCH_UP_AFTER * 2 ** self.quiet_rounds.get(execution_id, 0), CATCH_UP_MAX_AFTER)
 
-    async def _catch_up_sleep(self) -> None:
-        """Until the next read-back is due (a new subscription wakes it early): an idle socket costs no
-        wake-up a second, which thousands of them per process would add up to."""
+    def _catch_up_schedule(self, *, now: float | None = None) -> None:
+        """Book this socket's next look (at most CATCH_UP_EVERY away while it is stalled or behind, else when
+        its first subscribed execution turns quiet) on its loop's clock; an earlier booking stands."""
+        if self._closing:
+            return
+        now = time.monotonic() if now is None else now
         delay = CATCH_UP_EVERY
         if not self.outbox.stalled and not self.behind:
             dues = [
@@ -86,48 +98,138 @@ class CatchUp:
                 for execution_id in self.subscriptions
                 if execution_id not in self.completed
             ]
-            delay = max(CATCH_UP_EVERY, min(dues) - time.monotonic()) if dues else CATCH_UP_MAX_AFTER
-        self._catch_up_due.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._catch_up_due.wait(), delay)
-
-    async def _catch_up_loop(self) -> None:
-        while True:
-            await self._catch_up_sleep()
-            now = time.monotonic()
-            if self.outbox.stalled_for(now) > STALL_CLOSE_SECONDS or len(self.behind) > DEDUPE_CAPACITY:
-                await self._close_stalled()
+            delay = max(CATCH_UP_EVERY, min(dues) - now) if dues else CATCH_UP_MAX_AFTER
+        when = now + delay
+        if self._catch_up_at is None or when < self._catch_up_at:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # called outside the server's loop (a test's direct call): no clock to use
                 return
-            if self.outbox.stalled:
-                continue
+            CatchUpClock.of(loop).book(self, when)
+
+    def _catch_up_due(self, now: float, quiet: list[tuple[CatchUp, str]]) -> None:
+        """The clock's call when this socket's booking is due: close it if it stopped reading for good, wake
+        its pump when frames wait in PostgreSQL, and add its quiet executions to the clock's one read."""
+        if self._closing:
+            return
+        if self.outbox.stalled_for(now) > STALL_CLOSE_SECONDS or len(self.behind) > DEDUPE_CAPACITY:
+            self._closing = True
+            self._stall_close = asyncio.ensure_future(self._close_stalled())
+            return
+        if not self.outbox.stalled:
             if self.behind:
                 self._wakeup.set()
-            quiet = [
-                execution_id
-                for execution_id in self.subscriptions
-                if execution_id not in self.completed
-                and now - self.last_frame_at.get(execution_id, 0.0) >= self._quiet_for(execution_id)
-            ]
-            for execution_id in quiet:
-                try:
-                    stored = await last_seq_batched(account_id=self.account_id, execution_id=execution_id)
-                    async with self._delivery:
-                        if execution_id not in self.subscriptions or execution_id in self.completed:
-                            continue
-                        self.last_frame_at[execution_id] = time.monotonic()
-                        self.quiet_rounds[execution_id] = self.quiet_rounds.get(execution_id, 0) + 1
-                        if stored is None or stored <= self.last_seq.get(execution_id, 0):
-                            continue  # nothing was missed: no events to read
-                        await self._read_back(execution_id, self.last_seq.get(execution_id, 0))
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the next round tries again
-                    logger.warning("websocket catch-up of %s failed", execution_id, exc_info=True)
+            for execution_id in self.subscriptions:
+                if execution_id in self.completed:
+                    continue
+                if now - self.last_frame_at.get(execution_id, 0.0) >= self._quiet_for(execution_id):
+                    # Counted as looked at now, so the booking below is the next quiet period's.
+                    self.last_frame_at[execution_id] = now
+                    self.quiet_rounds[execution_id] = self.quiet_rounds.get(execution_id, 0) + 1
+                    quiet.append((self, execution_id))
+        self._catch_up_schedule(now=now)
+
+    def _catch_up_checked(self, execution_id: str, stored: int | None) -> None:
+        """The stored last seq of a quiet execution: frames past what the client has are read back by the pump,
+        in turn with live deliveries."""
+        if self._closing or execution_id not in self.subscriptions or execution_id in self.completed:
+            return
+        last = self.last_seq.get(execution_id, 0)
+        if stored is not None and stored > last:
+            self._fall_behind(execution_id, stored)
+            self._wakeup.set()
+
+    def _catch_up_failed(self, execution_id: str) -> None:
+        """The read failed: the execution is looked at again a round later, its quiet period not lengthened."""
+        if execution_id in self.last_frame_at:
+            self.last_frame_at[execution_id] = 0.0
+            self.quiet_rounds[execution_id] = max(0, self.quiet_rounds.get(execution_id, 1) - 1)
+            self._catch_up_schedule()
 
     async def _close_stalled(self) -> None:
         logger.warning("websocket client %s stopped reading; closing", self.scope.get("client"))
-        self._closing = True
         self.outbox.messages.clear()
         await self.close(code=STALLED_CLOSE_CODE)
         # The close frame may never get through a buffer the client does not read.
         asyncio.get_running_loop().call_later(ABORT_AFTER_CLOSE_SECONDS, self.outbox.abort)
+
+
+class CatchUpClock:
+    """The read-back bookings of every socket of one event loop, on one timer.
+
+    A task per socket sleeping between looks would, with ten thousand idle sockets, make a few hundred
+    timers, tasks and futures a second, each living seconds: enough for the garbage collector's young passes
+    to stop the loop for tens of milliseconds, and for its full passes (seconds, with that many sockets) to
+    come every few minutes. A booking here is one tuple; due bookings are handled together, and their quiet
+    executions read in one query (`last_seqs`) a pass, at most one pass every WINDOW seconds."""
+
+    WINDOW = 0.05
+    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CatchUpClock] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # the clock lives as long as its loop, never keeps it alive
+        self.bookings: list[tuple[float, int, weakref.ref]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._last_pass = -math.inf
+        self._reads: set[asyncio.Task] = set()
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> CatchUpClock:
+        clock = cls._clocks.get(loop)
+        if clock is None:
+            clock = cls._clocks[loop] = cls(loop)
+        return clock
+
+    def book(self, consumer: CatchUp, when: float) -> None:
+        """Replace the consumer's booking by one at `when` (time.monotonic()); the old one is skipped when due."""
+        consumer._catch_up_at = when
+        heapq.heappush(self.bookings, (when, next(self._order), consumer._catch_up_ref))
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self.bookings:
+            return
+        at = max(self.bookings[0][0], self._last_pass + self.WINDOW)
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        loop = self._loop()
+        if loop is not None:
+            self._timer = loop.call_later(max(0.0, at - time.monotonic()), self._pass)
+
+    def _pass(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = self._last_pass = time.monotonic()
+        quiet: list[tuple[CatchUp, str]] = []
+        while self.bookings and self.bookings[0][0] <= now:
+            when, _, ref = heapq.heappop(self.bookings)
+            consumer = ref()
+            if consumer is None or consumer._catch_up_at != when:
+                continue  # gone, or booked again since
+            consumer._catch_up_at = None
+            try:
+                consumer._catch_up_due(now, quiet)
+            except Exception:  # one socket's failure must not end the others' read-backs
+                logger.exception("websocket catch-up of %s failed", consumer.scope.get("client"))
+        loop = self._loop()
+        if quiet and loop is not None:
+            read = loop.create_task(self._read(quiet))
+            self._reads.add(read)
+            read.add_done_callback(self._reads.discard)
+        self._arm()
+
+    async def _read(self, quiet: list[tuple[CatchUp, str]]) -> None:
+        keys = list({(consumer.account_id, execution_id) for consumer, execution_id in quiet})
+        try:
+            stored = await last_seqs(keys=keys)
+        except Exception:
+            logger.warning("websocket catch-up read of %d executions failed", len(keys), exc_info=True)
+            for consumer, execution_id in quiet:
+                consumer._catch_up_failed(execution_id)
+            return
+        for consumer, execution_id in quiet:
+            consumer._catch_up_checked(execution_id, stored.get((consumer.account_id, execution_id)))

@@ -136,7 +136,7 @@ class ClientFrames:
                 self.completed.discard(execution_id)
             self._remember(execution_id, max(snapshot["seq"], self.last_seq.get(execution_id, 0)))
             self._heard(execution_id)
-            self._catch_up_due.set()
+            self._catch_up_schedule()
 
     async def _unsubscribe(self, frame: dict[str, Any]) -> None:
         execution_id = parse_execution_id(frame)

@@ -89,41 +89,6 @@ subscription_open = ws_database_sync_to_async(subscription_open_sync)
 events_between = ws_database_sync_to_async(events_between_sync)
 last_seqs = ws_database_sync_to_async(last_seqs_sync)
 
-# How long the catch-up checks of one process wait for each other before their one query.
-LAST_SEQ_WINDOW = 0.05
-_last_seq_batches: dict[int, dict[tuple[str, str], asyncio.Future]] = {}
-
-
-async def last_seq_batched(*, account_id: Any, execution_id: Any) -> int | None:
-    """The execution's last stored seq (None: not the account's), read with every other check of this process
-    made within LAST_SEQ_WINDOW in one query: thousands of sockets on quiet executions each check whether
-    they missed a frame, and one row each answers that without reading events."""
-    loop = asyncio.get_running_loop()
-    batch = _last_seq_batches.get(id(loop))
-    if batch is None:
-        batch = _last_seq_batches[id(loop)] = {}
-        loop.call_later(LAST_SEQ_WINDOW, lambda: asyncio.ensure_future(_read_last_seqs(id(loop))))
-    key = (str(account_id), str(execution_id))
-    future = batch.get(key)
-    if future is None:
-        future = batch[key] = loop.create_future()
-    return await asyncio.shield(future)
-
-
-async def _read_last_seqs(loop_id: int) -> None:
-    batch = _last_seq_batches.pop(loop_id, {})
-    try:
-        seqs = await last_seqs(keys=list(batch))
-    except Exception as error:
-        for future in batch.values():
-            if not future.done():
-                future.set_exception(error)
-        return
-    for key, future in batch.items():
-        if not future.done():
-            future.set_result(seqs.get(key))
-
-
 # Reads of stored events shared by the sockets of one process: many sockets watching one execution fill the
 # same gap or catch up from the same seq at about the same time, and one query serves them all. A result is
 # reused for SHARED_FOR seconds: events below a broadcast seq never change, and a catch-up that misses an

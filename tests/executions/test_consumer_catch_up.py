@@ -51,11 +51,11 @@ async def test_catch_up_does_not_poll_a_completed_execution(member, monkeypatch)
     await move(execution.id, "running")
     await move(execution.id, "completed")
     calls: list[str] = []
-    for name in ("events_between", "last_seq_batched"):
+    for name in ("events_between", "last_seqs"):
         real = getattr(ws_catch_up, name)
 
         async def counting(real: Any = real, **kwargs: Any) -> Any:
-            calls.append(kwargs["execution_id"])
+            calls.append(str(kwargs.get("execution_id", kwargs.get("keys"))))
             return await real(**kwargs)
 
         monkeypatch.setattr(ws_catch_up, name, counting)

@@ -56,39 +56,19 @@ def test_ws_selectors_a_result_is_read_again_once_it_is_old(counted, monkeypatch
 
 
 @pytest.mark.django_db(transaction=True)
-def test_ws_selectors_last_seq_checks_of_one_moment_share_one_query_and_stay_in_their_account(
-    member, other_member, monkeypatch
-):
+def test_ws_selectors_last_seqs_answers_each_execution_once_and_stays_in_its_account(member, other_member):
     # given two executions of one account and one of another
     from tests.executions.test_consumer import move, start
 
     mine = [async_to_sync(start)(*member) for _ in range(2)]
     theirs = async_to_sync(start)(*other_member)
     async_to_sync(move)(mine[1].id, "running")
-    queries: list[int] = []
-    real = ws_selectors.last_seqs
-
-    async def counting(**kwargs: Any) -> Any:
-        queries.append(len(kwargs["keys"]))
-        return await real(**kwargs)
-
-    monkeypatch.setattr(ws_selectors, "last_seqs", counting)
     account = str(member[0].id)
-
-    async def scenario() -> list[int | None]:
-        # when forty sockets check their executions at about the same moment, one asking for another account's
-        checks = [
-            ws_selectors.last_seq_batched(account_id=account, execution_id=str(mine[i % 2].id))
-            for i in range(40)
-        ]
-        checks.append(ws_selectors.last_seq_batched(account_id=account, execution_id=str(theirs.id)))
-        return await asyncio.gather(*checks)
-
-    seqs = async_to_sync(scenario)()
-    # then one query answered them all: each execution's last seq, and nothing for the other account's
+    keys = [(account, str(execution.id)) for execution in (*mine, theirs)]
+    # when one read asks for all three as this account
+    seqs = async_to_sync(ws_selectors.last_seqs)(keys=keys)
+    # then it answers each of the account's executions with its last seq, and nothing for the other account's
     mine[0].refresh_from_db()
     mine[1].refresh_from_db()
-    assert queries == [3]
-    assert seqs[0] == mine[0].last_event_seq and seqs[1] == mine[1].last_event_seq > mine[0].last_event_seq
-    assert seqs[:40] == [seqs[0], seqs[1]] * 20
-    assert seqs[40] is None
+    assert seqs == {keys[0]: mine[0].last_event_seq, keys[1]: mine[1].last_event_seq}
+    assert mine[1].last_event_seq > mine[0].last_event_seq
