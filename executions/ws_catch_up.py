@@ -30,6 +30,9 @@ CATCH_UP_EVERY = 1.0
 # An execution that stays quiet is read back ever less often (a long node run is the usual reason), up to
 # this: thousands of sockets watching quiet executions must not poll PostgreSQL every second each.
 CATCH_UP_MAX_AFTER = 30.0
+# Past this many quiet rounds the period no longer grows (it has long reached CATCH_UP_MAX_AFTER), so a round
+# count of a run quiet for days never overflows the doubling.
+MAX_QUIET_ROUNDS = 16
 # Stored frames are read back this many at a time: a client far behind (it stopped reading while a chatty
 # execution logged megabytes) must not make the process hold all it missed at once, decoded.
 CATCH_UP_PAGE = 256
@@ -62,9 +65,10 @@ class CatchUp:
                     continue
                 try:
                     await self._read_back(execution_id, after)
-                except Exception:  # the catch-up loop tries again
+                except Exception:  # tried again at the socket's next look, within CATCH_UP_EVERY
                     self.behind.setdefault(execution_id, after)
                     logger.warning("websocket catch-up of %s failed", execution_id, exc_info=True)
+                    self._catch_up_schedule()
 
     async def _read_back(self, execution_id: str, after: int) -> None:
         """Deliver the next page of stored frames after `after`; a full page leaves the rest to the pump's next
@@ -83,7 +87,8 @@ class CatchUp:
             self._wakeup.set()
 
     def _quiet_for(self, execution_id: str) -> float:
-        return min(CATCH_UP_AFTER * 2 ** self.quiet_rounds.get(execution_id, 0), CATCH_UP_MAX_AFTER)
+        rounds = min(self.quiet_rounds.get(execution_id, 0), MAX_QUIET_ROUNDS)
+        return min(CATCH_UP_AFTER * 2**rounds, CATCH_UP_MAX_AFTER)
 
     def _catch_up_schedule(self, *, now: float | None = None) -> None:
         """Book this socket's next look (at most CATCH_UP_EVERY away while it is stalled or behind, else when
@@ -115,6 +120,7 @@ class CatchUp:
         if self.outbox.stalled_for(now) > STALL_CLOSE_SECONDS or len(self.behind) > DEDUPE_CAPACITY:
             self._closing = True
             self._stall_close = asyncio.ensure_future(self._close_stalled())
+            self._stall_close.add_done_callback(_log_failure)
             return
         if not self.outbox.stalled:
             if self.behind:
@@ -125,7 +131,8 @@ class CatchUp:
                 if now - self.last_frame_at.get(execution_id, 0.0) >= self._quiet_for(execution_id):
                     # Counted as looked at now, so the booking below is the next quiet period's.
                     self.last_frame_at[execution_id] = now
-                    self.quiet_rounds[execution_id] = self.quiet_rounds.get(execution_id, 0) + 1
+                    rounds = self.quiet_rounds.get(execution_id, 0)
+                    self.quiet_rounds[execution_id] = min(rounds + 1, MAX_QUIET_ROUNDS)
                     quiet.append((self, execution_id))
         self._catch_up_schedule(now=now)
 
@@ -167,10 +174,11 @@ class CatchUpClock:
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CatchUpClock] = weakref.WeakKeyDictionary()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = weakref.ref(loop)  # the clock lives as long as its loop, never keeps it alive
+        # Nothing here refers to the loop (a pending timer handle would): the clock goes with its loop.
+        self._loop = weakref.ref(loop)
         self.bookings: list[tuple[float, int, weakref.ref]] = []
         self._order = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
+        # The time the live timer fires at; a timer armed for another time has been superseded and does nothing.
         self._timer_at = math.inf
         self._last_pass = -math.inf
         self._reads: set[asyncio.Task] = set()
@@ -192,35 +200,39 @@ class CatchUpClock:
         if not self.bookings:
             return
         at = max(self.bookings[0][0], self._last_pass + self.WINDOW)
-        if self._timer is not None:
-            if self._timer_at <= at:
-                return
-            self._timer.cancel()
-        self._timer_at = at
+        if self._timer_at <= at:
+            return
         loop = self._loop()
         if loop is not None:
-            self._timer = loop.call_later(max(0.0, at - time.monotonic()), self._pass)
+            self._timer_at = at
+            loop.call_later(max(0.0, at - time.monotonic()), self._pass, at)
 
-    def _pass(self) -> None:
-        self._timer, self._timer_at = None, math.inf
+    def _pass(self, at: float) -> None:
+        if at != self._timer_at:
+            return  # superseded by an earlier timer, which ran this pass
+        self._timer_at = math.inf
         now = self._last_pass = time.monotonic()
         quiet: list[tuple[CatchUp, str]] = []
-        while self.bookings and self.bookings[0][0] <= now:
-            when, _, ref = heapq.heappop(self.bookings)
-            consumer = ref()
-            if consumer is None or consumer._catch_up_at != when:
-                continue  # gone, or booked again since
-            consumer._catch_up_at = None
-            try:
-                consumer._catch_up_due(now, quiet)
-            except Exception:  # one socket's failure must not end the others' read-backs
-                logger.exception("websocket catch-up of %s failed", consumer.scope.get("client"))
-        loop = self._loop()
-        if quiet and loop is not None:
-            read = loop.create_task(self._read(quiet))
-            self._reads.add(read)
-            read.add_done_callback(self._reads.discard)
-        self._arm()
+        try:
+            while self.bookings and self.bookings[0][0] <= now:
+                when, _, ref = heapq.heappop(self.bookings)
+                consumer = ref()
+                if consumer is None or consumer._catch_up_at != when:
+                    continue  # gone, or booked again since
+                consumer._catch_up_at = None
+                try:
+                    consumer._catch_up_due(now, quiet)
+                except Exception:  # one socket's failure must not end its own or the others' looks
+                    logger.exception("websocket catch-up of %s failed", consumer.scope.get("client"))
+                    if not consumer._closing and consumer._catch_up_at is None:
+                        self.book(consumer, now + CATCH_UP_EVERY)
+            loop = self._loop()
+            if quiet and loop is not None:
+                read = loop.create_task(self._read(quiet))
+                self._reads.add(read)
+                read.add_done_callback(self._reads.discard)
+        finally:
+            self._arm()
 
     async def _read(self, quiet: list[tuple[CatchUp, str]]) -> None:
         keys = list({(consumer.account_id, execution_id) for consumer, execution_id in quiet})
@@ -228,8 +240,17 @@ class CatchUpClock:
             stored = await last_seqs(keys=keys)
         except Exception:
             logger.warning("websocket catch-up read of %d executions failed", len(keys), exc_info=True)
-            for consumer, execution_id in quiet:
-                consumer._catch_up_failed(execution_id)
-            return
+            stored = None
         for consumer, execution_id in quiet:
-            consumer._catch_up_checked(execution_id, stored.get((consumer.account_id, execution_id)))
+            try:
+                if stored is None:
+                    consumer._catch_up_failed(execution_id)
+                else:
+                    consumer._catch_up_checked(execution_id, stored.get((consumer.account_id, execution_id)))
+            except Exception:  # one socket's failure must not cost the others their answer
+                logger.exception("websocket catch-up of %s failed", execution_id)
+
+
+def _log_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("websocket close of a stalled client failed", exc_info=task.exception())
