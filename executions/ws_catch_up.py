@@ -166,9 +166,9 @@ class CatchUpClock:
 
     A task per socket sleeping between looks would, with ten thousand idle sockets, make a few hundred
     timers, tasks and futures a second, each living seconds: enough for the garbage collector's young passes
-    to stop the loop for tens of milliseconds, and for its full passes (seconds, with that many sockets) to
-    come every few minutes. A booking here is one tuple; due bookings are handled together, and their quiet
-    executions read in one query (`last_seqs`) a pass, at most one pass every WINDOW seconds."""
+    to stop the loop for tens of milliseconds, and every survivor brings its next full pass (seconds, with
+    that many sockets) closer. A booking here is one tuple; due bookings are handled together, and their
+    quiet executions read in one query (`last_seqs`) a pass, at most one pass every WINDOW seconds."""
 
     WINDOW = 0.05
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CatchUpClock] = weakref.WeakKeyDictionary()
