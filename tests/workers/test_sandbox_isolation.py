@@ -66,6 +66,24 @@ def test_sandbox_promise_callbacks_cannot_leak_past_the_call(sandbox):
     assert second.value == "undefined"
 
 
+def test_sandbox_chained_promise_callbacks_all_belong_to_their_call(sandbox):
+    # given a script whose callbacks queue further callbacks (each `then` and `await` is a later microtask)
+    source = """
+const step = async (name) => { await null; console.log(name); };
+Promise.resolve()
+  .then(() => step('a'))
+  .then(() => console.log('b'))
+  .then(() => { globalThis.lateChain = 1; console.log('c'); });
+return 1;
+"""
+    # when it runs, and the next call looks
+    first = run(sandbox, source)
+    second = run(sandbox, "return typeof lateChain")
+    # then every callback ran within the first call, in order, and left nothing behind
+    assert [line.message for line in first.logs] == ["a", "b", "c"]
+    assert second.value == "undefined"
+
+
 def test_sandbox_error_subclass_can_set_its_name(sandbox):
     # given common code that assigns over inherited builtin properties (frozen prototypes must allow it)
     source = """
