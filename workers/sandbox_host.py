@@ -82,11 +82,18 @@ class _Reader:
 async def _within(eval_task: asyncio.Task[Any], timeout: float) -> Any:
     """The eval's value, or JSTimeoutException once `timeout` has passed (the task is then cancelled, which has
     mini-racer terminate the script)."""
-    expiry = asyncio.get_running_loop().call_later(timeout, eval_task.cancel)
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        eval_task.cancel()
+
+    expiry = asyncio.get_running_loop().call_later(timeout, expire)
     try:
         return await eval_task
     except asyncio.CancelledError:
-        if eval_task.cancelled():  # by the expiry: nothing else cancels a call
+        if expired:
             raise JSTimeoutException from None
         raise
     finally:
@@ -139,7 +146,9 @@ class Engine:
         racer.set_hard_memory_limit(max_memory)
         # Both evals are handed to V8 at once: its thread runs the script, then the promise callbacks the script
         # queued (mini-racer's pump runs a microtask checkpoint after every task), then the closing eval,
-        # without waiting for this thread in between (two thread hand-offs fewer a call).
+        # without waiting for this thread in between (two thread hand-offs fewer a call). A task a script could
+        # queue for later (setTimeout, Atomics.waitAsync, WebAssembly compilation, FinalizationRegistry) would
+        # run after the closing eval, in the next call: the bootstrap removes every such source.
         run = self._loop.create_task(racer.eval_cancelable(code))
         closing = self._loop.create_task(racer.eval_cancelable("__flowrunner.finish()"))
         try:
@@ -153,6 +162,10 @@ class Engine:
         except JSEvalException as exc:
             self.discard()
             return {"status": "terminated", "message": (str(exc).splitlines() or [""])[0]}, "", ""
+        if racer.was_hard_memory_limit_reached():
+            # A promise callback went over the limit: V8 stopped it between the two evals without an error.
+            self.discard()
+            return {"status": "memory"}, "", ""
         if not finish.startswith("[true,"):
             self.discard()  # an undeletable global, a frozen or re-parented globalThis: start afresh
         return reply, envelope, finish

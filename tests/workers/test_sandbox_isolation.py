@@ -136,6 +136,20 @@ def test_sandbox_memory_bomb_raises_memory_error_and_the_next_call_works(sandbox
     assert run(sandbox, "return input.items.length").value == 3
 
 
+def test_sandbox_promise_callback_over_the_memory_limit_is_a_memory_error(sandbox):
+    # given a script that returns at once but leaves a promise callback that allocates without bound
+    source = (
+        "Promise.resolve().then(() => { const a = [];"
+        " while (true) a.push(new Array(10000).fill('x'.repeat(10))); });\nreturn 1"
+    )
+    # when it runs
+    with pytest.raises(ScriptMemoryError) as caught:
+        run(sandbox, source, memory_mb=64, timeout=20)
+    # then the callback's overrun fails the call (V8 stops a callback silently) and the next call works
+    assert str(caught.value) == "script exceeded its memory limit of 64 MB"
+    assert run(sandbox, "return 'next'").value == "next"
+
+
 def test_sandbox_binary_buffers_outside_the_heap_limit_are_unavailable(sandbox):
     # given buffer types whose memory the heap limit would not count
     # when a script looks for them
