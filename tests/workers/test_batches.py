@@ -214,3 +214,29 @@ def test_batches_parts_carry_no_document_over_their_budget(member, launched, set
     _run_parent(execution)
     # Then no part's task carries a context: each is claimed first
     assert chords[0][3] == [None, None, None]
+
+
+def test_batches_part_messages_show_their_run_id_and_no_document(member, monkeypatch):
+    # Given a batch node whose parts carry the document (a secret-looking marker in it), and chords captured
+    published = []
+
+    class CapturedChord:
+        def __init__(self, header, body):
+            self.header, self.body = header, body
+
+        def apply_async(self):
+            published.append(self)
+
+    monkeypatch.setattr(batches, "chord", CapturedChord)
+    monkeypatch.setattr(dispatch, "send_now", lambda *args, **kwargs: None)
+    execution = _start(member, {"numbers": [1, 2, 3], "lanes": 3, "marker": "doc-marker-4711"})
+    # When the batch node starts
+    parent = _run_parent(execution)
+    # Then each part's task carries its context, but what monitors and the reaper read is the run id alone
+    parts = {p.task_id: p.id for p in NodeRun.objects.filter(parent=parent)}
+    signatures = list(published[0].header.tasks)
+    assert len(signatures) == 3
+    for signature in signatures:
+        assert "doc-marker-4711" in repr(signature.kwargs)
+        assert signature.options["argsrepr"] == f"[{parts[signature.options['task_id']]}]"
+        assert signature.options["kwargsrepr"] == "{}"
