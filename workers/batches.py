@@ -139,13 +139,13 @@ def _process(claimed: runs.Claimed, node: NodeSpec, ctx: EngineContext) -> Retry
     return runs.finish_work(claimed, ctx, execute(lambda c: kind.process(c, items, index, batch_count), ctx))
 
 
-def _time_out_unfinished(parent: NodeRun) -> None:
+def _time_out_unfinished(parent_id: int, execution_id: str) -> None:
     """The deadline passed: the parts still open end as timed out (their tasks revoked)."""
     with transaction.atomic():
-        execution = Execution.objects.select_for_update().get(id=parent.execution_id)
+        execution = Execution.objects.select_for_update().get(id=execution_id)
         with locked_execution_work(execution):
             unfinished = list(
-                NodeRun.objects.filter(parent_id=parent.id).exclude(status__in=TERMINAL_NODE_STATUSES)
+                NodeRun.objects.filter(parent_id=parent_id).exclude(status__in=TERMINAL_NODE_STATUSES)
             )
             moved = transitions.node_runs_cancel(
                 unfinished,
@@ -159,19 +159,21 @@ def _time_out_unfinished(parent: NodeRun) -> None:
 def join(parent_id: int, *, deadline: bool = False) -> RetryLater | None:
     """Join the parts of a batch node (chord callback, reaper or deadline) once they are all finished (or the
     deadline passed). Idempotent: the batch node's finish is a compare-and-swap from running, won once."""
-    parent = NodeRun.objects.filter(
-        id=parent_id, status=NodeRunStatus.RUNNING, parts_total__isnull=False
-    ).first()
-    if parent is None or (not deadline and parent.parts_done < parent.parts_total):
-        return None  # an early chord callback or reaper pass: the last part's finish makes it due
-    parts = latest_parts(parent.id)
-    if deadline and any(part.status not in TERMINAL_NODE_STATUSES for part in parts.values()):
-        _time_out_unfinished(parent)
-        parts = latest_parts(parent.id)
-    claimed = runs.reload(parent.id)
-    if claimed is None:
+    # The batch node and its execution in one read (its counter included): the join is on every batch's
+    # critical path, and each ORM query costs more to build than to run.
+    claimed = runs.reload(parent_id)
+    if claimed is None or claimed.run["parts_total"] is None:
         return None
-    node = spec_for_version(claimed.version_id).nodes[parent.node_id]
+    if not deadline and claimed.run["parts_done"] < claimed.run["parts_total"]:
+        return None  # an early chord callback or reaper pass: the last part's finish makes it due
+    parts = latest_parts(parent_id)
+    if deadline and any(part.status not in TERMINAL_NODE_STATUSES for part in parts.values()):
+        _time_out_unfinished(parent_id, claimed.execution["id"])
+        parts = latest_parts(parent_id)
+        claimed = runs.reload(parent_id)
+        if claimed is None:
+            return None
+    node = spec_for_version(claimed.version_id).nodes[claimed.run["node_id"]]
     outcome = _join_outcome(node, parts, deadline=deadline)
     redactor = runs.redactor_for(claimed.execution["account_id"])
     # Parts are stored masked already; the joined output is checked again as it joins the document.

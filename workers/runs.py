@@ -19,7 +19,8 @@ from accounts.redaction import LazyRedactor
 from accounts.selectors import secrets_decrypted
 from core import metrics
 from executions import dispatch, lifecycle, transitions
-from executions.models import TERMINAL_EXECUTION_STATUSES, NodeRun
+from executions.engine_reads import running_node_run
+from executions.models import TERMINAL_EXECUTION_STATUSES
 from executions.node_tasks import CONTEXT, context_bytes, node_task_options, node_timeout
 from flows.dsl.spec import FlowSpec, NodeSpec
 from workers import heartbeat
@@ -86,36 +87,10 @@ def claim(node_run_id: int, *, task_id: str = "", hostname: str = "") -> Claimed
 
 def reload(node_run_id: int) -> Claimed | None:
     """A running run as a claim would return it, read back (a wait's resume, a join, a lost attempt)."""
-    run = (
-        NodeRun.objects.select_related("execution", "parent").filter(id=node_run_id, status="running").first()
-    )
-    if run is None:
+    found = running_node_run(node_run_id=node_run_id)
+    if found is None:
         return None
-    execution = run.execution
-    return Claimed(
-        run={
-            "id": run.id,
-            "node_id": run.node_id,
-            "batch_index": run.batch_index,
-            "attempt": run.attempt,
-            "step": run.step,
-            "input": run.input,
-            "task_id": run.task_id,
-            "parent_id": run.parent_id,
-            "output": run.output,
-        },
-        execution={
-            "id": str(execution.id),
-            "account_id": str(execution.account_id),
-            "flow_id": execution.flow_id,
-            "flow_version_id": execution.flow_version_id,
-            "data": execution.data,
-            "node_outputs": execution.node_outputs,
-            "steps": execution.steps,
-            "progress": execution.progress,
-        },
-        parent_input=run.parent.input if run.parent is not None else None,
-    )
+    return Claimed(found["run"], found["execution"], found["parent_input"])
 
 
 # --- context ------------------------------------------------------------------------------------------------
