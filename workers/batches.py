@@ -67,18 +67,25 @@ def start(claimed: runs.Claimed, node: NodeSpec, kind: Any, ctx: EngineContext) 
         {"batch_count": len(parts), "item_count": item_count, "lanes": lanes},
         context_bytes(node, parts=True),
     )
-    _launch_chord(claimed.id, parts, lanes, node, contexts)
+    _launch_chord(claimed.id, parts, lanes, node, contexts, execution_id=claimed.execution["id"])
     if node.timeout:
         dispatch.send_now(dispatch.BATCH_DEADLINE, claimed.id, countdown=node.timeout, queue=node.queue)
     return None
 
 
 def _launch_chord(
-    parent_id: int, parts: list[list[Any]], lanes: int, node: NodeSpec, contexts: list[Any]
+    parent_id: int,
+    parts: list[list[Any]],
+    lanes: int,
+    node: NodeSpec,
+    contexts: list[Any],
+    *,
+    execution_id: str,
 ) -> None:
-    # argsrepr and kwargsrepr written out, as for every node task: Celery's saferepr of each part's context
-    # (the document and the part's items) cost a quarter of the chord's publishing CPU and put the document into
-    # task events (Flower). The reaper's backlog scan reads the run id from argsrepr, in this form.
+    # argsrepr and kwargsrepr written out, as for node tasks (executions.dispatch): Celery's saferepr of each
+    # part's context cost a quarter of the chord's publishing CPU. Monitors see the execution and node as for a
+    # node task, and the reaper's backlog scan reads the run id from argsrepr, in this form.
+    labels = repr({"execution_id": str(execution_id), "node_id": node.id})
     signatures = [
         current_app.signature(
             dispatch.RUN_BATCH,
@@ -88,7 +95,7 @@ def _launch_chord(
             queue=node.queue,
             task_id=task_id,
             argsrepr=f"[{int(part_id)}]",
-            kwargsrepr="{}",
+            kwargsrepr=labels,
         )
         for (part_id, task_id), context in zip(parts, contexts, strict=True)
     ]
@@ -170,9 +177,6 @@ def join(parent_id: int, *, deadline: bool = False) -> RetryLater | None:
     if deadline and any(part.status not in TERMINAL_NODE_STATUSES for part in parts.values()):
         _time_out_unfinished(parent_id, claimed.execution["id"])
         parts = latest_parts(parent_id)
-        claimed = runs.reload(parent_id)
-        if claimed is None:
-            return None
     node = spec_for_version(claimed.version_id).nodes[claimed.run["node_id"]]
     outcome = _join_outcome(node, parts, deadline=deadline)
     redactor = runs.redactor_for(claimed.execution["account_id"])

@@ -37,7 +37,9 @@ def launched(monkeypatch):
     monkeypatch.setattr(
         batches,
         "_launch_chord",
-        lambda parent_id, parts, lanes, node, contexts: chords.append((parent_id, parts, lanes, contexts)),
+        lambda parent_id, parts, lanes, node, contexts, **_: chords.append(
+            (parent_id, parts, lanes, contexts)
+        ),
     )
     tasks: list[tuple[str, int, dict]] = []
     monkeypatch.setattr(
@@ -216,8 +218,9 @@ def test_batches_parts_carry_no_document_over_their_budget(member, launched, set
     assert chords[0][3] == [None, None, None]
 
 
-def test_batches_part_messages_show_their_run_id_and_no_document(member, monkeypatch):
-    # Given a batch node whose parts carry the document (a secret-looking marker in it), and chords captured
+@pytest.mark.parametrize("lanes", [3, 2])  # one part per lane; a lane of two parts (a chain)
+def test_batches_part_messages_show_their_run_id_and_labels_not_their_context(member, monkeypatch, lanes):
+    # Given a batch node whose parts carry the document (a marker in it), and chords captured
     published = []
 
     class CapturedChord:
@@ -229,14 +232,16 @@ def test_batches_part_messages_show_their_run_id_and_no_document(member, monkeyp
 
     monkeypatch.setattr(batches, "chord", CapturedChord)
     monkeypatch.setattr(dispatch, "send_now", lambda *args, **kwargs: None)
-    execution = _start(member, {"numbers": [1, 2, 3], "lanes": 3, "marker": "doc-marker-4711"})
+    execution = _start(member, {"numbers": [1, 2, 3], "lanes": lanes, "marker": "doc-marker-4711"})
     # When the batch node starts
     parent = _run_parent(execution)
-    # Then each part's task carries its context, but what monitors and the reaper read is the run id alone
+    # Then each part's task carries its context, but monitors and the reaper read the run id and the labels
     parts = {p.task_id: p.id for p in NodeRun.objects.filter(parent=parent)}
-    signatures = list(published[0].header.tasks)
-    assert len(signatures) == 3
+    signatures = [
+        member for lane in published[0].header.tasks for member in getattr(lane, "tasks", None) or [lane]
+    ]
+    assert len(signatures) == 3 and len(published[0].header.tasks) == lanes
     for signature in signatures:
         assert "doc-marker-4711" in repr(signature.kwargs)
         assert signature.options["argsrepr"] == f"[{parts[signature.options['task_id']]}]"
-        assert signature.options["kwargsrepr"] == "{}"
+        assert signature.options["kwargsrepr"] == repr({"execution_id": str(execution.id), "node_id": "fan"})
