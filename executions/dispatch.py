@@ -23,6 +23,11 @@ DELIVER_CALLBACK = "flowrunner.deliver_callback"
 _NO_RESULT = frozenset({RUN_NODE, RESUME_NODE, JOIN_BATCHES, BATCH_DEADLINE})
 
 
+def task_labels(execution_id: Any, node_id: str | None) -> dict[str, str]:
+    """The labels monitors (Flower, `celery events`) show as a node or batch part task's kwargs."""
+    return {"execution_id": str(execution_id or ""), "node_id": node_id or ""}
+
+
 def send_now(
     task: str,
     node_run_id: int,
@@ -43,7 +48,7 @@ def send_now(
     """
     options: dict[str, Any] = {}
     if execution_id is not None or node_id is not None:
-        options["kwargs"] = {"execution_id": str(execution_id or ""), "node_id": node_id or ""}
+        options["kwargs"] = task_labels(execution_id, node_id)
     if queue:
         options["queue"] = queue
     if countdown:

@@ -21,7 +21,8 @@ SELECT r.id, r.node_id, r.batch_index, r.attempt, r.step, r.input, r.task_id, r.
 """
 
 
-def _json(value: Any) -> Any:
+def jsonb_value(value: Any) -> Any:
+    """A jsonb column's value: the connection hands jsonb over as text (Django's loader), a dict otherwise."""
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
@@ -43,10 +44,10 @@ def running_node_run(*, node_run_id: int) -> dict[str, Any] | None:
             "batch_index": batch_index,
             "attempt": attempt,
             "step": step,
-            "input": _json(run_input),
+            "input": jsonb_value(run_input),
             "task_id": task_id,
             "parent_id": parent_id,
-            "output": _json(output),
+            "output": jsonb_value(output),
             "parts_done": parts_done,
             "parts_total": parts_total,
         },
@@ -55,10 +56,10 @@ def running_node_run(*, node_run_id: int) -> dict[str, Any] | None:
             "account_id": str(account_id),
             "flow_id": flow_id,
             "flow_version_id": flow_version_id,
-            "data": _json(data),
-            "node_outputs": _json(node_outputs),
+            "data": jsonb_value(data),
+            "node_outputs": jsonb_value(node_outputs),
             "steps": steps,
             "progress": progress,
         },
-        "parent_input": _json(parent_input),
+        "parent_input": jsonb_value(parent_input),
     }

@@ -18,6 +18,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from executions.broadcast import broadcast_frames
+from executions.engine_reads import jsonb_value
 from executions.events import current_work, record_event
 from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, NodeRun, NodeRunStatus
 from executions.status import execution_status
@@ -167,7 +168,7 @@ def _call(sql: str, args: list[Any], *, then: Callable[[dict], None] | None = No
     with connection.cursor() as cursor:
         cursor.execute(sql, args)
         raw = cursor.fetchone()[0]
-    result = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    result = jsonb_value(raw)
     frames = result.get("frames") or []
     # A claim names its account inside the execution it returns.
     account_id = result.get("account_id") or (result.get("execution") or {}).get("account_id")

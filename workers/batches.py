@@ -85,7 +85,7 @@ def _launch_chord(
     # argsrepr and kwargsrepr written out, as for node tasks (executions.dispatch): Celery's saferepr of each
     # part's context cost a quarter of the chord's publishing CPU. Monitors see the execution and node as for a
     # node task, and the reaper's backlog scan reads the run id from argsrepr, in this form.
-    labels = repr({"execution_id": str(execution_id), "node_id": node.id})
+    labels = repr(dispatch.task_labels(execution_id, node.id))
     signatures = [
         current_app.signature(
             dispatch.RUN_BATCH,
